@@ -1,0 +1,49 @@
+# Two commands for a newcomer:  make demo  (meta-train and evaluate MAML on Omniglot)
+#                               make test  (the whole test suite: unit tests, then the notebooks)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mllib-installed
+RUN    ?= runs/demo
+
+.PHONY: install demo test unit notebooks-test notebooks student bench clean help
+
+help:
+	@echo "make demo       create .venv, install, meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
+	@echo "make test       create or reuse .venv and run every test (unit tests, then the notebooks)"
+	@echo "make notebooks  re-execute every notebook in place (stored outputs)"
+	@echo "make student    write the student version of the notebooks to build/student/"
+	@echo "make bench      run the meta-step benchmark"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e ".[test,notebooks]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m mllib data
+	$(PY) -m mllib train --algo maml --ways 5 --shots 1 --profile quick --out $(RUN) --resume
+	$(PY) -m mllib eval --checkpoint $(RUN)/best.pt --tasks 600 --split test --plot $(RUN)/learning_curve.png
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+notebooks-test: $(STAMP)
+	MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider notebooks/
+
+test: unit notebooks-test
+
+notebooks: $(STAMP)
+	MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m mllib course execute notebooks/
+
+student: $(STAMP)
+	$(PY) -m mllib course build --out build/student
+
+bench: $(STAMP)
+	$(PY) -m mllib bench
+
+clean:
+	rm -rf build runs .pytest_cache

@@ -1,0 +1,96 @@
+"""Named run configurations in one place: ``MLLIB_PROFILE=auto|quick|full``.
+
+* ``quick``: minutes on a 2-core laptop CPU (what CI and the notebooks use by default).
+* ``full``: the MAML paper's Omniglot settings, meant for a GPU.
+* ``auto``: ``full`` when a GPU is present, ``quick`` otherwise.
+
+A profile is a frozen dataclass; ``resolve_profile("quick", ways=20)`` applies the
+per-ways settings (20-way tasks use a smaller meta-batch, a smaller inner learning
+rate and more inner steps, as in the paper). Any field can be overridden with
+``dataclasses.replace`` or from the command line (``--steps``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+PROFILE_ENV = "MLLIB_PROFILE"
+PROFILE_CHOICES = ("auto", "quick", "full")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every knob of an Omniglot meta-training run and of the sinusoid experiments."""
+
+    name: str
+    # Omniglot meta-training
+    meta_steps: int          # outer-loop updates
+    meta_batch: int          # tasks per outer update
+    query: int               # query images per class in training tasks
+    inner_steps: int         # inner-loop steps during meta-training
+    inner_steps_test: int    # inner-loop steps at validation and test time
+    inner_lr: float          # inner-loop learning rate (initial value for Meta-SGD)
+    meta_lr: float           # Adam learning rate of the outer loop
+    filters: int             # conv channels of the 4-block learner
+    val_every: int           # meta-steps between validations
+    val_tasks: int           # fixed validation tasks
+    test_tasks: int          # fixed test tasks (>= 600 for the paper's protocol)
+    test_query: int          # query images per class at validation and test time
+    checkpoint_every: int    # meta-steps between checkpoints
+    # Sinusoid regression (notebooks 01, 03, 04)
+    sine_meta_steps: int
+    sine_meta_batch: int
+    sine_shots: int
+    sine_inner_lr: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_BASE = {
+    "quick": dict(
+        meta_steps=600, meta_batch=8, query=5, inner_steps=1, inner_steps_test=3,
+        inner_lr=0.4, meta_lr=3e-3, filters=32, val_every=100, val_tasks=100,
+        test_tasks=600, test_query=5, checkpoint_every=50,
+        sine_meta_steps=2000, sine_meta_batch=10, sine_shots=10, sine_inner_lr=0.01,
+    ),
+    "full": dict(
+        meta_steps=60000, meta_batch=32, query=15, inner_steps=1, inner_steps_test=10,
+        inner_lr=0.4, meta_lr=1e-3, filters=64, val_every=500, val_tasks=300,
+        test_tasks=600, test_query=15, checkpoint_every=1000,
+        sine_meta_steps=70000, sine_meta_batch=25, sine_shots=10, sine_inner_lr=0.01,
+    ),
+}
+
+# 20-way tasks (MAML paper): meta-batch 16, inner lr 0.1, 5 inner steps.
+_WAYS_OVERRIDES = {
+    ("full", 20): dict(meta_batch=16, inner_lr=0.1, inner_steps=5, inner_steps_test=5),
+    ("quick", 20): dict(meta_batch=4, inner_lr=0.1, inner_steps=3, inner_steps_test=5),
+}
+
+
+def profile_name(name: str | None = None) -> str:
+    """Resolve ``auto`` (argument, then ``$MLLIB_PROFILE``) to ``quick`` or ``full``."""
+    chosen = (name or os.environ.get(PROFILE_ENV) or "auto").strip().lower()
+    if chosen not in PROFILE_CHOICES:
+        raise ValueError(
+            f"profile={chosen!r} is not one of {', '.join(PROFILE_CHOICES)} "
+            f"(set it with the profile argument or ${PROFILE_ENV})."
+        )
+    if chosen == "auto":
+        return "full" if torch.cuda.is_available() else "quick"
+    return chosen
+
+
+def resolve_profile(name: str | None = None, ways: int = 5, **overrides) -> Profile:
+    """The named profile for ``ways``-way tasks, with ``overrides`` applied last."""
+    resolved = profile_name(name)
+    fields = dict(_BASE[resolved])
+    fields.update(_WAYS_OVERRIDES.get((resolved, ways), {}))
+    profile = Profile(name=resolved, **fields)
+    unknown = set(overrides) - set(profile.to_dict())
+    if unknown:
+        raise ValueError(f"unknown profile field(s) {sorted(unknown)}; known: {sorted(profile.to_dict())}")
+    return replace(profile, **overrides) if overrides else profile

@@ -1,0 +1,64 @@
+"""Which device mllib runs on: one toggle, ``MLLIB_DEVICE=auto|cpu|cuda|mps``.
+
+``resolve_device()`` reads the argument first, then the environment variable, then
+falls back to ``auto``. ``auto`` picks CUDA, then Apple's MPS, then the CPU. Asking
+for a device that is not there is an error, never a silent fallback: a learner who
+asked for a GPU must know when they did not get one.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+DEVICE_ENV = "MLLIB_DEVICE"
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Return the ``torch.device`` to use.
+
+    ``device`` overrides ``$MLLIB_DEVICE``; both accept ``auto``, ``cpu``, ``cuda``
+    (or ``cuda:N``) and ``mps``.
+    """
+    if isinstance(device, torch.device):
+        requested = str(device)
+    else:
+        requested = (device or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    kind = requested.split(":", 1)[0]
+    if kind not in DEVICE_CHOICES:
+        raise ValueError(
+            f"device={requested!r} is not one of {', '.join(DEVICE_CHOICES)} "
+            f"(set it with the device argument or ${DEVICE_ENV})."
+        )
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={requested!r} was requested but CUDA is not available on this machine. "
+            f"Use {DEVICE_ENV}=auto (picks the best device present) or {DEVICE_ENV}=cpu."
+        )
+    if kind == "mps" and not _mps_available():
+        raise RuntimeError(
+            f"device={requested!r} was requested but Apple MPS is not available. "
+            f"Use {DEVICE_ENV}=auto or {DEVICE_ENV}=cpu."
+        )
+    return torch.device(requested)
+
+
+def describe_device(device: torch.device) -> str:
+    """A one-line, human-readable description, e.g. ``cuda (NVIDIA H100)`` or ``cpu (2 threads)``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
