@@ -1,0 +1,63 @@
+"""The device toggle and the run profiles."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mllib.config import resolve_profile, profile_name
+from mllib.device import resolve_device
+
+
+def test_cpu_is_always_available(monkeypatch):
+    monkeypatch.delenv("MLLIB_DEVICE", raising=False)
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_environment_variable_sets_the_device_and_argument_overrides_it(monkeypatch):
+    monkeypatch.setenv("MLLIB_DEVICE", "cpu")
+    assert resolve_device() == torch.device("cpu")
+    monkeypatch.setenv("MLLIB_DEVICE", "nonsense")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="MLLIB_DEVICE"):
+        resolve_device()
+
+
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("mllib.device._mps_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr("mllib.device._mps_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+def test_missing_cuda_is_an_error_not_a_silent_fallback(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("cuda")
+    monkeypatch.setattr("mllib.device._mps_available", lambda: False)
+    with pytest.raises(RuntimeError, match="MPS is not available"):
+        resolve_device("mps")
+
+
+def test_profiles_resolve_and_auto_follows_the_gpu(monkeypatch):
+    monkeypatch.delenv("MLLIB_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert profile_name() == "quick"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert profile_name("auto") == "full"
+    monkeypatch.setenv("MLLIB_PROFILE", "quick")
+    assert profile_name() == "quick"
+    with pytest.raises(ValueError, match="MLLIB_PROFILE"):
+        profile_name("fast")
+
+
+def test_full_profile_is_the_maml_paper_and_twenty_way_overrides():
+    full5 = resolve_profile("full", ways=5)
+    assert (full5.meta_batch, full5.inner_lr, full5.inner_steps, full5.meta_lr) == (32, 0.4, 1, 1e-3)
+    full20 = resolve_profile("full", ways=20)
+    assert (full20.meta_batch, full20.inner_lr, full20.inner_steps) == (16, 0.1, 5)
+    assert resolve_profile("quick", meta_steps=3).meta_steps == 3
+    with pytest.raises(ValueError, match="unknown profile field"):
+        resolve_profile("quick", not_a_field=1)
