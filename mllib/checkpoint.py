@@ -1,0 +1,194 @@
+"""Checkpoints: everything needed to resume a meta-training run exactly, in one file.
+
+A checkpoint is a plain dict saved with ``torch.save``::
+
+    {
+        "format": "mllib-checkpoint", "format_version": 1,
+        "meta_params": {name: Tensor},          # on the CPU
+        "optimizer": optimizer.state_dict(),     # Adam moments and step counts
+        "sampler": task_sampler.state_dict(),    # training task stream (generator state)
+        "torch_rng": ByteTensor,                 # torch's global CPU generator
+        "step": int,                             # completed meta-steps
+        "best_val_accuracy": float | None, "best_step": int | None,
+        "elapsed": float,                        # training seconds so far (all sessions)
+        "config": dict,                          # the full TrainConfig plus the resolved profile
+        "version": str, "git_commit": str | None,
+    }
+
+Files are written atomically (a temporary file in the same folder, then ``os.replace``),
+so a crash or a Ctrl-C while saving never leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+import mllib
+
+FORMAT = "mllib-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("meta_params", "optimizer", "step", "config", "version")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: damaged, not ours, or trained with another config."""
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The git commit of the mllib source tree (``None`` outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit or None
+
+
+def code_version() -> dict:
+    """``{"version": mllib.__version__, "git_commit": ...}``, stored in every checkpoint."""
+    return {"version": mllib.__version__, "git_commit": git_commit()}
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    meta_params: Mapping[str, torch.Tensor],
+    optimizer_state: dict,
+    config: dict,
+    step: int,
+    sampler_state: Any = None,
+    torch_rng: torch.Tensor | None = None,
+    best_val_accuracy: float | None = None,
+    best_step: int | None = None,
+    elapsed: float = 0.0,
+    extra: dict | None = None,
+) -> Path:
+    """Write a checkpoint atomically; tensors are stored detached, on the CPU."""
+    state = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta_params": {k: v.detach().to("cpu", copy=True) for k, v in meta_params.items()},
+        "optimizer": _to_cpu(optimizer_state),
+        "sampler": _to_cpu(sampler_state),
+        "torch_rng": torch.get_rng_state() if torch_rng is None else torch_rng,
+        "step": int(step),
+        "best_val_accuracy": None if best_val_accuracy is None else float(best_val_accuracy),
+        "best_step": None if best_step is None else int(best_step),
+        "elapsed": float(elapsed),
+        "config": dict(config),
+        **code_version(),
+    }
+    if extra:
+        state["extra"] = extra
+    return atomic_save(state, path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    expected_config: Mapping[str, Any] | None = None,
+    ignore: Iterable[str] = (),
+) -> dict:
+    """Read a checkpoint (onto the CPU) and check it.
+
+    Raises ``FileNotFoundError`` if ``path`` is missing and :class:`CheckpointError` if the
+    file is damaged, is not an mllib checkpoint, or (with ``expected_config``) was trained
+    with a config that differs in a key not listed in ``ignore``; the message names every
+    differing key with both values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a torch checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'unreadable'}); delete it to start over "
+            f"or point to another file"
+        ) from err
+    except Exception as err:  # pickle.UnpicklingError and friends
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a torch checkpoint ({type(err).__name__}); "
+            f"delete it to start over or point to another file"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an mllib checkpoint (no '{FORMAT}' marker)")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {state.get('format_version')!r}; "
+            f"this mllib ({mllib.__version__}) reads version {FORMAT_VERSION}"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is damaged: missing {', '.join(missing)}")
+    if expected_config is not None:
+        diff = config_differences(state["config"], expected_config, ignore=ignore)
+        if diff:
+            raise CheckpointError(
+                f"checkpoint {path} was trained with a different config: {'; '.join(diff)}. "
+                f"Use another --out folder, or repeat the checkpoint's settings to resume it."
+            )
+    return state
+
+
+def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Human-readable differences ``"key: checkpoint=X, requested=Y"`` between two flat or nested dicts."""
+    ignore = set(ignore)
+    out: list[str] = []
+    _diff(dict(saved), dict(wanted), "", ignore, out)
+    return out
+
+
+def _diff(a: dict, b: dict, prefix: str, ignore: set, out: list[str]) -> None:
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        if key in ignore or name in ignore:
+            continue
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            _diff(va, vb, f"{name}.", ignore, out)
+        elif _normal(va) != _normal(vb):
+            out.append(f"{name}: checkpoint={va!r}, requested={vb!r}")
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    return value
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
