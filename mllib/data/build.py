@@ -1,0 +1,246 @@
+"""Read the Omniglot PNGs (zip or folder), preprocess them and write the cache file.
+
+Preprocessing (``PREPROCESS_VERSION`` changes whenever this changes): each 105x105 1-bit PNG
+is converted to 8-bit grey (``convert("L")``), resized to 28x28 with LANCZOS, and inverted so
+that strokes are bright: stored ``uint8`` with 0 = background and 255 = full stroke (LANCZOS
+leaves grey values in between at stroke edges).
+
+Order, independent of the file system and of the order inside the zips: characters are the
+``background`` set, then the ``evaluation`` set, each sorted by ``"alphabet/characterNN"``;
+the drawers of a character are sorted by the drawer number in ``<id>_<drawer>.png``.
+
+The cache file name carries ``PREPROCESS_VERSION`` and a fingerprint of the source: the
+SHA-256 of the sorted listing of PNG members with their CRC-32 and size (zips) or their size
+and modification time (folders). Writing goes to a temporary file in the cache folder, then
+``os.replace`` renames it, so an interrupted or concurrent build never leaves a broken cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .locate import SETS, OmniglotDataError, OmniglotSource
+
+PREPROCESS_VERSION = 1
+IMAGE_SIZE = 28
+_CHUNK = 1024  # images per worker job
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Sorted description of a source: ``characters[i]`` has images ``members[i]`` (drawer order)."""
+
+    characters: list  # "alphabet/characterNN", canonical order
+    sets: list  # "background" | "evaluation" per character
+    members: list  # per character, per drawer: (set_name, member name or relative path)
+    fingerprint: str
+
+
+def _parse(rel: str):
+    """``alphabet/character/<id>_<drawer>.png`` -> (alphabet, character, drawer) or None."""
+    parts = rel.split("/")
+    if len(parts) != 3 or not parts[2].endswith(".png") or parts[2].startswith("."):
+        return None
+    stem = parts[2][:-4]
+    try:
+        drawer = int(stem.rsplit("_", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return parts[0], parts[1], drawer
+
+
+def _list_set(source: OmniglotSource, set_name: str) -> tuple[list, list]:
+    """[(rel, key)] of the PNGs of one set; ``key`` feeds the fingerprint."""
+    path = source.paths[set_name]
+    prefix = f"images_{set_name}/"
+    rows = []
+    if source.kind(set_name) == "zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = zf.infolist()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise OmniglotDataError(_corrupt(path, err)) from err
+        for info in infos:
+            if info.is_dir() or not info.filename.startswith(prefix):
+                continue
+            rel = info.filename[len(prefix):]
+            rows.append((rel, info.filename, f"{info.CRC:08x}:{info.file_size}"))
+    else:
+        for dirpath, _dirnames, filenames in os.walk(path):
+            for name in filenames:
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, path).replace(os.sep, "/")
+                st = os.stat(full)
+                rows.append((rel, full, f"{st.st_size}:{st.st_mtime_ns}"))
+    return rows
+
+
+def _corrupt(path, err) -> str:
+    return (
+        f"Omniglot source {path} is corrupt or truncated ({type(err).__name__}: {err}). "
+        f"Replace it with an intact copy (or delete it and run with --download); no cache was written."
+    )
+
+
+def list_source(source: OmniglotSource) -> Listing:
+    """Sorted listing and fingerprint of ``source`` (reads only the zip directories / folder tree)."""
+    characters, sets, members = [], [], []
+    digest = hashlib.sha256(f"omniglot-listing-v1".encode())
+    drawer_counts = set()
+    for set_name in SETS:
+        per_char: dict = {}
+        rows = _list_set(source, set_name)
+        for rel, member, key in rows:
+            parsed = _parse(rel)
+            if parsed is None:
+                continue
+            alphabet, character, drawer = parsed
+            per_char.setdefault(f"{alphabet}/{character}", []).append((drawer, member, rel, key))
+        if not per_char:
+            raise OmniglotDataError(
+                f"{source.paths[set_name]} holds no images_{set_name}/<alphabet>/<character>/<id>_<drawer>.png files; "
+                f"is it the Omniglot images_{set_name} set?"
+            )
+        for name in sorted(per_char):
+            images = sorted(per_char[name])
+            drawers = [d for d, *_ in images]
+            if len(set(drawers)) != len(drawers):
+                raise OmniglotDataError(f"{source.paths[set_name]}: character {name} has duplicate drawer numbers")
+            drawer_counts.add(len(images))
+            characters.append(name)
+            sets.append(set_name)
+            members.append([(set_name, member) for _, member, _, _ in images])
+            for _, _, rel, key in images:
+                digest.update(f"{set_name}/{rel}={key}\n".encode())
+    if len(drawer_counts) != 1:
+        raise OmniglotDataError(
+            f"every Omniglot character must have the same number of drawers, found counts {sorted(drawer_counts)} "
+            f"in {source.root} (an incomplete extraction?)"
+        )
+    if len(set(characters)) != len(characters):
+        raise OmniglotDataError(f"{source.root}: the same alphabet appears in both sets")
+    return Listing(characters, sets, members, digest.hexdigest())
+
+
+def cache_file_name(fingerprint: str) -> str:
+    return f"omniglot-{IMAGE_SIZE}px-v{PREPROCESS_VERSION}-{fingerprint[:16]}.pt"
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        small = img.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+    return 255 - np.asarray(small, dtype=np.uint8)
+
+
+def _decode_job(job) -> np.ndarray:
+    """Worker: decode the PNGs of ``job = (paths, [(set_name, member), ...])`` -> ``uint8 [n, 28, 28]``."""
+    paths, items = job
+    out = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    zips: dict = {}
+    try:
+        for i, (set_name, member) in enumerate(items):
+            path = paths[set_name]
+            try:
+                if path.endswith(".zip"):
+                    if set_name not in zips:
+                        zips[set_name] = zipfile.ZipFile(path)
+                    data = zips[set_name].read(member)
+                else:
+                    with open(member, "rb") as fh:
+                        data = fh.read()
+                out[i] = _decode_png(data)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, SyntaxError) as err:
+                where = f"{path}:{member}" if path.endswith(".zip") else member
+                raise OmniglotDataError(_corrupt(where, err)) from None
+    finally:
+        for zf in zips.values():
+            zf.close()
+    return out
+
+
+def default_workers() -> int:
+    """Worker processes for the build: up to 2 on Linux (fork), else 1 (decode in this process)."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def decode_images(source: OmniglotSource, listing: Listing, workers: int | None = None, progress: bool = True) -> np.ndarray:
+    """All images of ``listing`` as ``uint8 [characters, drawers, 28, 28]`` (strokes 255, background 0)."""
+    from PIL import PngImagePlugin  # noqa: F401  (imported before forking)
+    from tqdm.auto import tqdm
+
+    n_chars, n_drawers = len(listing.characters), len(listing.members[0])
+    flat = [m for per_char in listing.members for m in per_char]
+    paths = {s: str(source.paths[s]) for s in SETS}
+    jobs = [(paths, flat[i : i + _CHUNK]) for i in range(0, len(flat), _CHUNK)]
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if len(jobs) < 2:
+        workers = 1
+    disable = (not progress) or bool(os.environ.get("CI"))
+    bar = tqdm(total=len(flat), desc="Omniglot -> 28x28 cache", unit="img", disable=disable, leave=False)
+    parts = []
+    try:
+        if workers == 1:
+            for job in jobs:
+                parts.append(_decode_job(job))
+                bar.update(len(job[1]))
+        else:
+            import multiprocessing
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork from a threaded process (3.12+)
+                pool = multiprocessing.get_context("fork").Pool(workers)
+            try:
+                for part in pool.imap(_decode_job, jobs):
+                    parts.append(part)
+                    bar.update(len(part))
+                pool.close()
+            finally:
+                pool.terminate()
+                pool.join()
+    finally:
+        bar.close()
+    images = np.concatenate(parts)
+    return images.reshape(n_chars, n_drawers, IMAGE_SIZE, IMAGE_SIZE)
+
+
+# --------------------------------------------------------------------------- cache file
+
+
+def write_cache_atomic(path: Path, payload: dict) -> None:
+    """``torch.save(payload)`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a cache is as readable as any file
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,105 @@
+"""Fixed character splits of Omniglot, shipped as sorted JSON manifests in ``mllib/splits/``.
+
+Every manifest lists character names (``"alphabet/characterNN"``) per part, each list sorted.
+They were generated once from the real data by ``benchmarks/make_splits.py`` with the rules
+below (``make_manifests``); a test regenerates them and compares, so they cannot drift.
+
+The *canonical order* of the 1,623 characters is Lake's ``background`` set, then the
+``evaluation`` set, each sorted by name (the order of ``OmniglotData.characters``).
+
+* ``lake`` (Lake et al. 2015): ``train`` = the 964 characters of ``images_background``
+  (30 alphabets), ``test`` = the 659 of ``images_evaluation`` (20 alphabets).
+* ``vinyals`` (Vinyals et al. 2016, as released with Snell et al.'s prototypical networks):
+  ``test`` = the last 423 characters in canonical order (``Gurmukhi/character42`` to the end of
+  ``ULOG``); ``val`` = the 172 characters of the alphabets Armenian, Bengali, Early_Aramaic,
+  Hebrew and Mkhedruli_(Georgian); ``train`` = the other 1,028.
+* ``maml`` (Finn et al. 2017; the reference code shuffles characters at random, 1,200 for
+  meta-training of which 100 validate, 423 test): characters ranked by the SHA-256 hex digest
+  of ``"mllib-maml-split:" + name``; the first 1,100 are ``train``, the next 100 ``val``, the
+  last 423 ``test``. A seeded shuffle that does not depend on any RNG implementation or on
+  the file system.
+
+``split_characters(split, part)`` maps a part to indices into ``OmniglotData.images``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from importlib import resources
+
+SPLITS = {"lake": ("train", "test"), "maml": ("train", "val", "test"), "vinyals": ("train", "val", "test")}
+SIZES = {
+    "lake": {"train": 964, "test": 659},
+    "maml": {"train": 1100, "val": 100, "test": 423},
+    "vinyals": {"train": 1028, "val": 172, "test": 423},
+}
+VINYALS_VAL_ALPHABETS = ("Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)")
+MAML_SALT = "mllib-maml-split:"
+RULES = {
+    "lake": "train = images_background characters, test = images_evaluation characters",
+    "vinyals": "test = last 423 in canonical order (background then evaluation, each sorted); "
+    "val = alphabets " + ", ".join(VINYALS_VAL_ALPHABETS) + "; train = the rest",
+    "maml": f"rank by sha256('{MAML_SALT}' + name); first 1100 train, next 100 val, last 423 test",
+}
+
+
+def _check_split_part(split: str, part: str | None = None) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)}, got {split!r}")
+    if part is not None and part not in SPLITS[split]:
+        raise ValueError(
+            f"part must be one of {', '.join(repr(p) for p in SPLITS[split])} for split {split!r}, got {part!r}"
+        )
+
+
+@lru_cache(maxsize=None)
+def _manifest(split: str) -> dict:
+    text = resources.files("mllib").joinpath("splits", f"{split}.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def split_names(split: str, part: str) -> list[str]:
+    """Sorted character names of ``part`` of ``split``."""
+    _check_split_part(split, part)
+    return list(_manifest(split)["parts"][part])
+
+
+def canonical_characters() -> list[str]:
+    """All 1,623 character names in canonical order (background then evaluation, each sorted)."""
+    return split_names("lake", "train") + split_names("lake", "test")
+
+
+def split_characters(split: str = "maml", part: str = "train", characters: list[str] | None = None) -> list[int]:
+    """Indices (ascending) of the characters of ``part`` of ``split``.
+
+    ``characters``: the names the indices refer to, e.g. ``data.characters``; default: the
+    canonical 1,623 (the order of the full ``OmniglotData.images``). Names of the part that are
+    absent from ``characters`` (a subset such as the synthetic test data) are left out.
+    """
+    _check_split_part(split, part)
+    wanted = set(_manifest(split)["parts"][part])
+    names = canonical_characters() if characters is None else characters
+    return [i for i, name in enumerate(names) if name in wanted]
+
+
+def make_manifests(characters: list[str], sets: list[str]) -> dict:
+    """The three manifests from the canonical list of names and their Lake set (see the module docstring)."""
+    if len(characters) != 1623 or len(set(characters)) != 1623:
+        raise ValueError(f"characters must be the 1,623 distinct Omniglot names, got {len(characters)}")
+    lake = {
+        "train": sorted(c for c, s in zip(characters, sets) if s == "background"),
+        "test": sorted(c for c, s in zip(characters, sets) if s == "evaluation"),
+    }
+    test = characters[-423:]
+    val = [c for c in characters[:-423] if c.split("/")[0] in VINYALS_VAL_ALPHABETS]
+    train = [c for c in characters[:-423] if c.split("/")[0] not in VINYALS_VAL_ALPHABETS]
+    vinyals = {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+    ranked = sorted(characters, key=lambda c: hashlib.sha256((MAML_SALT + c).encode()).hexdigest())
+    maml = {"train": sorted(ranked[:1100]), "val": sorted(ranked[1100:1200]), "test": sorted(ranked[1200:])}
+    manifests = {"lake": lake, "maml": maml, "vinyals": vinyals}
+    for split, parts in manifests.items():
+        sizes = {p: len(v) for p, v in parts.items()}
+        if sizes != SIZES[split]:
+            raise ValueError(f"split {split!r} came out with sizes {sizes}, expected {SIZES[split]}")
+    return {s: {"split": s, "rule": RULES[s], "parts": parts} for s, parts in manifests.items()}
