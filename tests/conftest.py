@@ -1,0 +1,29 @@
+"""Shared fixtures.
+
+* ``omniglot`` (session): the real Omniglot when ``MLLIB_DATA`` is set (cache in ``MLLIB_CACHE`` or
+  the default), else a synthetic Omniglot written in the upstream zip layout into a temporary
+  folder and loaded through the same loader. Synthetic data reuses real character names (see
+  ``mllib.data.synthetic``), so splits work on both; check ``omniglot.complete`` for the real set.
+* ``synthetic_omniglot_root`` (session): the folder holding the synthetic ``images_background.zip``
+  and ``images_evaluation.zip`` (about 160 characters x 20 drawers).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mllib.data import load_omniglot, write_synthetic_omniglot
+
+
+@pytest.fixture(scope="session")
+def synthetic_omniglot_root(tmp_path_factory):
+    return write_synthetic_omniglot(tmp_path_factory.mktemp("synthetic_omniglot"))
+
+
+@pytest.fixture(scope="session")
+def omniglot(request, tmp_path_factory):
+    if os.environ.get("MLLIB_DATA"):
+        return load_omniglot(progress=False)
+    root = request.getfixturevalue("synthetic_omniglot_root")
+    return load_omniglot(root, cache_dir=tmp_path_factory.mktemp("omniglot_cache"), progress=False)

@@ -1,0 +1,262 @@
+"""Omniglot loading: location order, the cache (atomic, keyed, reused), corrupt input, preprocessing."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mllib.data.build as build
+import mllib.data.locate as locate
+from mllib.data import (
+    PREPROCESS_VERSION,
+    OmniglotDataError,
+    load_omniglot,
+    locate_omniglot,
+    write_synthetic_omniglot,
+)
+from mllib.data.synthetic import synthetic_characters
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    """About 16 characters x 20 drawers in the upstream zip layout."""
+    return write_synthetic_omniglot(tmp_path_factory.mktemp("tiny"), per_part=2)
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    monkeypatch.delenv("MLLIB_DATA", raising=False)
+    monkeypatch.delenv("MLLIB_CACHE", raising=False)
+
+
+def cache_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ------------------------------------------------------------------ the loaded data
+
+
+def test_images_are_uint8_strokes_bright(omniglot):
+    images = omniglot.images
+    assert images.dtype == torch.uint8 and images.shape[1:] == (20, 28, 28)
+    assert images.shape[0] == len(omniglot.characters) == len(omniglot.sets)
+    assert int(images.max()) == 255 and int(images.min()) == 0
+    # background (0) dominates; a border pixel is background in most images
+    assert (images == 0).float().mean() > 0.6
+    assert (images[:, :, 0, 0] == 0).float().mean() > 0.95
+    assert (images.flatten(2).amax(dim=2) > 128).all()  # every image has strokes
+
+
+def test_characters_sorted_background_first(omniglot):
+    sets = omniglot.sets
+    n_bg = sets.count("background")
+    assert sets == ["background"] * n_bg + ["evaluation"] * (len(sets) - n_bg)
+    assert omniglot.characters[:n_bg] == sorted(omniglot.characters[:n_bg])
+    assert omniglot.characters[n_bg:] == sorted(omniglot.characters[n_bg:])
+    assert len(omniglot.alphabets) == len({c.split("/")[0] for c in omniglot.characters})
+    assert omniglot.alphabets[int(omniglot.alphabet_index[-1])] == omniglot.characters[-1].split("/")[0]
+    if omniglot.complete:
+        assert (len(omniglot.characters), n_bg, len(omniglot.alphabets)) == (1623, 964, 50)
+    else:
+        assert omniglot.characters == sorted(synthetic_characters(), key=lambda c: (synthetic_characters()[c], c))
+
+
+def test_image_equals_pil_reference_of_its_source_png(omniglot):
+    """Cached pixel = 255 - LANCZOS 28x28 resize of the grey PNG, for a character of each set."""
+    for char_index in (0, len(omniglot.characters) - 1):
+        name, set_name = omniglot.characters[char_index], omniglot.sets[char_index]
+        source = Path(omniglot.source_paths[set_name])
+        prefix = f"images_{set_name}/{name}/"
+        if source.suffix == ".zip":
+            with zipfile.ZipFile(source) as zf:
+                members = sorted((m for m in zf.namelist() if m.startswith(prefix)), key=lambda m: int(m[-6:-4]))
+                data = zf.read(members[3])  # drawer 4
+        else:
+            files = sorted((source / name).glob("*.png"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+            data = files[3].read_bytes()
+        png = Image.open(io.BytesIO(data))
+        assert png.mode == "1" and png.size == (105, 105)
+        expected = 255 - np.asarray(png.convert("L").resize((28, 28), Image.LANCZOS))
+        assert torch.equal(omniglot.images[char_index, 3], torch.from_numpy(expected))
+
+
+# ------------------------------------------------------------------ where the data comes from
+
+
+def test_zip_folder_and_member_order_give_identical_data(tmp_path, tiny_root):
+    folder = write_synthetic_omniglot(tmp_path / "folder", per_part=2, layout="folder")
+    shuffled = write_synthetic_omniglot(tmp_path / "shuffled", per_part=2, shuffle_members=True)
+    a = load_omniglot(tiny_root, cache_dir=tmp_path / "c", progress=False)
+    b = load_omniglot(folder, cache_dir=tmp_path / "c", progress=False)
+    c = load_omniglot(shuffled, cache_dir=tmp_path / "c", progress=False)
+    assert Path(b.source_paths["background"]).is_dir() and b.source_paths["background"].endswith("images_background")
+    assert a.characters == b.characters == c.characters
+    assert torch.equal(a.images, b.images) and torch.equal(a.images, c.images)
+    assert a.fingerprint == c.fingerprint  # zip fingerprint: member CRCs and sizes, not their order
+
+
+def test_explicit_root_wins_over_environment(tmp_path, tiny_root, monkeypatch):
+    monkeypatch.setenv("MLLIB_DATA", str(tmp_path / "nowhere"))
+    assert locate_omniglot(tiny_root).root == Path(tiny_root)
+
+
+def test_environment_variable_is_used(tmp_path, tiny_root, monkeypatch):
+    monkeypatch.setenv("MLLIB_DATA", str(tiny_root))
+    monkeypatch.setenv("MLLIB_CACHE", str(tmp_path / "envcache"))
+    data = load_omniglot(progress=False)
+    assert data.source == str(tiny_root)
+    assert Path(data.cache_path).parent == tmp_path / "envcache"
+
+
+def test_default_data_folder_in_working_directory(tmp_path, tiny_root, no_env, monkeypatch):
+    monkeypatch.setattr(locate, "repo_root", lambda: None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    shutil.copytree(tiny_root, tmp_path / "work" / "data")
+    monkeypatch.chdir(tmp_path / "work")
+    assert locate_omniglot().root == tmp_path / "work" / "data"
+    assert locate.default_cache_dir() == tmp_path / "xdg" / "mllib"
+
+
+def test_missing_data_error_names_env_download_and_url(tmp_path, no_env):
+    with pytest.raises(OmniglotDataError) as err:
+        load_omniglot(tmp_path / "empty", cache_dir=tmp_path / "c")
+    message = str(err.value)
+    assert "MLLIB_DATA" in message and "--download" in message and "download=True" in message
+    assert "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_background.zip" in message
+    assert cache_files(tmp_path / "c") == []
+
+
+def test_download_fetches_upstream_zips_with_md5_only_when_allowed(tmp_path, tiny_root, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    calls = []
+
+    def fake_download(url, root, filename=None, md5=None):
+        calls.append((url, filename, md5))
+        shutil.copy(Path(tiny_root) / filename, Path(root) / filename)
+
+    monkeypatch.setattr(tv_utils, "download_url", fake_download)
+    target = tmp_path / "dl"
+    with pytest.raises(OmniglotDataError):
+        locate_omniglot(target)
+    assert calls == []
+    source = locate_omniglot(target, download=True)
+    assert sorted(calls) == [
+        (locate.UPSTREAM_BASE + "images_background.zip", "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
+        (locate.UPSTREAM_BASE + "images_evaluation.zip", "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
+    ]
+    assert source.paths["background"] == target / "images_background.zip"
+
+
+# ------------------------------------------------------------------ the cache
+
+
+def test_cache_is_built_once_then_loaded(tmp_path, tiny_root):
+    first = load_omniglot(tiny_root, cache_dir=tmp_path, progress=False)
+    second = load_omniglot(tiny_root, cache_dir=tmp_path, progress=False)
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    assert torch.equal(first.images, second.images) and first.characters == second.characters
+    name = cache_files(tmp_path)
+    assert name == [Path(first.cache_path).name] and f"-v{PREPROCESS_VERSION}-" in name[0]
+    assert not any(n.endswith(".tmp") for n in name)
+
+
+def test_cache_key_follows_the_source(tmp_path, tiny_root):
+    other = write_synthetic_omniglot(tmp_path / "other", per_part=2, seed=1)
+    a = load_omniglot(tiny_root, cache_dir=tmp_path / "c", progress=False)
+    b = load_omniglot(other, cache_dir=tmp_path / "c", progress=False)
+    assert a.cache_path != b.cache_path and not torch.equal(a.images, b.images)
+    assert len(cache_files(tmp_path / "c")) == 2
+
+
+def test_interrupted_cache_write_leaves_nothing_then_rebuilds(tmp_path, tiny_root, monkeypatch):
+    real_replace = os.replace
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt  # e.g. Ctrl-C between writing and renaming
+
+    monkeypatch.setattr(build.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_omniglot(tiny_root, cache_dir=tmp_path, progress=False)
+    assert cache_files(tmp_path) == []
+    monkeypatch.setattr(build.os, "replace", real_replace)
+    assert not load_omniglot(tiny_root, cache_dir=tmp_path, progress=False).cache_hit
+
+
+def test_damaged_cache_file_is_rebuilt(tmp_path, tiny_root):
+    data = load_omniglot(tiny_root, cache_dir=tmp_path, progress=False)
+    Path(data.cache_path).write_bytes(b"not a cache")
+    again = load_omniglot(tiny_root, cache_dir=tmp_path, progress=False)
+    assert not again.cache_hit and torch.equal(again.images, data.images)
+
+
+def test_truncated_zip_gives_clear_error_and_no_cache(tmp_path, tiny_root):
+    root = tmp_path / "truncated"
+    shutil.copytree(tiny_root, root)
+    zip_path = root / "images_background.zip"
+    zip_path.write_bytes(zip_path.read_bytes()[: zip_path.stat().st_size // 2])
+    with pytest.raises(OmniglotDataError, match="corrupt or truncated") as err:
+        load_omniglot(root, cache_dir=tmp_path / "c", progress=False)
+    assert "images_background.zip" in str(err.value)
+    assert cache_files(tmp_path / "c") == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_member_gives_clear_error_and_no_cache(tmp_path, tiny_root, workers):
+    root = tmp_path / "corrupt"
+    shutil.copytree(tiny_root, root)
+    zip_path = root / "images_evaluation.zip"
+    raw = bytearray(zip_path.read_bytes())
+    with zipfile.ZipFile(zip_path) as zf:
+        info = sorted(zf.infolist(), key=lambda i: i.filename)[-1]
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 5, start + info.compress_size - 5):
+        raw[i] ^= 0x5A
+    zip_path.write_bytes(bytes(raw))
+    with pytest.raises(OmniglotDataError, match="corrupt or truncated") as err:
+        load_omniglot(root, cache_dir=tmp_path / "c", workers=workers, progress=False)
+    assert info.filename in str(err.value)
+    assert cache_files(tmp_path / "c") == []
+
+
+def test_incomplete_extraction_is_reported(tmp_path):
+    root = write_synthetic_omniglot(tmp_path / "folder", per_part=2, layout="folder")
+    next((root / "images_background").rglob("*_07.png")).unlink()
+    with pytest.raises(OmniglotDataError, match="same number of drawers"):
+        load_omniglot(root, cache_dir=tmp_path / "c", progress=False)
+
+
+def test_parallel_and_serial_builds_agree(tmp_path, tiny_root):
+    serial = load_omniglot(tiny_root, cache_dir=tmp_path / "a", workers=1, progress=False)
+    parallel = load_omniglot(tiny_root, cache_dir=tmp_path / "b", workers=2, progress=False)
+    assert torch.equal(serial.images, parallel.images)
+
+
+# ------------------------------------------------------------------ python -m mllib data
+
+
+def test_cli_data_prints_json_summary(tmp_path, tiny_root, capsys):
+    from mllib.__main__ import main
+
+    assert main(["data", "--root", str(tiny_root), "--cache", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["source"]["root"] == str(tiny_root)
+    assert summary["images"] == 20 * len(synthetic_characters(2))
+    assert set(summary["characters"]) == {"lake", "maml", "vinyals"}
+    assert summary["characters"]["maml"]["val"] >= 2
+    assert Path(summary["cache"]).is_file() and summary["seconds"] >= 0
+
+
+def test_cli_data_without_data_fails_with_message(tmp_path, no_env, capsys):
+    from mllib.__main__ import main
+
+    assert main(["data", "--root", str(tmp_path / "none"), "--cache", str(tmp_path / "c")]) != 0
+    assert "MLLIB_DATA" in capsys.readouterr().err
