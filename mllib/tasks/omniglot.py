@@ -1,0 +1,197 @@
+"""Omniglot N-way K-shot tasks, sampled with tensor ops on the whole ``uint8`` image tensor.
+
+A *class* is a character, or with ``rotations=True`` a pair (character, k) whose images are
+rotated by ``k * 90`` degrees, k in 0..3 (so each character gives four classes, as in the MAML
+paper). One task:
+
+1. ``ways`` distinct classes of the split part, in random order;
+2. a fresh random permutation of ``0..ways-1`` as their labels;
+3. for each class, ``shots + query`` distinct drawers: the first ``shots`` go to the support set,
+   the others to the query set (so no image is in both).
+
+Everything is drawn from one explicit ``torch.Generator``, seeded from ``(seed, part)`` so the
+train, val and test streams are separate and the same seed gives the same tasks.
+``state_dict()`` / ``load_state_dict()`` save and restore that generator for an exact resume.
+
+Output: a :class:`~mllib.tasks.TaskBatch` with float32 images in [0, 1] (strokes = 1):
+``support_x [T, ways*shots, 1, 28, 28]``, ``support_y [T, ways*shots]`` (long),
+``query_x [T, ways*query, 1, 28, 28]``, ``query_y [T, ways*query]``; examples are grouped by
+class (``shots`` rows of one class, then the next class), each class carrying its permuted label.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import torch
+
+from ..data.splits import SPLITS, split_characters
+from .batch import TaskBatch
+
+PART_STREAMS = ("train", "val", "test")
+
+
+def stream_seed(seed: int, part: str) -> int:
+    """A 63-bit generator seed for ``(seed, part)``: distinct, well-mixed streams per part."""
+    digest = hashlib.sha256(f"mllib-omniglot-tasks:{int(seed)}:{part}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _rotation_tables(height: int, width: int) -> torch.Tensor:
+    """``long [4, H*W]``: for each k, the source pixel of every output pixel of ``rot90(img, k)``."""
+    grid = torch.arange(height * width).view(height, width)
+    return torch.stack([torch.rot90(grid, k, dims=(0, 1)).reshape(-1) for k in range(4)])
+
+
+class OmniglotTasks:
+    """N-way K-shot Omniglot tasks from one part of a split.
+
+    ``data``: an :class:`~mllib.data.OmniglotData`. ``split``: ``"maml"``, ``"lake"``,
+    ``"vinyals"``, or ``None`` for every character of ``data``. ``part``: ``"train"``, ``"val"``
+    or ``"test"``. ``characters``: explicit character indices into ``data.images`` (overrides
+    ``split``; ``part`` then only names the seed stream). ``rotations``: rotated copies as new
+    classes; default ``True`` for ``part="train"``, ``False`` otherwise. ``device``: where the
+    image tensor lives and batches are built (indices are always drawn on the CPU generator).
+    """
+
+    def __init__(
+        self,
+        data,
+        split: str | None = "maml",
+        part: str = "train",
+        ways: int = 5,
+        shots: int = 1,
+        query: int = 15,
+        rotations: bool | None = None,
+        seed: int = 0,
+        characters: Sequence[int] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if part not in PART_STREAMS:
+            raise ValueError(f"part must be one of 'train', 'val', 'test', got {part!r}")
+        drawers = data.images.shape[1]
+        if not isinstance(ways, int) or ways < 2:
+            raise ValueError(f"ways must be an integer >= 2, got {ways!r}")
+        if not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots must be an integer >= 1, got {shots!r}")
+        if not isinstance(query, int) or query < 1:
+            raise ValueError(f"query must be an integer >= 1, got {query!r}")
+        if shots + query > drawers:
+            raise ValueError(
+                f"shots + query must be <= {drawers} (each Omniglot character has {drawers} drawers), "
+                f"got shots={shots} + query={query} = {shots + query}"
+            )
+        if characters is not None:
+            chars = [int(c) for c in characters]
+            if len(set(chars)) != len(chars) or any(not 0 <= c < data.images.shape[0] for c in chars):
+                raise ValueError(f"characters must be distinct indices in 0..{data.images.shape[0] - 1}")
+            chars = sorted(chars)
+            split = None
+        elif split is None:
+            chars = list(range(data.images.shape[0]))
+        else:
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)} or None, got {split!r}")
+            chars = split_characters(split, part, data.characters)
+        if rotations is None:
+            rotations = part == "train"
+        self.rotations_per_class = 4 if rotations else 1
+        num_classes = len(chars) * self.rotations_per_class
+        if ways > num_classes:
+            raise ValueError(
+                f"ways must be in 2..{num_classes} (the classes of split={split!r} part={part!r} with "
+                f"rotations={bool(rotations)}: {len(chars)} characters x {self.rotations_per_class}), got {ways}"
+            )
+        self.data = data
+        self.split, self.part, self.ways, self.shots, self.query = split, part, ways, shots, query
+        self.rotations, self.seed = bool(rotations), int(seed)
+        self.characters = torch.tensor(chars, dtype=torch.long)
+        self.num_classes = num_classes
+        self.device = torch.device(device) if device is not None else data.images.device
+        images = data.images.to(self.device)
+        self._height, self._width = images.shape[-2:]
+        self._drawers = drawers
+        self._rows = images.reshape(-1, self._height * self._width)  # [C*D, H*W] uint8, a view
+        self._rot = _rotation_tables(self._height, self._width).to(self.device)
+        self.generator = torch.Generator().manual_seed(stream_seed(self.seed, part))
+        self.tasks_sampled = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"OmniglotTasks(split={self.split!r}, part={self.part!r}, ways={self.ways}, shots={self.shots}, "
+            f"query={self.query}, rotations={self.rotations}, classes={self.num_classes}, seed={self.seed})"
+        )
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample_indices(self, num_tasks: int) -> dict:
+        """The random choices behind ``num_tasks`` tasks (CPU tensors).
+
+        * ``classes``: ``[T, ways]`` class ids in ``0..num_classes-1`` (class = character position
+          in ``self.characters`` * rotations_per_class + k);
+        * ``characters``: ``[T, ways]`` indices into ``data.images``; ``rotation``: ``[T, ways]`` k;
+        * ``labels``: ``[T, ways]`` the label of each class (a permutation of ``0..ways-1`` per task);
+        * ``drawers``: ``[T, ways, shots+query]`` distinct drawers, support first.
+        """
+        if not isinstance(num_tasks, int) or num_tasks < 1:
+            raise ValueError(f"num_tasks must be an integer >= 1, got {num_tasks!r}")
+        g = self.generator
+        classes = torch.rand(num_tasks, self.num_classes, generator=g).topk(self.ways, dim=1).indices
+        labels = torch.rand(num_tasks, self.ways, generator=g).argsort(dim=1)
+        drawers = torch.rand(num_tasks, self.ways, self._drawers, generator=g).argsort(dim=2)
+        drawers = drawers[:, :, : self.shots + self.query]
+        self.tasks_sampled += num_tasks
+        return {
+            "classes": classes,
+            "characters": self.characters[classes // self.rotations_per_class],
+            "rotation": classes % self.rotations_per_class,
+            "labels": labels,
+            "drawers": drawers,
+        }
+
+    def _images(self, rows: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """``rows [T, W, n]`` (flat image rows), ``rotation [T, W]`` -> float ``[T, W*n, 1, H, W]`` in [0, 1]."""
+        t, w, n = rows.shape
+        pixels = self._rows[rows]  # [T, W, n, H*W] uint8
+        if self.rotations:
+            index = self._rot[rotation][:, :, None, :].expand(t, w, n, self._height * self._width)
+            pixels = pixels.gather(3, index)
+        return pixels.view(t, w * n, 1, self._height, self._width).to(torch.float32).div_(255)
+
+    def batch_from_indices(self, idx: dict) -> TaskBatch:
+        """Build the :class:`TaskBatch` of the choices ``idx`` (from :meth:`sample_indices`)."""
+        dev = self.device
+        rows = (idx["characters"][:, :, None] * self._drawers + idx["drawers"]).to(dev)
+        rotation = idx["rotation"].to(dev)
+        labels = idx["labels"].to(dev)
+        s = self.shots
+        return TaskBatch(
+            support_x=self._images(rows[:, :, :s], rotation),
+            support_y=labels.repeat_interleave(s, dim=1),
+            query_x=self._images(rows[:, :, s:], rotation),
+            query_y=labels.repeat_interleave(self.query, dim=1),
+        )
+
+    def sample(self, num_tasks: int) -> TaskBatch:
+        """``num_tasks`` new tasks (see the module docstring for shapes)."""
+        return self.batch_from_indices(self.sample_indices(num_tasks))
+
+    # ------------------------------------------------------------------ resume
+
+    def _config(self) -> dict:
+        return {
+            "split": self.split, "part": self.part, "ways": self.ways, "shots": self.shots,
+            "query": self.query, "rotations": self.rotations, "seed": self.seed,
+            "num_classes": self.num_classes,
+        }
+
+    def state_dict(self) -> dict:
+        """The generator state and the sampler's settings (to resume the same stream exactly)."""
+        return {"generator": self.generator.get_state(), "tasks_sampled": self.tasks_sampled, "config": self._config()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; the settings must match this sampler's."""
+        if state.get("config") != self._config():
+            raise ValueError(f"state_dict is for a sampler with config {state.get('config')}, this one has {self._config()}")
+        self.generator.set_state(state["generator"])
+        self.tasks_sampled = int(state.get("tasks_sampled", 0))
