@@ -1,0 +1,209 @@
+"""meta_train: same seed same metrics, exact resume, Ctrl-C, NaN stop, config checks (tiny nets, few steps)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from mllib.checkpoint import CheckpointError, load_checkpoint
+from mllib.train import TrainConfig, TrainingDiverged, meta_train, read_metrics
+
+TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
+            inner_steps=1, inner_steps_test=1)
+
+
+def tiny(out, **kw) -> TrainConfig:
+    fields = dict(algo="maml", ways=3, shots=1, query=1, profile="quick", overrides=dict(TINY), steps=5,
+                  device="cpu", seed=3, out=str(out), progress=False)
+    fields.update(kw)
+    return TrainConfig(**fields)
+
+
+def train(config, omniglot, **kw):
+    return meta_train(config, data=omniglot, log=lambda message: None, **kw)
+
+
+def without_time(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_writes_metrics_checkpoints_and_best(tmp_path, omniglot):
+    result = train(tiny(tmp_path), omniglot)
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert set(records[0]) == {"step", "loss", "accuracy", "val_accuracy", "seconds"}
+    assert [r["val_accuracy"] is not None for r in records] == [False, True, False, True, True]
+    assert all(0 <= r["accuracy"] <= 1 and r["loss"] > 0 for r in records)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 5 == result.step
+    assert_same_params(state["meta_params"], result.meta_params)
+    best = load_checkpoint(tmp_path / "best.pt")
+    vals = {r["step"]: r["val_accuracy"] for r in records if r["val_accuracy"] is not None}
+    assert best["step"] == result.best_step and best["best_val_accuracy"] == max(vals.values())
+    assert vals[result.best_step] == max(vals.values())
+    assert state["config"]["profile"]["filters"] == 4 and state["config"]["ways"] == 3
+    log = (tmp_path / "train.log").read_text()
+    assert "form loop" in log and "device cpu" in log
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path, omniglot):
+    a = train(tiny(tmp_path / "a"), omniglot)
+    b = train(tiny(tmp_path / "b"), omniglot)
+    c = train(tiny(tmp_path / "c", seed=4), omniglot)
+    ra, rb, rc = (without_time(read_metrics(tmp_path / n)) for n in "abc")
+    assert ra == rb
+    assert_same_params(a.meta_params, b.meta_params)
+    assert ra != rc
+    assert not torch.equal(a.meta_params["head.weight"], c.meta_params["head.weight"])
+
+
+@pytest.mark.parametrize("algo", ["maml", "metasgd"])
+def test_interrupted_and_resumed_is_bitwise_identical(tmp_path, omniglot, algo):
+    full = train(tiny(tmp_path / "full", algo=algo), omniglot)
+
+    def interrupt_at_3(step, record):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path / "cut", algo=algo), omniglot, callback=interrupt_at_3)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 3  # saved on Ctrl-C
+    resumed = train(tiny(tmp_path / "cut", algo=algo, resume=True), omniglot)
+    assert resumed.step == 5
+    assert_same_params(full.meta_params, resumed.meta_params)
+    a, b = (load_checkpoint(tmp_path / n / "checkpoint.pt") for n in ("full", "cut"))
+    for s_a, s_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(s_a["exp_avg_sq"], s_b["exp_avg_sq"])
+    assert without_time(read_metrics(tmp_path / "full")) == without_time(read_metrics(tmp_path / "cut"))
+    assert a["best_step"] == b["best_step"] and a["best_val_accuracy"] == b["best_val_accuracy"]
+
+
+def test_crash_resumes_from_last_periodic_checkpoint(tmp_path, omniglot):
+    full = train(tiny(tmp_path / "full"), omniglot)
+
+    def crash_at_3(step, record):
+        if step == 3:
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(tiny(tmp_path / "cut"), omniglot, callback=crash_at_3)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 2  # no save on a crash
+    assert len(read_metrics(tmp_path / "cut")) == 3
+    resumed = train(tiny(tmp_path / "cut", resume=True), omniglot)  # redoes step 3
+    assert_same_params(full.meta_params, resumed.meta_params)
+    assert without_time(read_metrics(tmp_path / "full")) == without_time(read_metrics(tmp_path / "cut"))
+
+
+def test_sigint_finishes_the_step_then_saves(tmp_path, omniglot):
+    def press_ctrl_c(step, record):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # handled: stop after this step
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path), omniglot, callback=press_ctrl_c)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_resume_without_checkpoint_starts_fresh_and_finished_run_is_a_no_op(tmp_path, omniglot):
+    fresh = train(tiny(tmp_path / "a"), omniglot)
+    resumed = train(tiny(tmp_path / "b", resume=True), omniglot)
+    assert_same_params(fresh.meta_params, resumed.meta_params)
+    again = train(tiny(tmp_path / "b", resume=True), omniglot)  # already complete: nothing to do
+    assert again.step == 5 and len(read_metrics(tmp_path / "b")) == 5
+    assert_same_params(fresh.meta_params, again.meta_params)
+    longer = train(tiny(tmp_path / "b", resume=True, steps=6), omniglot)  # more steps: continues
+    assert longer.step == 6 and len(read_metrics(tmp_path / "b")) == 6
+
+
+def test_existing_run_needs_resume(tmp_path, omniglot):
+    train(tiny(tmp_path, steps=2), omniglot)
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny(tmp_path, steps=2), omniglot)
+
+
+def test_resume_with_another_config_names_the_difference(tmp_path, omniglot):
+    train(tiny(tmp_path, steps=2), omniglot)
+    with pytest.raises(CheckpointError, match=r"ways: checkpoint=3, requested=4"):
+        train(tiny(tmp_path, steps=2, ways=4, resume=True), omniglot)
+    with pytest.raises(CheckpointError, match=r"profile.meta_lr"):
+        train(tiny(tmp_path, steps=2, resume=True, overrides={**TINY, "meta_lr": 0.1}), omniglot)
+
+
+class NaNAfter:
+    """Training tasks whose images become NaN from the ``bad``-th batch on (1-based)."""
+
+    def __init__(self, tasks, bad):
+        self.tasks, self.bad, self.count = tasks, bad, 0
+
+    def sample(self, n):
+        self.count += 1
+        batch = self.tasks.sample(n)
+        if self.count >= self.bad:
+            batch.query_x[:] = float("nan")
+        return batch
+
+    def state_dict(self):
+        return self.tasks.state_dict()
+
+    def load_state_dict(self, state):
+        self.tasks.load_state_dict(state)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, omniglot):
+    from mllib.tasks import OmniglotTasks
+
+    tasks = NaNAfter(OmniglotTasks(omniglot, ways=3, shots=1, query=1, seed=0), bad=4)
+    with pytest.raises(TrainingDiverged, match=r"step 4: loss is nan.*lower learning rate") as err:
+        train(tiny(tmp_path), omniglot, train_tasks=tasks)
+    assert err.value.step == 4
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["meta_params"].values())
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]
+
+
+def test_huge_learning_rate_diverges(tmp_path, omniglot):
+    config = tiny(tmp_path, steps=30, overrides={**TINY, "inner_lr": 1e30, "meta_lr": 1e30})
+    with pytest.raises(TrainingDiverged, match=r"training stopped at step \d+.*lower learning rate"):
+        train(config, omniglot)
+
+
+def test_grad_hook_is_applied(tmp_path, omniglot):
+    seen = []
+
+    def zero(grads):
+        seen.append(sorted(grads))
+        return {k: torch.zeros_like(g) for k, g in grads.items()}
+
+    torch.manual_seed(3)
+    result = train(tiny(tmp_path, steps=2), omniglot, grad_hook=zero)
+    assert len(seen) == 2 and "head.weight" in seen[0]
+    from mllib.train import build_model
+
+    torch.manual_seed(3)
+    init = dict(build_model(3, 4).named_parameters())
+    assert_same_params({k: v.detach() for k, v in init.items()}, result.meta_params)  # Adam on zeros: no move
+
+
+def test_world_size_chunks_need_equal_shares(tmp_path, omniglot):
+    with pytest.raises(ValueError, match="divisible by world_size"):
+        train(tiny(tmp_path, overrides={**TINY, "meta_batch": 3}), omniglot, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank"):
+        train(tiny(tmp_path), omniglot, rank=2, world_size=2)
+
+
+@pytest.mark.parametrize("field,value", [("algo", "maml2"), ("ways", 1), ("shots", 0), ("bn", "running"),
+                                         ("form", "jit"), ("steps", 0), ("seed", -1)])
+def test_bad_config_names_the_field(tmp_path, field, value):
+    with pytest.raises(ValueError, match=field):
+        tiny(tmp_path, **{field: value}).validate()
