@@ -1,0 +1,52 @@
+"""``python -m mllib eval``: accuracy with a 95% confidence interval over fixed test tasks.
+
+Example::
+
+    python -m mllib eval --checkpoint runs/demo/best.pt --tasks 600 --split test --json \\
+        --plot runs/demo/learning_curve.png
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mllib.evaluate import PART_CHOICES, TEST_SEED, dumps, evaluate, format_result, plot_learning_curve
+from mllib.train import METRICS_NAME
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint on fixed, seeded test tasks",
+        description="Adapt to each of --tasks fixed test tasks and report mean query accuracy with a "
+                    "95%% confidence interval (1.96 sd / sqrt(n)).",
+    )
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `mllib train` (best.pt)")
+    parser.add_argument("--tasks", type=int, default=600, help="number of test tasks (protocol: >= 600)")
+    parser.add_argument("--split", choices=PART_CHOICES, default="test")
+    parser.add_argument("--inner-steps", type=int, default=None, help="inner steps at test (default: the profile's)")
+    parser.add_argument("--query", type=int, default=None, help="query images per class (default: the profile's)")
+    parser.add_argument("--bn", choices=("batch", "support"), default=None, help="default: the training mode")
+    parser.add_argument("--device", default=None, help="auto|cpu|cuda|mps (default: $MLLIB_DEVICE, else auto)")
+    parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the test tasks")
+    parser.add_argument("--batch-size", type=int, default=50, help="tasks evaluated at once")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="also write the run's learning curve (from its metrics.jsonl) as a PNG")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tasks < 600:
+        print(f"note: {args.tasks} tasks; the published protocol uses at least 600", file=sys.stderr)
+    result = evaluate(args.checkpoint, tasks=args.tasks, split=args.split, inner_steps=args.inner_steps,
+                      query=args.query, bn=args.bn, device=args.device, seed=args.seed,
+                      batch_size=args.batch_size)
+    print(dumps(result) if args.json else format_result(result))
+    if args.plot:
+        metrics = Path(args.checkpoint).parent / METRICS_NAME
+        path = plot_learning_curve(metrics, args.plot,
+                                   title=f"{result['algo']} {result['ways']}-way {result['shots']}-shot")
+        print(f"wrote learning curve to {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
