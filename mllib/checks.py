@@ -1,0 +1,428 @@
+"""Exercise checks: the learner's function against a reference, with a clear verdict.
+
+Every exercise of the course ends with a check cell such as::
+
+    checks.check_confidence_interval(confidence_interval)
+
+which calls the learner's function on a few deterministic random inputs, compares the
+results with a reference implementation and prints one verdict block:
+
+* ``✅ <exercise>: passed N/N cases``
+* ``❌ <exercise>: <what failed>`` followed by ``   Hint: ...``
+* ``⏳ <exercise>: not implemented yet — write your code where it says YOUR CODE HERE``
+  (the learner's function still raises ``NotImplementedError``)
+
+Any other exception in the learner's code is reported with its type, message and line,
+never as a bare traceback. The check returns a :class:`CheckResult` (truthy on pass).
+
+Environment variables:
+
+* ``MLLIB_CHECKS_STRICT=1``: a failed or unimplemented check also raises
+  ``AssertionError`` with the same message, so nbgrader's autograder, nbval and pytest
+  see the failure. Leave it unset for learners (the notebook then runs to the end).
+* ``MLLIB_CHECKS_RECORD=<file>``: every check appends one JSON line with its result
+  (``python -m mllib course grade`` uses this to build its score table).
+
+Adding a check for a new exercise (about ten lines)::
+
+    def _reptile_reference(params, adapted, epsilon):
+        return {k: p + epsilon * (adapted[k] - p) for k, p in params.items()}
+
+    def check_reptile_update(fn):
+        \"\"\"fn(params, adapted, epsilon) -> dict: the Reptile meta-update of one task.\"\"\"
+        def case(gen, i):
+            params = {"w": random_tensor(gen, 3, 2), "b": random_tensor(gen, 3)}
+            adapted = {k: p + random_tensor(gen, *p.shape) for k, p in params.items()}
+            return Case((params, adapted, [0.1, 0.5, 1.0][i % 3]))
+        return run_check("reptile_update", fn, _reptile_reference, make_cases(0, 4, case),
+                         hint="move each parameter a fraction epsilon towards its adapted value")
+
+Inputs are generated from fixed seeds (``make_cases``), so a check gives the same verdict
+every time; each check runs in well under a second.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+STRICT_ENV = "MLLIB_CHECKS_STRICT"
+RECORD_ENV = "MLLIB_CHECKS_RECORD"
+
+PASSED, FAILED, NOT_IMPLEMENTED, ERROR = "passed", "failed", "not_implemented", "error"
+STATUS_MARK = {PASSED: "✅", FAILED: "❌", NOT_IMPLEMENTED: "⏳", ERROR: "❌"}
+NOT_IMPLEMENTED_TEXT = "not implemented yet — write your code where it says YOUR CODE HERE"
+
+
+@dataclass
+class Case:
+    """One call of the learner's function: ``fn(*args, **kwargs)``; ``label`` describes it."""
+
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one check. ``bool(result)`` is True only when every case passed."""
+
+    exercise: str
+    status: str          # "passed" | "failed" | "not_implemented" | "error"
+    passed: int          # cases passed
+    total: int           # cases tried
+    message: str         # the verdict block that was printed
+
+    def __bool__(self) -> bool:
+        return self.status == PASSED
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def _ipython_display_(self) -> None:
+        """The verdict is already printed: show nothing more when a cell ends with a check."""
+
+
+def strict_mode() -> bool:
+    """True when ``MLLIB_CHECKS_STRICT`` is set to 1/true/yes."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# ----------------------------------------------------------------------------- inputs
+def make_cases(seed: int, count: int, factory: Callable[[torch.Generator, int], Case | tuple]) -> list[Case]:
+    """``count`` cases from ``factory(gen, i)``, with ``gen`` a ``torch.Generator`` seeded by ``seed``.
+
+    ``factory`` returns a :class:`Case` or a plain tuple of positional arguments.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    return [_as_case(factory(gen, i)) for i in range(count)]
+
+
+def random_tensor(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Standard-normal tensor of ``shape`` drawn from ``gen`` (float64 unless ``dtype`` says otherwise)."""
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
+
+
+def _as_case(case: Case | tuple) -> Case:
+    if isinstance(case, Case):
+        return case
+    if isinstance(case, tuple):
+        return Case(case)
+    raise TypeError(f"a check case must be a Case or a tuple of arguments, got {type(case).__name__}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        shape = "x".join(str(s) for s in value.shape) or "scalar"
+        return f"tensor[{shape}] {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, np.ndarray):
+        return f"array[{'x'.join(str(s) for s in value.shape) or 'scalar'}] {value.dtype}"
+    if isinstance(value, dict):
+        return "dict(" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, (list, tuple)) and len(value) > 4:
+        return f"{type(value).__name__} of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe_case(case: Case) -> str:
+    """Short human description of a case's inputs, e.g. ``values=tensor[30] float64``."""
+    if case.label:
+        return case.label
+    parts = [_describe(a) for a in case.args] + [f"{k}={_describe(v)}" for k, v in case.kwargs.items()]
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- comparison
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _to_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray) or isinstance(value, (int, float, bool, np.generic)):
+        return torch.as_tensor(np.asarray(value))
+    if isinstance(value, (list, tuple)):
+        try:
+            return torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def compare_values(got: Any, want: Any, rtol: float = 1e-6, atol: float = 1e-8,
+                   path: str = "result") -> str | None:
+    """``None`` when ``got`` matches ``want``, else one sentence saying what differs.
+
+    Tensors and arrays: same shape; integer (and bool) results must have an integer dtype and
+    equal values; floating results must agree within ``|got - want| <= atol + rtol * |want|``.
+    Numbers: ``got`` may be a Python number, a NumPy scalar or a one-element tensor.
+    Tuples, lists and dicts are compared item by item.
+    """
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return f"{path} should be a dict, got {type(got).__name__}"
+        if set(got) != set(want):
+            missing, extra = sorted(set(want) - set(got), key=str), sorted(set(got) - set(want), key=str)
+            return f"{path} has keys {sorted(got, key=str)}; missing {missing}, unexpected {extra}"
+        for key in want:
+            problem = compare_values(got[key], want[key], rtol, atol, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(want, (tuple, list)):
+        if not isinstance(got, (tuple, list)):
+            return f"{path} should be a {type(want).__name__} of {len(want)} items, got {type(got).__name__}"
+        if len(got) != len(want):
+            return f"{path} has {len(got)} items, expected {len(want)}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            problem = compare_values(g, w, rtol, atol, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(want, (torch.Tensor, np.ndarray)):
+        want_t = _to_tensor(want)
+        got_t = _to_tensor(got)
+        if got_t is None:
+            return f"{path} should be a tensor of shape {tuple(want_t.shape)}, got {type(got).__name__}"
+        if tuple(got_t.shape) != tuple(want_t.shape):
+            return f"{path} has shape {tuple(got_t.shape)}, expected {tuple(want_t.shape)}"
+        if not want_t.is_floating_point():
+            if got_t.is_floating_point() or got_t.is_complex():
+                return (f"{path} has dtype {got_t.dtype}, expected an integer dtype "
+                        f"({want_t.dtype})")
+            diff = (got_t.long() != want_t.long()).flatten().nonzero()
+            if len(diff):
+                i = int(diff[0])
+                return (f"{path} differs at {len(diff)} of {want_t.numel()} positions; first at flat "
+                        f"index {i}: got {got_t.flatten()[i].item()}, expected {want_t.flatten()[i].item()}")
+            return None
+        g, w = got_t.double(), want_t.double()
+        if w.numel() == 0:
+            return None
+        bad = ~torch.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
+        if bad.any():
+            err = (g - w).abs().nan_to_num(nan=math.inf).flatten()
+            i = int(err.argmax())
+            return (f"{path} differs at {int(bad.sum())} of {w.numel()} positions; largest error at "
+                    f"flat index {i}: got {_fmt(g.flatten()[i].item())}, expected {_fmt(w.flatten()[i].item())}")
+        return None
+    if isinstance(want, (bool, np.bool_)) or want is None or isinstance(want, str):
+        return None if got == want else f"{path} is {got!r}, expected {want!r}"
+    if isinstance(want, (int, float, np.number)):
+        t = _to_tensor(got)
+        if t is None or t.numel() != 1:
+            shape = f" of shape {tuple(t.shape)}" if t is not None else ""
+            return f"{path} should be a single number, got {type(got).__name__}{shape}"
+        g, w = float(t.item()), float(want)
+        if math.isnan(w) and math.isnan(g):
+            return None
+        if not abs(g - w) <= atol + rtol * abs(w):
+            return f"{path} is {_fmt(g)}, expected {_fmt(w)}"
+        return None
+    return None if got == want else f"{path} is {got!r}, expected {want!r}"
+
+
+# ----------------------------------------------------------------------------- running
+def _where(err: BaseException, learner_fn: Callable) -> str:
+    """`` (line N: `code`)``: the deepest line of the learner's own code that the error passed through."""
+    code = getattr(learner_fn, "__code__", None)
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename != __file__]
+    if code is not None:
+        frames = [f for f in frames if f.filename == code.co_filename]
+    if not frames:
+        return ""
+    last = frames[-1]
+    code = f": `{last.line.strip()}`" if last.line else ""
+    return f" (line {last.lineno}{code})"
+
+
+def _record(result: CheckResult) -> None:
+    path = os.environ.get(RECORD_ENV)
+    if not path:
+        return
+    row = result.to_dict()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _finish(result: CheckResult) -> CheckResult:
+    print(result.message, flush=True)
+    _record(result)
+    if not result and strict_mode():
+        raise AssertionError(result.message)
+    return result
+
+
+def run_check(
+    exercise: str,
+    learner_fn: Callable,
+    reference_fn: Callable,
+    cases: Iterable[Case | tuple],
+    *,
+    hint: str,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    compare: Callable[[Any, Any], str | None] | None = None,
+    diagnose: Callable[[Case, Any, Any], str | None] | None = None,
+) -> CheckResult:
+    """Run ``learner_fn`` and ``reference_fn`` on every case, compare, print the verdict, return it.
+
+    Args:
+        exercise: the name shown in the verdict (e.g. ``"confidence_interval"``).
+        learner_fn: the learner's function.
+        reference_fn: the reference implementation, called with the same arguments.
+        cases: :class:`Case` objects or tuples of positional arguments (see :func:`make_cases`).
+            Each function gets its own deep copy, so a learner who modifies inputs in place
+            cannot change the reference's answer.
+        hint: shown under a failure.
+        rtol, atol: tolerances of the default comparison (:func:`compare_values`).
+        compare: ``compare(got, want) -> None | "what differs"`` replacing the default.
+        diagnose: ``diagnose(case, got, want) -> None | "a more specific hint"`` for known mistakes.
+
+    Stops at the first failing case. Returns a :class:`CheckResult`.
+    """
+    cases = [_as_case(c) for c in cases]
+    total = len(cases)
+    if total == 0:
+        raise ValueError("cases must hold at least one case")
+    if not callable(learner_fn):
+        return _finish(CheckResult(exercise, ERROR, 0, total,
+                                   f"❌ {exercise}: expected a function, got {type(learner_fn).__name__}\n"
+                                   f"   Hint: pass the function itself, without calling it"))
+    compare = compare or (lambda got, want: compare_values(got, want, rtol, atol))
+    for index, case in enumerate(cases, start=1):
+        want = reference_fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+        where = f"case {index} of {total} (input: {describe_case(case)})"
+        try:
+            got = learner_fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+        except NotImplementedError:
+            return _finish(CheckResult(exercise, NOT_IMPLEMENTED, index - 1, total,
+                                       f"⏳ {exercise}: {NOT_IMPLEMENTED_TEXT}"))
+        except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
+            text = f"{type(err).__name__}: {err}".strip().rstrip(":")
+            return _finish(CheckResult(exercise, ERROR, index - 1, total,
+                                       f"❌ {exercise}: your function raised {text}{_where(err, learner_fn)} on {where}\n"
+                                       f"   Hint: {hint}"))
+        try:
+            problem = compare(got, want)
+        except Exception as err:  # noqa: BLE001 - a result the comparison cannot read
+            problem = f"the result could not be compared ({type(err).__name__}: {err})"
+        if problem:
+            specific = diagnose(case, got, want) if diagnose else None
+            return _finish(CheckResult(exercise, FAILED, index - 1, total,
+                                       f"❌ {exercise}: {problem} on {where}\n"
+                                       f"   Hint: {specific or hint}"))
+    return _finish(CheckResult(exercise, PASSED, total, total, f"✅ {exercise}: passed {total}/{total} cases"))
+
+
+# ============================================================================= the checks
+# Exercise-specific checks follow: a reference implementation, a case factory and run_check.
+# Notebook authors append theirs below (see the module docstring for the ten-line pattern).
+
+
+def _ci95_reference(values: torch.Tensor) -> tuple[float, float]:
+    v = values.double()
+    n = v.numel()
+    mean = v.mean().item()
+    sd = math.sqrt(((v - mean) ** 2).sum().item() / (n - 1))
+    return mean, 1.96 * sd / math.sqrt(n)
+
+
+def check_confidence_interval(fn: Callable) -> CheckResult:
+    """Check ``fn(values) -> (mean, half_width)``: the mean and the 95% confidence interval.
+
+    ``values`` is a 1-D float tensor ``[n]`` (n >= 2) of per-task scores, e.g. the query
+    accuracies of 600 test tasks. ``half_width = 1.96 * sd / sqrt(n)`` where ``sd`` is the
+    *sample* standard deviation (divisor ``n - 1``, i.e. ``torch.std`` with its default
+    ``correction=1``, or ``numpy.std(..., ddof=1)``). Both results may be Python floats or
+    one-element tensors; tolerance 1e-6 relative.
+    """
+    sizes = [2, 5, 30, 600, 7]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        n = sizes[i]
+        if i == 4:  # every task scored the same: the interval has zero width
+            return Case((torch.full((n,), 0.8, dtype=torch.float64),), label="7 equal values")
+        return Case((torch.rand(n, generator=gen, dtype=torch.float64),))
+
+    def diagnose(case: Case, got: Any, want: Any) -> str | None:
+        try:
+            _, half = got
+            half = float(half)
+        except (TypeError, ValueError):
+            return "return a pair (mean, half_width), e.g. `return mean, half_width`"
+        v = case.args[0].double()
+        n = v.numel()
+        sd0 = v.std(correction=0).item()
+        if math.isclose(half, 1.96 * sd0 / math.sqrt(n), rel_tol=1e-6):
+            return "you used the population standard deviation (divide by n); use the sample one (divide by n - 1)"
+        if math.isclose(half, 1.96 * v.std().item(), rel_tol=1e-6):
+            return "divide the standard deviation by sqrt(n): the interval is about the mean, not one task"
+        return None
+
+    return run_check("confidence_interval", fn, _ci95_reference, make_cases(95, len(sizes), case),
+                     hint="mean = values.mean(); half_width = 1.96 * sd / sqrt(n) with the sample sd (n - 1)",
+                     diagnose=diagnose)
+
+
+def _label_remap_reference(labels: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+    if classes is None:
+        seen: list[int] = []
+        for label in labels.tolist():
+            if label not in seen:
+                seen.append(label)
+        order = seen
+    else:
+        order = classes.tolist()
+    position = {c: i for i, c in enumerate(order)}
+    return torch.tensor([position[label] for label in labels.tolist()], dtype=torch.long)
+
+
+def check_label_remap(fn: Callable) -> CheckResult:
+    """Check ``fn(labels, classes=None) -> new_labels``: N-way relabelling of one task.
+
+    ``labels`` is a 1-D ``torch.long`` tensor ``[M]`` of arbitrary class ids (e.g. Omniglot
+    character indices such as ``[812, 45, 812, 1203]``) holding N distinct values.
+    ``classes`` is a 1-D ``torch.long`` tensor ``[N]`` of those N distinct ids in the task's
+    order (e.g. a random permutation of the sampled classes), or ``None``, meaning the order
+    in which the ids first appear in ``labels``. The result is a ``torch.long`` tensor ``[M]``
+    with ``new_labels[j] = i`` exactly when ``labels[j] == classes[i]``, so the labels are
+    ``0..N-1``. Example: ``fn(tensor([812, 45, 812, 1203]))`` gives ``tensor([0, 1, 0, 2])``;
+    ``fn(tensor([812, 45, 812, 1203]), tensor([1203, 812, 45]))`` gives ``tensor([1, 2, 1, 0])``.
+    """
+    def case(gen: torch.Generator, i: int) -> Case:
+        ways, shots = [(5, 1), (5, 3), (20, 1), (3, 5), (2, 2), (5, 5)][i]
+        ids = torch.randperm(1623, generator=gen)[:ways]
+        labels = ids.repeat_interleave(shots)
+        labels = labels[torch.randperm(len(labels), generator=gen)]
+        if i % 2 == 0:
+            return Case((labels,))
+        return Case((labels, ids[torch.randperm(ways, generator=gen)]))
+
+    def diagnose(case: Case, got: Any, want: Any) -> str | None:
+        if isinstance(got, torch.Tensor) and got.is_floating_point():
+            return "return a torch.long tensor: cross_entropy needs integer class labels"
+        if len(case.args) == 1 and isinstance(got, torch.Tensor) and got.shape == want.shape:
+            if torch.equal(got.long(), torch.unique(case.args[0], return_inverse=True)[1]):
+                return "number the classes in order of first appearance, not in sorted order"
+        return None
+
+    return run_check("label_remap", fn, _label_remap_reference, make_cases(7, 6, case),
+                     hint="build a dict {class id: position in classes} (first-appearance order when "
+                          "classes is None) and look every label up; return a torch.long tensor",
+                     diagnose=diagnose)
+
+
+__all__ = [
+    "Case", "CheckResult", "run_check", "make_cases", "random_tensor", "compare_values", "describe_case",
+    "strict_mode", "check_confidence_interval", "check_label_remap", "STRICT_ENV", "RECORD_ENV",
+]
