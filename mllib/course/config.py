@@ -1,0 +1,84 @@
+"""The course's delivery settings, read from ``mllib/course_config.json`` (the only place that names them).
+
+* ``repository``: ``https://github.com/<owner>/<repo>``, the repository that Colab installs from
+  and that the Colab and Binder badges open.
+* ``ref``: the branch or tag pinned by the badges and by the Colab install cell.
+* ``notebooks_dir``: the notebooks' folder inside the repository.
+* ``gpu_notebooks``: file-name patterns of notebooks that ask Colab for a GPU runtime.
+* ``colab_gpu_type``: the GPU type written into those notebooks' Colab metadata.
+
+A fork edits the JSON file, then runs ``python -m mllib course sync``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_PATH = Path(__file__).resolve().parents[1] / "course_config.json"
+_REPO_RE = re.compile(r"^https://github\.com/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)$")
+_REF_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+COLAB_BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
+BINDER_BADGE_SVG = "https://mybinder.org/badge_logo.svg"
+
+
+@dataclass(frozen=True)
+class CourseConfig:
+    repository: str
+    ref: str
+    notebooks_dir: str = "notebooks"
+    gpu_notebooks: tuple[str, ...] = ()
+    colab_gpu_type: str = "T4"
+
+    def __post_init__(self) -> None:
+        if self.repository.endswith(".git") or self.repository.endswith("/") or not _REPO_RE.match(self.repository):
+            raise ValueError(f"repository must look like https://github.com/<owner>/<repo> "
+                             f"(no trailing slash or .git), got {self.repository!r}")
+        if not _REF_RE.match(self.ref) or ".." in self.ref:
+            raise ValueError(f"ref must be a branch or tag name (letters, digits, _ . / -), got {self.ref!r}")
+        if not self.notebooks_dir or self.notebooks_dir.startswith("/"):
+            raise ValueError(f"notebooks_dir must be a relative folder, got {self.notebooks_dir!r}")
+
+    @property
+    def slug(self) -> str:
+        """``owner/repo``."""
+        owner, repo = _REPO_RE.match(self.repository).groups()
+        return f"{owner}/{repo}"
+
+    @property
+    def install_target(self) -> str:
+        """What pip installs on Colab: ``git+<repository>@<ref>``."""
+        return f"git+{self.repository}@{self.ref}"
+
+    def colab_url(self, notebook: str) -> str:
+        """Colab link of ``notebook`` (a file name inside ``notebooks_dir``)."""
+        return f"https://colab.research.google.com/github/{self.slug}/blob/{self.ref}/{self.notebooks_dir}/{notebook}"
+
+    def binder_url(self, notebook: str | None = None) -> str:
+        """Binder link opening JupyterLab on the notebooks folder (or on one notebook)."""
+        target = self.notebooks_dir if notebook is None else f"{self.notebooks_dir}/{notebook}"
+        return f"https://mybinder.org/v2/gh/{self.slug}/{self.ref}?urlpath=lab/tree/{target}"
+
+    def wants_gpu(self, notebook: str) -> bool:
+        return any(fnmatch.fnmatch(notebook, pattern) for pattern in self.gpu_notebooks)
+
+
+def load_config(path: str | Path | None = None) -> CourseConfig:
+    """Read the course configuration (default: ``mllib/course_config.json``)."""
+    path = Path(path) if path is not None else CONFIG_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"course configuration not found: {path}")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    missing = [key for key in ("repository", "ref") if key not in raw]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}")
+    return CourseConfig(
+        repository=raw["repository"],
+        ref=raw["ref"],
+        notebooks_dir=raw.get("notebooks_dir", "notebooks"),
+        gpu_notebooks=tuple(raw.get("gpu_notebooks", ())),
+        colab_gpu_type=raw.get("colab_gpu_type", "T4"),
+    )
