@@ -1,0 +1,109 @@
+"""``python -m mllib course``: build the student release, sync Colab/Binder badges, run and grade notebooks."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _build(args) -> int:
+    from mllib.course import build_student
+
+    written = build_student(args.src, args.out)
+    print(f"wrote {len(written)} student notebook(s) to {args.out}")
+    return 0
+
+
+def _sync(args) -> int:
+    from mllib.course import load_config, sync_course
+
+    changed = sync_course(args.root, load_config(args.config), readme=not args.no_readme)
+    for path in changed:
+        print(f"updated {path}")
+    print(f"{len(changed)} file(s) changed")
+    return 0
+
+
+def _check(args) -> int:
+    from mllib.course import check_course, load_config
+
+    problems = check_course(args.root, load_config(args.config), readme=not args.no_readme)
+    for problem in problems:
+        print(problem)
+    print("course check: ok" if not problems else f"course check: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _execute(args) -> int:
+    from mllib.course.execute import execute_notebooks, report_table
+
+    result = execute_notebooks(args.paths, report=args.report, in_place=not args.no_write, timeout=args.timeout)
+    print(report_table(result))
+    print(f"report: {args.report}")
+    return 0 if result["ok"] else 1
+
+
+def _grade(args) -> int:
+    from mllib.course import format_grade_table, grade_notebook
+
+    report = grade_notebook(args.notebook, reference=args.reference, timeout=args.timeout)
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else format_grade_table(report))
+    return 0
+
+
+def _verify(args) -> int:
+    from mllib.course import verify_student_build
+
+    report = verify_student_build(args.src, solutions=not args.skip_solutions, timeout=args.timeout,
+                                  echo=lambda msg: print(msg, flush=True))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    for problem in report.problems:
+        print(problem)
+    print("student build verified" if report.ok else f"student build: {len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("course", help="student release, Colab/Binder badges, notebook runs and grading",
+                                   description=__doc__)
+    sub = parser.add_subparsers(dest="course_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("build", help="write the student notebooks (solutions replaced, outputs cleared)")
+    p.add_argument("--src", default="notebooks", help="solution notebooks (default: notebooks)")
+    p.add_argument("--out", default="build/student", help="output folder (default: build/student)")
+    p.set_defaults(func=_build)
+
+    for name, func, text in (("sync", _sync, "regenerate Colab badges, install cells, GPU metadata, README badges"),
+                             ("check", _check, "verify badges and install cells match course_config.json, "
+                                               "and the exercise convention")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--root", default=".", help="repository root (default: .)")
+        p.add_argument("--config", default=None, help="configuration file (default: mllib/course_config.json)")
+        p.add_argument("--no-readme", action="store_true", help="leave README.md out")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("execute", help="re-execute notebooks in place from a clean kernel; report time and memory")
+    p.add_argument("paths", nargs="*", default=["notebooks"], help="notebooks or folders (default: notebooks)")
+    p.add_argument("--report", default="build/notebook_report.json", help="JSON report path")
+    p.add_argument("--no-write", action="store_true", help="run only; leave the notebooks unchanged")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
+    p.set_defaults(func=_execute)
+
+    p = sub.add_parser("grade", help="run a student's notebook and print a score per exercise")
+    p.add_argument("notebook")
+    p.add_argument("--reference", default=None,
+                   help="the instructor's notebook: restore locked check cells the student edited")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
+    p.set_defaults(func=_grade)
+
+    p = sub.add_parser("verify-student", help="build and run the student release; every check must fail "
+                                              "only for its own exercise and every other cell must run")
+    p.add_argument("--src", default="notebooks")
+    p.add_argument("--skip-solutions", action="store_true",
+                   help="do not also run the solution notebooks (nbval already does)")
+    p.add_argument("--json", default=None, help="also write the report to this JSON file")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
+    p.set_defaults(func=_verify)

@@ -1,0 +1,223 @@
+"""Running notebooks from a clean kernel with nbclient, with wall time, peak memory and check verdicts.
+
+Peak memory is the kernel process's peak resident set size: ``VmHWM`` from
+``/proc/<pid>/status`` (Linux), read after every cell. Elsewhere, when psutil happens to be
+installed, the largest RSS seen after a cell is reported instead; otherwise ``None``.
+Processes the kernel starts itself (e.g. data-loader workers) are not counted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from ..checks import RECORD_ENV, STRICT_ENV
+from .nbio import is_check_cell, is_solution_cell, list_notebooks, nbgrader, read_notebook, write_notebook
+
+DEFAULT_ENV = {"MLLIB_PROFILE": "quick", "MLLIB_DEVICE": "cpu"}
+DEFAULT_TIMEOUT = 900  # seconds per cell, as in the nbval run of `make test`
+
+
+@dataclass
+class CellOutcome:
+    """What happened in one executed code cell."""
+
+    index: int
+    execution_count: int | None
+    seconds: float
+    grade_id: str | None = None
+    is_check: bool = False
+    is_solution: bool = False
+    error: str | None = None            # "ename: evalue" when the cell raised
+    verdicts: list[dict] = field(default_factory=list)   # mllib.checks results printed by the cell
+
+
+@dataclass
+class NotebookRun:
+    path: str
+    ok: bool                      # every cell ran (errors allowed or not)
+    wall_s: float
+    peak_rss_mb: float | None
+    peak_rss_source: str | None   # "VmHWM" | "psutil-rss" | None
+    error: str | None = None      # why the run stopped early
+    cells: list[CellOutcome] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[CellOutcome]:
+        return [c for c in self.cells if c.error]
+
+    def summary(self) -> dict:
+        """The run without per-cell details, plus the three slowest cells."""
+        out = {k: v for k, v in asdict(self).items() if k != "cells"}
+        slow = sorted(self.cells, key=lambda c: -c.seconds)[:3]
+        out["slowest_cells"] = [{"index": c.index, "seconds": round(c.seconds, 2)} for c in slow]
+        out["checks"] = [v for c in self.cells for v in c.verdicts]
+        out["cell_errors"] = [{"index": c.index, "error": c.error} for c in self.errors]
+        return out
+
+
+def _peak_rss_mb(pid: int) -> tuple[float | None, str | None]:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024, "VmHWM"
+    except OSError:
+        pass
+    try:
+        import psutil  # optional, not a dependency
+
+        return psutil.Process(pid).memory_info().rss / 2**20, "psutil-rss"
+    except Exception:  # noqa: BLE001 - no way to measure here
+        return None, None
+
+
+def kernel_env(overrides: dict | None = None, *, strict: bool | None = None) -> dict:
+    """The kernel's environment: ours, ``MLLIB_PROFILE=quick MLLIB_DEVICE=cpu`` unless already set,
+    then ``overrides``; ``strict`` sets (True) or removes (False) ``MLLIB_CHECKS_STRICT``."""
+    env = dict(os.environ)
+    for key, value in DEFAULT_ENV.items():
+        env.setdefault(key, value)
+    env.update(overrides or {})
+    if strict is True:
+        env[STRICT_ENV] = "1"
+    elif strict is False:
+        env.pop(STRICT_ENV, None)
+    return env
+
+
+def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None, env: dict | None = None,
+                 allow_errors: bool = False, timeout: int = DEFAULT_TIMEOUT,
+                 kernel_name: str = "python3") -> tuple[NotebookNode, NotebookRun]:
+    """Execute every cell of ``nb`` in a fresh kernel; returns the executed notebook and its run.
+
+    ``env`` is the kernel's whole environment (default :func:`kernel_env`). The verdicts of
+    ``mllib.checks`` are collected through ``MLLIB_CHECKS_RECORD`` (read after every cell) and
+    attached to the cell that printed them. With ``allow_errors=False`` the run stops at the first failing cell
+    (``run.ok`` is False and ``run.error`` says why); with True every cell runs.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = None
+    if not isinstance(nb, NotebookNode):
+        path = Path(nb)
+        nb = read_notebook(path)
+    cwd = Path(cwd) if cwd is not None else (path.parent if path else Path.cwd())
+    env = dict(env if env is not None else kernel_env())
+    fd, record = tempfile.mkstemp(prefix="mllib-checks-", suffix=".jsonl")
+    os.close(fd)
+    env[RECORD_ENV] = record
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
+                            record_timing=False, resources={"metadata": {"path": str(cwd)}})
+    peak = {"mb": None, "source": None}
+    starts: dict[int, float] = {}
+    offset = {"pos": 0}
+    outcomes: dict[int, CellOutcome] = {}
+
+    def kernel_pid() -> int | None:
+        provisioner = getattr(client.km, "provisioner", None)
+        return getattr(provisioner, "pid", None) or getattr(getattr(client.km, "kernel", None), "pid", None)
+
+    def on_cell_start(cell, cell_index, **_):
+        starts[cell_index] = time.perf_counter()
+
+    def on_cell_executed(cell, cell_index, **_):
+        meta = nbgrader(cell)
+        error = next((f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", [])
+                      if o.get("output_type") == "error"), None)
+        outcomes[cell_index] = CellOutcome(
+            index=cell_index, execution_count=cell.get("execution_count"),
+            seconds=time.perf_counter() - starts.get(cell_index, time.perf_counter()),
+            grade_id=meta.get("grade_id"), is_check=is_check_cell(cell), is_solution=is_solution_cell(cell),
+            error=error)
+        with open(record, encoding="utf-8") as fh:  # verdicts this cell appended
+            fh.seek(offset["pos"])
+            text = fh.read()
+            offset["pos"] = fh.tell()
+        outcomes[cell_index].verdicts = [json.loads(line) for line in text.splitlines() if line.strip()]
+        pid = kernel_pid()
+        if pid:
+            mb, source = _peak_rss_mb(pid)
+            if mb is not None and (peak["mb"] is None or mb > peak["mb"]):
+                peak["mb"], peak["source"] = mb, source
+
+    client.on_cell_start = on_cell_start
+    client.on_cell_executed = on_cell_executed
+    failure = None
+    start = time.perf_counter()
+    try:
+        client.execute(env=env, cwd=str(cwd))
+    except CellExecutionError as err:
+        failure = str(err).strip().splitlines()[-1] if str(err).strip() else "a cell failed"
+    except (CellTimeoutError, DeadKernelError, RuntimeError) as err:
+        failure = f"{type(err).__name__}: {err}"
+    wall = time.perf_counter() - start
+
+    os.unlink(record)
+    cells = [outcomes[i] for i in sorted(outcomes)]
+    for c in cells:
+        if failure is None and c.error and not allow_errors:
+            failure = c.error
+    run = NotebookRun(path=str(path) if path else "<notebook>", ok=failure is None, wall_s=round(wall, 2),
+                      peak_rss_mb=None if peak["mb"] is None else round(peak["mb"], 1),
+                      peak_rss_source=peak["source"], error=failure, cells=cells)
+    return nb, run
+
+
+def execute_notebooks(paths, *, report: str | Path | None = "build/notebook_report.json",
+                      in_place: bool = True, timeout: int = DEFAULT_TIMEOUT, echo=None) -> dict:
+    """Re-execute notebooks from a clean kernel (in place by default) and write a JSON report.
+
+    A notebook whose run fails is not overwritten. The report holds, per notebook, the wall
+    time, the kernel's peak memory, the check verdicts and any error; ``report["ok"]`` is True
+    only when every notebook ran and every check passed.
+    """
+    echo = echo or (lambda msg: print(msg, flush=True))
+    env = kernel_env()
+    runs = []
+    for path in list_notebooks(paths):
+        echo(f"executing {path} ...")
+        nb, run = run_notebook(path, env=env, timeout=timeout)
+        if run.ok and in_place:
+            write_notebook(nb, path)
+        failed_checks = [v for c in run.cells for v in c.verdicts if v.get("status") != "passed"]
+        if failed_checks and run.ok:
+            run.ok = False
+            run.error = f"check {failed_checks[0]['exercise']!r} did not pass: {failed_checks[0]['status']}"
+        mem = "n/a" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f} MB"
+        echo(f"  {'ok' if run.ok else 'FAILED'}  {run.wall_s:.1f} s  peak memory {mem}"
+             + (f"  ({run.error})" if run.error else ""))
+        runs.append(run)
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "env": {k: env.get(k) for k in ("MLLIB_PROFILE", "MLLIB_DEVICE", "MLLIB_DATA", "CI")},
+        "ok": all(r.ok for r in runs),
+        "total_wall_s": round(sum(r.wall_s for r in runs), 2),
+        "notebooks": [r.summary() for r in runs],
+    }
+    if report:
+        report = Path(report)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
+
+
+def report_table(result: dict) -> str:
+    """The Markdown run-time table of ``docs/instructors.md`` from an execute report."""
+    lines = ["| notebook | wall time (s) | peak memory (MB) |", "| --- | ---: | ---: |"]
+    for nb in result["notebooks"]:
+        mem = "n/a" if nb["peak_rss_mb"] is None else f"{nb['peak_rss_mb']:.0f}"
+        lines.append(f"| {Path(nb['path']).name} | {nb['wall_s']:.0f} | {mem} |")
+    return "\n".join(lines)
