@@ -67,7 +67,9 @@ def _verify(args) -> int:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("course", help="student release, Colab/Binder badges, notebook runs and grading",
-                                   description=__doc__)
+                                   description="Build the student release, keep the Colab/Binder badges and "
+                                               "install cells in sync with mllib/course_config.json, run, "
+                                               "grade and verify notebooks.")
     sub = parser.add_subparsers(dest="course_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("build", help="write the student notebooks (solutions replaced, outputs cleared)")
