@@ -149,3 +149,16 @@ def test_real_student_release_verifies():
         pytest.skip("set MLLIB_VERIFY_STUDENT=1 to run the student release of every notebook")
     report = verify_student_build(folder, solutions=False)
     assert report.ok, "\n".join(report.problems)
+
+
+def test_execute_leaves_a_failing_notebook_untouched_and_names_the_cell(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "03_broken.ipynb"
+    write_notebook(new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("x / 0"), new_code_cell("y = 2")],
+                                metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}), path)
+    before = path.read_bytes()
+    report_path = tmp_path / "report.json"
+    assert main(["course", "execute", str(path), "--report", str(report_path)]) == 1
+    assert path.read_bytes() == before
+    (run,) = json.loads(report_path.read_text())["notebooks"]
+    assert not run["ok"] and run["error"] == "cell 1: ZeroDivisionError: division by zero"
+    assert "FAILED" in capsys.readouterr().out

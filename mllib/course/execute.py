@@ -157,16 +157,16 @@ def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None
     try:
         client.execute(env=env, cwd=str(cwd))
     except CellExecutionError as err:
-        failure = str(err).strip().splitlines()[-1] if str(err).strip() else "a cell failed"
+        failure = (str(err).strip().splitlines() or ["a cell failed"])[-1]
     except (CellTimeoutError, DeadKernelError, RuntimeError) as err:
         failure = f"{type(err).__name__}: {err}"
     wall = time.perf_counter() - start
 
     os.unlink(record)
     cells = [outcomes[i] for i in sorted(outcomes)]
-    for c in cells:
-        if failure is None and c.error and not allow_errors:
-            failure = c.error
+    first_error = next((f"cell {c.index}: {c.error}" for c in cells if c.error), None)
+    if first_error and not allow_errors:
+        failure = first_error
     run = NotebookRun(path=str(path) if path else "<notebook>", ok=failure is None, wall_s=round(wall, 2),
                       peak_rss_mb=None if peak["mb"] is None else round(peak["mb"], 1),
                       peak_rss_source=peak["source"], error=failure, cells=cells)
@@ -177,7 +177,7 @@ def execute_notebooks(paths, *, report: str | Path | None = "build/notebook_repo
                       in_place: bool = True, timeout: int = DEFAULT_TIMEOUT, echo=None) -> dict:
     """Re-execute notebooks from a clean kernel (in place by default) and write a JSON report.
 
-    A notebook whose run fails is not overwritten. The report holds, per notebook, the wall
+    A notebook whose run fails, or whose checks do not all pass, is not overwritten. The report holds, per notebook, the wall
     time, the kernel's peak memory, the check verdicts and any error; ``report["ok"]`` is True
     only when every notebook ran and every check passed.
     """
@@ -187,12 +187,12 @@ def execute_notebooks(paths, *, report: str | Path | None = "build/notebook_repo
     for path in list_notebooks(paths):
         echo(f"executing {path} ...")
         nb, run = run_notebook(path, env=env, timeout=timeout)
-        if run.ok and in_place:
-            write_notebook(nb, path)
         failed_checks = [v for c in run.cells for v in c.verdicts if v.get("status") != "passed"]
         if failed_checks and run.ok:
             run.ok = False
             run.error = f"check {failed_checks[0]['exercise']!r} did not pass: {failed_checks[0]['status']}"
+        if run.ok and in_place:
+            write_notebook(nb, path)
         mem = "n/a" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f} MB"
         echo(f"  {'ok' if run.ok else 'FAILED'}  {run.wall_s:.1f} s  peak memory {mem}"
              + (f"  ({run.error})" if run.error else ""))
