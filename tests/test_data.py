@@ -100,7 +100,6 @@ def test_zip_folder_and_member_order_give_identical_data(tmp_path, tiny_root):
     assert Path(b.source_paths["background"]).is_dir() and b.source_paths["background"].endswith("images_background")
     assert a.characters == b.characters == c.characters
     assert torch.equal(a.images, b.images) and torch.equal(a.images, c.images)
-    assert a.fingerprint == c.fingerprint  # zip fingerprint: member CRCs and sizes, not their order
 
 
 def test_explicit_root_wins_over_environment(tmp_path, tiny_root, monkeypatch):

@@ -10,8 +10,8 @@ Order, independent of the file system and of the order inside the zips: characte
 the drawers of a character are sorted by the drawer number in ``<id>_<drawer>.png``.
 
 The cache file name carries ``PREPROCESS_VERSION`` and a fingerprint of the source: the
-SHA-256 of the sorted listing of PNG members with their CRC-32 and size (zips) or their size
-and modification time (folders). Writing goes to a temporary file in the cache folder, then
+SHA-256 of the name, size and modification time of each zip, or of every PNG of an extracted
+folder (so loading a cached set costs two ``stat`` calls, not a read of the zip directories). Writing goes to a temporary file in the cache folder, then
 ``os.replace`` renames it, so an interrupted or concurrent build never leaves a broken cache.
 """
 from __future__ import annotations
@@ -43,7 +43,6 @@ class Listing:
     characters: list  # "alphabet/characterNN", canonical order
     sets: list  # "background" | "evaluation" per character
     members: list  # per character, per drawer: (set_name, member name or relative path)
-    fingerprint: str
 
 
 def _parse(rel: str):
@@ -59,8 +58,8 @@ def _parse(rel: str):
     return parts[0], parts[1], drawer
 
 
-def _list_set(source: OmniglotSource, set_name: str) -> tuple[list, list]:
-    """[(rel, key)] of the PNGs of one set; ``key`` feeds the fingerprint."""
+def _list_set(source: OmniglotSource, set_name: str) -> list:
+    """[(rel, member, key)] of the files of one set (``key``: size and mtime, folders only)."""
     path = source.paths[set_name]
     prefix = f"images_{set_name}/"
     rows = []
@@ -74,7 +73,7 @@ def _list_set(source: OmniglotSource, set_name: str) -> tuple[list, list]:
             if info.is_dir() or not info.filename.startswith(prefix):
                 continue
             rel = info.filename[len(prefix):]
-            rows.append((rel, info.filename, f"{info.CRC:08x}:{info.file_size}"))
+            rows.append((rel, info.filename, ""))
     else:
         for dirpath, _dirnames, filenames in os.walk(path):
             for name in filenames:
@@ -92,10 +91,23 @@ def _corrupt(path, err) -> str:
     )
 
 
+def source_fingerprint(source: OmniglotSource) -> str:
+    """SHA-256 of each set's zip (name, size, mtime) or of its folder's PNGs (path, size, mtime)."""
+    digest = hashlib.sha256(b"omniglot-source-v1\n")
+    for set_name in SETS:
+        path = source.paths[set_name]
+        if source.kind(set_name) == "zip":
+            st = os.stat(path)
+            digest.update(f"{set_name}:zip:{path.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        else:
+            for rel, _member, key in sorted(_list_set(source, set_name)):
+                digest.update(f"{set_name}:{rel}={key}\n".encode())
+    return digest.hexdigest()
+
+
 def list_source(source: OmniglotSource) -> Listing:
-    """Sorted listing and fingerprint of ``source`` (reads only the zip directories / folder tree)."""
+    """Sorted listing of ``source`` (reads only the zip directories / the folder tree)."""
     characters, sets, members = [], [], []
-    digest = hashlib.sha256(f"omniglot-listing-v1".encode())
     drawer_counts = set()
     for set_name in SETS:
         per_char: dict = {}
@@ -105,7 +117,7 @@ def list_source(source: OmniglotSource) -> Listing:
             if parsed is None:
                 continue
             alphabet, character, drawer = parsed
-            per_char.setdefault(f"{alphabet}/{character}", []).append((drawer, member, rel, key))
+            per_char.setdefault(f"{alphabet}/{character}", []).append((drawer, member))
         if not per_char:
             raise OmniglotDataError(
                 f"{source.paths[set_name]} holds no images_{set_name}/<alphabet>/<character>/<id>_<drawer>.png files; "
@@ -119,9 +131,7 @@ def list_source(source: OmniglotSource) -> Listing:
             drawer_counts.add(len(images))
             characters.append(name)
             sets.append(set_name)
-            members.append([(set_name, member) for _, member, _, _ in images])
-            for _, _, rel, key in images:
-                digest.update(f"{set_name}/{rel}={key}\n".encode())
+            members.append([(set_name, member) for _, member in images])
     if len(drawer_counts) != 1:
         raise OmniglotDataError(
             f"every Omniglot character must have the same number of drawers, found counts {sorted(drawer_counts)} "
@@ -129,7 +139,7 @@ def list_source(source: OmniglotSource) -> Listing:
         )
     if len(set(characters)) != len(characters):
         raise OmniglotDataError(f"{source.root}: the same alphabet appears in both sets")
-    return Listing(characters, sets, members, digest.hexdigest())
+    return Listing(characters, sets, members)
 
 
 def cache_file_name(fingerprint: str) -> str:

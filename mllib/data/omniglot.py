@@ -85,22 +85,29 @@ class OmniglotData:
         )
 
 
-def _read_cache(path: Path, listing: build.Listing) -> torch.Tensor | None:
+def _read_cache(path: Path, fingerprint: str):
+    """``(images, characters, sets)`` from a valid cache file, else ``None`` (then it is rebuilt)."""
     try:
         payload = torch.load(path, weights_only=True)
     except Exception:  # unreadable cache (e.g. a disk error): rebuild it
         return None
-    images = payload.get("images") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    images, characters, sets = payload.get("images"), payload.get("characters"), payload.get("sets")
     if (
         payload.get("version") != build.PREPROCESS_VERSION
-        or payload.get("fingerprint") != listing.fingerprint
-        or payload.get("characters") != listing.characters
+        or payload.get("fingerprint") != fingerprint
         or not isinstance(images, torch.Tensor)
         or images.dtype != torch.uint8
-        or tuple(images.shape) != (len(listing.characters), len(listing.members[0]), build.IMAGE_SIZE, build.IMAGE_SIZE)
+        or images.dim() != 4
+        or tuple(images.shape[2:]) != (build.IMAGE_SIZE, build.IMAGE_SIZE)
+        or not isinstance(characters, list)
+        or not isinstance(sets, list)
+        or len(characters) != images.shape[0]
+        or len(sets) != images.shape[0]
     ):
         return None
-    return images
+    return images, characters, sets
 
 
 def load_omniglot(
@@ -119,29 +126,31 @@ def load_omniglot(
     """
     start = time.perf_counter()
     source: OmniglotSource = locate_omniglot(root, download=download)
-    listing = build.list_source(source)
-    cache_path = default_cache_dir(cache_dir) / build.cache_file_name(listing.fingerprint)
-    images = _read_cache(cache_path, listing) if cache_path.is_file() else None
-    hit = images is not None
-    if images is None:
-        array = build.decode_images(source, listing, workers=workers, progress=progress)
-        images = torch.from_numpy(array)
+    fingerprint = build.source_fingerprint(source)
+    cache_path = default_cache_dir(cache_dir) / build.cache_file_name(fingerprint)
+    cached = _read_cache(cache_path, fingerprint) if cache_path.is_file() else None
+    hit = cached is not None
+    if cached is None:
+        listing = build.list_source(source)
+        images = torch.from_numpy(build.decode_images(source, listing, workers=workers, progress=progress))
         payload = {
             "version": build.PREPROCESS_VERSION,
-            "fingerprint": listing.fingerprint,
+            "fingerprint": fingerprint,
             "characters": listing.characters,
             "sets": listing.sets,
             "images": images,
         }
         build.write_cache_atomic(cache_path, payload)
+        cached = images, listing.characters, listing.sets
+    images, characters, sets = cached
     return OmniglotData(
         images=images,
-        characters=list(listing.characters),
-        sets=list(listing.sets),
+        characters=list(characters),
+        sets=list(sets),
         source=str(source.root),
         source_paths={k: str(v) for k, v in source.paths.items()},
         cache_path=str(cache_path),
         cache_hit=hit,
-        fingerprint=listing.fingerprint,
+        fingerprint=fingerprint,
         seconds=time.perf_counter() - start,
     )
