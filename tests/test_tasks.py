@@ -158,3 +158,17 @@ def test_sinusoid_bad_sizes_are_rejected():
         SinusoidTasks(shots=0)
     with pytest.raises(ValueError, match="query must be an integer >= 1"):
         SinusoidTasks(query=0)
+
+
+def test_thread_limit_is_restored_and_does_not_change_tasks(omniglot):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        limited = OmniglotTasks(omniglot, ways=5, shots=1, query=2, seed=5).sample(3)
+        assert torch.get_num_threads() == 2
+        free = OmniglotTasks(omniglot, ways=5, shots=1, query=2, seed=5, threads=None).sample(3)
+        assert torch.equal(limited.query_x, free.query_x)
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be None or an integer >= 1"):
+        OmniglotTasks(omniglot, threads=0)

@@ -52,6 +52,8 @@ class OmniglotTasks:
     ``split``; ``part`` then only names the seed stream). ``rotations``: rotated copies as new
     classes; default ``True`` for ``part="train"``, ``False`` otherwise. ``device``: where the
     image tensor lives and batches are built (indices are always drawn on the CPU generator).
+    ``threads``: torch CPU threads while a batch is built (default 1: the ops are small, and a
+    second thread on a busy shared CPU made sampling 10x slower here); ``None`` keeps torch's setting.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class OmniglotTasks:
         seed: int = 0,
         characters: Sequence[int] | None = None,
         device: torch.device | str | None = None,
+        threads: int | None = 1,
     ) -> None:
         if part not in PART_STREAMS:
             raise ValueError(f"part must be one of 'train', 'val', 'test', got {part!r}")
@@ -113,6 +116,9 @@ class OmniglotTasks:
         self._drawers = drawers
         self._rows = images.reshape(-1, self._height * self._width)  # [C*D, H*W] uint8, a view
         self._rot = _rotation_tables(self._height, self._width).to(self.device)
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
+        self.threads = threads
         self.generator = torch.Generator().manual_seed(stream_seed(self.seed, part))
         self.tasks_sampled = 0
 
@@ -149,32 +155,39 @@ class OmniglotTasks:
             "drawers": drawers,
         }
 
-    def _images(self, rows: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-        """``rows [T, W, n]`` (flat image rows), ``rotation [T, W]`` -> float ``[T, W*n, 1, H, W]`` in [0, 1]."""
-        t, w, n = rows.shape
-        pixels = self._rows[rows]  # [T, W, n, H*W] uint8
-        if self.rotations:
-            index = self._rot[rotation][:, :, None, :].expand(t, w, n, self._height * self._width)
-            pixels = pixels.gather(3, index)
-        return pixels.view(t, w * n, 1, self._height, self._width).to(torch.float32).div_(255)
-
     def batch_from_indices(self, idx: dict) -> TaskBatch:
         """Build the :class:`TaskBatch` of the choices ``idx`` (from :meth:`sample_indices`)."""
         dev = self.device
-        rows = (idx["characters"][:, :, None] * self._drawers + idx["drawers"]).to(dev)
-        rotation = idx["rotation"].to(dev)
+        rows = (idx["characters"][:, :, None] * self._drawers + idx["drawers"]).to(dev)  # [T, W, S+Q]
         labels = idx["labels"].to(dev)
-        s = self.shots
+        t, w, n = rows.shape
+        hw = self._height * self._width
+        # one row gather for support and query (index_select is much faster than advanced indexing)
+        pixels = self._rows.index_select(0, rows.reshape(-1)).view(t, w, n, hw)  # uint8
+        if self.rotations:
+            index = self._rot[idx["rotation"].to(dev)][:, :, None, :].expand(t, w, n, hw)
+            pixels = pixels.gather(3, index)
+        s, q = self.shots, self.query
+        support_x = pixels[:, :, :s].float().div_(255).view(t, w * s, 1, self._height, self._width)
+        query_x = pixels[:, :, s:].float().div_(255).view(t, w * q, 1, self._height, self._width)
         return TaskBatch(
-            support_x=self._images(rows[:, :, :s], rotation),
+            support_x=support_x,
             support_y=labels.repeat_interleave(s, dim=1),
-            query_x=self._images(rows[:, :, s:], rotation),
-            query_y=labels.repeat_interleave(self.query, dim=1),
+            query_x=query_x,
+            query_y=labels.repeat_interleave(q, dim=1),
         )
 
     def sample(self, num_tasks: int) -> TaskBatch:
         """``num_tasks`` new tasks (see the module docstring for shapes)."""
-        return self.batch_from_indices(self.sample_indices(num_tasks))
+        previous = torch.get_num_threads()
+        limit = self.threads is not None and self.device.type == "cpu" and previous != self.threads
+        if limit:
+            torch.set_num_threads(self.threads)
+        try:
+            return self.batch_from_indices(self.sample_indices(num_tasks))
+        finally:
+            if limit:
+                torch.set_num_threads(previous)
 
     # ------------------------------------------------------------------ resume
 
