@@ -52,7 +52,7 @@ class OmniglotTasks:
     ``split``; ``part`` then only names the seed stream). ``rotations``: rotated copies as new
     classes; default ``True`` for ``part="train"``, ``False`` otherwise. ``device``: where the
     image tensor lives and batches are built (indices are always drawn on the CPU generator).
-    ``threads``: torch CPU threads while a batch is built (default 1: the ops are small, and a
+    ``threads``: torch CPU threads while a batch is sampled (default 1: the ops are small, and a
     second thread on a busy shared CPU made sampling 10x slower here); ``None`` keeps torch's setting.
     """
 
@@ -180,7 +180,7 @@ class OmniglotTasks:
     def sample(self, num_tasks: int) -> TaskBatch:
         """``num_tasks`` new tasks (see the module docstring for shapes)."""
         previous = torch.get_num_threads()
-        limit = self.threads is not None and self.device.type == "cpu" and previous != self.threads
+        limit = self.threads is not None and previous != self.threads  # indices are drawn on the CPU either way
         if limit:
             torch.set_num_threads(self.threads)
         try:
