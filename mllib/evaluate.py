@@ -77,7 +77,8 @@ def evaluate(
 ) -> dict:
     """Accuracy and 95% CI of a meta-learner on ``tasks`` fixed test tasks.
 
-    ``source`` is a checkpoint path, a loaded checkpoint dict, or ``(model, meta_params)``;
+    ``source`` is a checkpoint path, a loaded checkpoint dict, a ``TrainResult`` (its final
+    meta-parameters) or ``(model, meta_params)``;
     for the last, give ``meta_config`` (an ``mllib.algorithms.MetaConfig``), ``ways``, ``shots``,
     and ``inner_steps``. ``split`` is the part of the split manifest (``"test"``, ``"val"``,
     ``"train"``). Defaults come from the checkpoint's config: query = ``test_query``,
@@ -101,6 +102,8 @@ def evaluate(
     if isinstance(source, (str, os.PathLike)):
         checkpoint_path = str(source)
         source = load_checkpoint(source)
+    if hasattr(source, "meta_params") and hasattr(source, "config"):  # a TrainResult
+        source = {"config": source.config, "meta_params": source.meta_params, "step": source.step}
     if isinstance(source, dict):
         from mllib.train import build_model
 

@@ -258,7 +258,7 @@ def meta_train(
     if train_tasks is None:
         train_tasks = OmniglotTasks(
             data, split=config.split, part="train", ways=config.ways, shots=config.shots,
-            query=profile.query, seed=config.seed,
+            query=profile.query, seed=config.seed, device=device,  # batches built on the device
         )
     val_batch = OmniglotTasks(
         data, split=config.split, part="val", ways=config.ways, shots=config.shots,

@@ -66,6 +66,8 @@ def test_evaluate_model_and_params_equals_checkpoint(run, omniglot):
     direct = evaluate((run.model, run.meta_params), data=omniglot, tasks=6, device="cpu", progress=False,
                       meta_config=run.meta_config, ways=3, shots=1, query=2, inner_steps=2)
     assert direct["accuracy"] == from_ckpt["accuracy"]
+    from_result = evaluate(run, data=omniglot, tasks=6, device="cpu", progress=False)  # run.step == 2 == checkpoint
+    assert from_result["accuracy"] == from_ckpt["accuracy"] and from_result["step"] == 2
     with pytest.raises(ValueError, match="meta_config"):
         evaluate((run.model, run.meta_params), data=omniglot, tasks=6, device="cpu")
 
