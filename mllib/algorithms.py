@@ -288,15 +288,18 @@ def meta_gradient(model: nn.Module, meta_params: Mapping[str, Tensor], batch: Ta
 
 
 def evaluate_tasks(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig,
-                   inner_steps: int | None = None) -> Tensor:
+                   inner_steps: int | None = None, chunk: int = 32) -> Tensor:
     """Per-task query accuracy (classification) or MSE (regression), ``[T]``, building no graph.
 
     Every algorithm adapts on the support set only (Reptile included), ``inner_steps``
     (default ``cfg.inner_steps``) steps at ``cfg.inner_lr`` (Meta-SGD: its learned rates).
+    The vmap form handles ``chunk`` tasks at a time to bound memory.
     """
     _check(model, meta_params, batch, cfg)
     if inner_steps is not None and (not isinstance(inner_steps, int) or inner_steps < 0):
         raise ValueError(f"inner_steps must be an integer >= 0 or None, got {inner_steps!r}")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
     form = resolve_form(cfg, batch.support_x.device)
     tasks = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
     detached = {k: v.detach() for k, v in meta_params.items()}
@@ -307,4 +310,6 @@ def evaluate_tasks(model: nn.Module, meta_params: Mapping[str, Tensor], batch: T
     with torch.no_grad():
         if form == "loop":
             return torch.stack([one(detached, *(x[t] for x in tasks)) for t in range(batch.num_tasks)])
-        return vmap(one, in_dims=(None, 0, 0, 0, 0))(detached, *tasks)
+        batched = vmap(one, in_dims=(None, 0, 0, 0, 0))
+        return torch.cat([batched(detached, *(x[i:i + chunk] for x in tasks))
+                          for i in range(0, batch.num_tasks, chunk)])

@@ -54,7 +54,7 @@ def test_vmap_equals_loop_conv(algo, bn):
         cfg = MetaConfig(algo=algo, inner_steps=2, inner_lr=0.2, bn=bn, form=form)
         params = init_meta_params(model, cfg)
         grads, stats = meta_gradient(model, params, batch, cfg)
-        results[form] = grads, stats, evaluate_tasks(model, params, batch, cfg, inner_steps=3)
+        results[form] = grads, stats, evaluate_tasks(model, params, batch, cfg, inner_steps=3, chunk=3)
     (g_loop, s_loop, e_loop), (g_vmap, s_vmap, e_vmap) = results["loop"], results["vmap"]
     assert set(g_loop) == set(g_vmap) == set(init_meta_params(model, MetaConfig(algo=algo)))
     assert rel_err(g_vmap, g_loop) < 1e-5
@@ -210,7 +210,7 @@ def test_accuracy_is_at_chance_on_random_labels(algo):
     cfg = MetaConfig(algo=algo, inner_lr=0.5, form="vmap")
     meta = init_meta_params(model, cfg)
     for steps in (0, 5):
-        acc = evaluate_tasks(model, meta, batch, cfg, inner_steps=steps).mean().item()
+        acc = evaluate_tasks(model, meta, batch, cfg, inner_steps=steps, chunk=64).mean().item()
         assert abs(acc - 0.2) < 0.025, (steps, acc)
     seen = TaskBatch(batch.support_x[:50], batch.support_y[:50], batch.support_x[:50], batch.support_y[:50])
     assert evaluate_tasks(model, meta, seen, cfg, inner_steps=5).mean().item() > 0.35
@@ -261,3 +261,5 @@ def test_mismatched_inputs_are_rejected():
         meta_gradient(SineMLP(), params_of(SineMLP()), sine_tasks(1), MetaConfig(algo="protonet"))
     with pytest.raises(ValueError, match="inner_steps"):
         evaluate_tasks(model, params_of(model), batch, MetaConfig(), inner_steps=-2)
+    with pytest.raises(ValueError, match="chunk"):
+        evaluate_tasks(model, params_of(model), batch, MetaConfig(), chunk=0)
