@@ -32,7 +32,7 @@ unit: $(STAMP)
 	$(PY) -m pytest tests
 
 notebooks-test: $(STAMP)
-	MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider notebooks/
+	MLLIB_CHECKS_STRICT=1 MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider notebooks/
 
 test: unit notebooks-test
 
