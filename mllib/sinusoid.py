@@ -1,0 +1,287 @@
+"""Sinusoid regression experiments: fixed biases versus a learned start (notebooks 01, 03, 04).
+
+Every task is ``y = A sin(x - phase)`` (``mllib.tasks.SinusoidTasks``); the learner is
+``mllib.models.SineMLP`` used through parameter dicts. This module holds the small pieces the
+notebooks share, built on the tested algorithms (it does not re-implement them):
+
+* ``meta_train_sinusoid``: meta-train a start with ``mllib.algorithms.meta_gradient``
+  (MAML, FOMAML, Reptile, Meta-SGD, ANIL) and Adam. Returns ``(model, meta_params, history)``.
+* ``pretrain_sinusoid``: the non-meta baseline of the MAML paper: one network regressed on
+  points of all tasks jointly (it learns roughly the average function, which is about 0).
+* ``adapt_task``: a few SGD steps on one task's support set from a start (no graph).
+* ``adaptation_curve``: query MSE after 0, 1, ..., ``steps`` SGD steps ``[steps + 1]``.
+* ``fit_polynomial`` / ``polyval``: least-squares polynomials, the hand-designed fixed bias.
+
+Defaults come from the profile (``mllib.config``): ``sine_meta_steps``, ``sine_meta_batch``,
+``sine_shots``, ``sine_inner_lr``. Everything is seeded: a call with the same arguments gives
+the same numbers on the same device.
+
+Example (a few seconds on a laptop CPU)::
+
+    model, start, history = meta_train_sinusoid("maml", steps=300, seed=0)
+    batch = SinusoidTasks(shots=10, query=100, seed=1).sample(50)
+    adaptation_curve(model, start, batch, steps=10, lr=0.01)     # tensor [11], decreasing
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+from tqdm.auto import tqdm
+
+from mllib.algorithms import ALGORITHMS, MetaConfig, forward, init_meta_params, meta_gradient, split_meta_params
+from mllib.algorithms import support_loss_fn
+from mllib.config import resolve_profile
+from mllib.inner import adapt
+from mllib.models import SineMLP, params_of
+from mllib.tasks import SinusoidTasks
+from mllib.tasks.batch import TaskBatch
+
+Params = dict[str, Tensor]
+SINE_ALGORITHMS = tuple(a for a in ALGORITHMS if a != "protonet")
+
+
+def _positive_int(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _non_negative_int(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _seeded_model(seed: int) -> SineMLP:
+    """A fresh ``SineMLP`` initialised from ``seed`` without touching the global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SineMLP()
+
+
+def _progress(total: int, desc: str, progress: bool):
+    return tqdm(total=total, desc=desc, disable=bool(os.environ.get("CI")) or not progress, dynamic_ncols=True)
+
+
+def _load_into(model: nn.Module, params: Mapping[str, Tensor]) -> None:
+    """Copy ``params`` (model parameter names) into ``model``'s own parameters."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name])
+
+
+# ----------------------------------------------------------------------------- training
+
+def meta_train_sinusoid(
+    algo: str = "maml",
+    steps: int | None = None,
+    meta_batch: int | None = None,
+    shots: int | None = None,
+    inner_lr: float | None = None,
+    meta_lr: float = 1e-3,
+    inner_steps: int = 1,
+    seed: int = 0,
+    model: nn.Module | None = None,
+    query: int | None = None,
+    device: torch.device | str = "cpu",
+    form: str = "vmap",
+    progress: bool = True,
+) -> tuple[nn.Module, Params, dict[str, list]]:
+    """Meta-train a sinusoid regressor's start; returns ``(model, meta_params, history)``.
+
+    Each of the ``steps`` outer updates samples ``meta_batch`` tasks (``shots`` support and
+    ``query`` query points each, ``x, y [meta_batch, shots, 1]``), takes
+    ``mllib.algorithms.meta_gradient`` (``inner_steps`` SGD steps at ``inner_lr`` inside) and one
+    Adam step at ``meta_lr`` on the meta-parameters.
+
+    * ``algo``: ``maml``, ``fomaml``, ``reptile``, ``metasgd`` or ``anil``.
+    * ``steps``, ``meta_batch``, ``shots``, ``inner_lr``: ``None`` takes the profile's
+      ``sine_meta_steps``, ``sine_meta_batch``, ``sine_shots``, ``sine_inner_lr``
+      (``resolve_profile()``, i.e. ``$MLLIB_PROFILE``). ``query`` defaults to ``shots``.
+    * ``model``: a ``SineMLP`` (or any 1 -> 1 regressor) to start from; default a fresh
+      ``SineMLP`` initialised from ``seed``. The returned model is the same object with the
+      meta-learned parameters copied in, so passing it back continues training (Adam's
+      state starts afresh; tasks are drawn from ``seed`` again).
+    * ``seed``: seeds the model's initialisation (when ``model`` is None) and the tasks.
+    * ``form``: ``meta_gradient``'s form. ``"vmap"`` by default, even on a CPU: for this tiny
+      MLP one batched pass is 4-10x faster than a loop over tasks (measured on a 2-core CPU).
+
+    ``meta_params`` is a dict of detached tensors (Meta-SGD adds ``"lr.<name>"`` rates).
+    ``history``: ``{"step": [...], "loss": [...]}`` with the mean query MSE after adaptation of
+    every meta-batch, and ``"interrupted": bool`` (Ctrl-C stops after the current step and
+    returns what was learned so far). A tqdm bar shows progress unless ``$CI`` is set.
+    """
+    if algo not in SINE_ALGORITHMS:
+        raise ValueError(f"algo must be one of {', '.join(SINE_ALGORITHMS)}; got {algo!r}")
+    profile = resolve_profile() if None in (steps, meta_batch, shots, inner_lr) else None
+    steps = _non_negative_int("steps", profile.sine_meta_steps if steps is None else steps)
+    meta_batch = _positive_int("meta_batch", profile.sine_meta_batch if meta_batch is None else meta_batch)
+    shots = _positive_int("shots", profile.sine_shots if shots is None else shots)
+    query = _positive_int("query", shots if query is None else query)
+    inner_lr = _positive_float("inner_lr", profile.sine_inner_lr if inner_lr is None else inner_lr)
+    meta_lr = _positive_float("meta_lr", meta_lr)
+    inner_steps = _non_negative_int("inner_steps", inner_steps)
+
+    device = torch.device(device)
+    model = (_seeded_model(seed) if model is None else model).to(device)
+    cfg = MetaConfig(algo=algo, inner_steps=inner_steps, inner_lr=inner_lr, form=form)
+    meta_params = init_meta_params(model, cfg)
+    optimizer = torch.optim.Adam(meta_params.values(), lr=meta_lr)
+    tasks = SinusoidTasks(shots=shots, query=query, seed=seed)
+    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
+    bar = _progress(steps, f"meta-train {algo}", progress)
+    try:
+        for step in range(1, steps + 1):
+            batch = tasks.sample(meta_batch).to(device)
+            grads, stats = meta_gradient(model, meta_params, batch, cfg)
+            for name, p in meta_params.items():
+                p.grad = grads[name]
+            optimizer.step()
+            history["step"].append(step)
+            history["loss"].append(stats["loss"])
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{stats['loss']:.3f}")
+    except KeyboardInterrupt:
+        history["interrupted"] = True
+    finally:
+        bar.close()
+    result = {k: v.detach() for k, v in meta_params.items()}
+    _load_into(model, split_meta_params(result)[0])
+    return model, result, history
+
+
+def pretrain_sinusoid(
+    steps: int | None = None,
+    batch: int | None = None,
+    seed: int = 0,
+    lr: float = 1e-3,
+    shots: int | None = None,
+    model: nn.Module | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[nn.Module, Params]:
+    """The non-meta baseline: one regressor trained on all tasks jointly; ``(model, params)``.
+
+    Every one of the ``steps`` Adam steps (rate ``lr``) samples ``batch`` tasks and minimises
+    the MSE on all their points at once (``shots`` support + ``shots`` query points per task,
+    ``x, y [batch * 2 * shots, 1]``), ignoring which task a point came from. This is
+    "pre-training on all tasks" in the MAML paper: since the phases and amplitudes cancel
+    out on average, it learns a function close to 0 and fine-tunes poorly from few shots.
+
+    ``steps``, ``batch``, ``shots`` default to the profile's ``sine_meta_steps``,
+    ``sine_meta_batch`` and ``sine_shots`` (the same task budget as ``meta_train_sinusoid``).
+    ``model`` defaults to a ``SineMLP`` initialised from ``seed``. Returns the model (with the
+    trained parameters) and ``params_of(model)`` (a dict of leaf tensors).
+    """
+    profile = resolve_profile() if None in (steps, batch, shots) else None
+    steps = _non_negative_int("steps", profile.sine_meta_steps if steps is None else steps)
+    batch = _positive_int("batch", profile.sine_meta_batch if batch is None else batch)
+    shots = _positive_int("shots", profile.sine_shots if shots is None else shots)
+    lr = _positive_float("lr", lr)
+    device = torch.device(device)
+    model = (_seeded_model(seed) if model is None else model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    tasks = SinusoidTasks(shots=shots, query=shots, seed=seed)
+    bar = _progress(steps, "pre-train", progress)
+    try:
+        for _ in range(steps):
+            b = tasks.sample(batch).to(device)
+            x = torch.cat([b.support_x, b.query_x], 1).reshape(-1, 1)
+            y = torch.cat([b.support_y, b.query_y], 1).reshape(-1, 1)
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            bar.update(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bar.close()
+    return model, params_of(model)
+
+
+# ----------------------------------------------------------------------------- adaptation
+
+def adapt_task(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
+               steps: int, lr: float) -> Params:
+    """``steps`` SGD steps at ``lr`` on one task's support MSE (``support_x, support_y [K, 1]``).
+
+    No autograd graph is built; returns detached adapted parameters (same keys as ``params``;
+    Meta-SGD rates ``"lr.*"`` in ``params`` are used as the step sizes instead of ``lr``).
+    """
+    _non_negative_int("steps", steps)
+    lr = _positive_float("lr", lr)
+    weights, rates = split_meta_params(params)
+    return adapt(weights, support_loss_fn(model), (support_x, support_y), steps,
+                 rates if rates is not None else lr, evaluation=True)
+
+
+def adaptation_curve(model: nn.Module, params: Mapping[str, Tensor], task_batch: TaskBatch, steps: int,
+                     lr: float, per_task: bool = False) -> Tensor:
+    """Query MSE after 0, 1, ..., ``steps`` SGD steps on the support set, averaged over tasks.
+
+    ``task_batch``: sinusoid tasks (``support_x [T, K, 1]``, ``query_x [T, Q, 1]``, float ``y``).
+    Each task starts from ``params`` and takes plain SGD steps at ``lr`` on its support MSE
+    (Meta-SGD rates ``"lr.*"`` in ``params`` replace ``lr``). Builds no graph; the tasks
+    are processed together with ``torch.func.vmap``.
+    Returns ``[steps + 1]`` (entry ``k`` = mean query MSE after ``k`` steps), or ``[T, steps + 1]``
+    with ``per_task=True``.
+    """
+    _non_negative_int("steps", steps)
+    lr = _positive_float("lr", lr)
+    if not torch.is_floating_point(task_batch.query_y):
+        raise ValueError("task_batch must hold regression tasks (float labels), got integer labels")
+    weights, rates = split_meta_params(params)
+    weights = {k: v.detach() for k, v in weights.items()}
+    rates = lr if rates is None else {k: v.detach() for k, v in rates.items()}
+    loss_fn = support_loss_fn(model)
+
+    def one_task(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> Tensor:
+        current, losses = weights, []
+        for k in range(steps + 1):
+            if k > 0:
+                current = adapt(current, loss_fn, (support_x, support_y), 1, rates, evaluation=True)
+            losses.append(torch.nn.functional.mse_loss(forward(model, current, query_x), query_y))
+        return torch.stack(losses)
+
+    with torch.no_grad():
+        curves = vmap(one_task)(task_batch.support_x, task_batch.support_y, task_batch.query_x,
+                                task_batch.query_y)                                   # [T, steps + 1]
+    return curves if per_task else curves.mean(0)
+
+
+# ----------------------------------------------------------------------------- fixed biases
+
+def fit_polynomial(x: Tensor, y: Tensor, degree: int) -> Tensor:
+    """Least-squares polynomial coefficients ``[degree + 1]`` (constant term first), float64.
+
+    ``x, y``: ``[K]`` or ``[K, 1]``. Minimises ``sum_i (sum_d c_d x_i^d - y_i)^2``; with fewer
+    points than coefficients it returns the minimum-norm solution (``torch.linalg.lstsq``, gelsd).
+    """
+    _non_negative_int("degree", degree)
+    x, y = x.detach().reshape(-1).double().cpu(), y.detach().reshape(-1).double().cpu()
+    if x.numel() != y.numel() or x.numel() == 0:
+        raise ValueError(f"x and y must hold the same number (>= 1) of points, got {x.numel()} and {y.numel()}")
+    design = x[:, None] ** torch.arange(degree + 1, dtype=torch.float64)          # [K, degree + 1]
+    return torch.linalg.lstsq(design, y[:, None], driver="gelsd").solution[:, 0]
+
+
+def polyval(coefficients: Tensor, x: Tensor) -> Tensor:
+    """``sum_d coefficients[d] * x ** d`` with ``x`` of any shape (float64 result, shape of ``x``)."""
+    powers = torch.arange(coefficients.numel(), dtype=torch.float64)
+    return (x.double()[..., None] ** powers * coefficients.double()).sum(-1)
+
+
+__all__ = ["meta_train_sinusoid", "pretrain_sinusoid", "adapt_task", "adaptation_curve", "fit_polynomial",
+           "polyval", "SINE_ALGORITHMS"]
