@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mllib import distributed
 from mllib.config import PROFILE_CHOICES
 from mllib.train import ALGO_CHOICES, BN_CHOICES, FORM_CHOICES, TrainConfig, meta_train
 
@@ -64,10 +65,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
-        result = meta_train(config)
+        result = distributed.train(config)  # meta_train(config), on every rank when run by torchrun
     except KeyboardInterrupt:
         print(f"interrupted: resume with the same command plus --resume (out: {config.out})", file=sys.stderr)
         return 130
+    if result is None:  # a rank other than 0 of a torchrun job: rank 0 reports
+        return 0
     best = "-" if result.best_val_accuracy is None else f"{100 * result.best_val_accuracy:.2f}%"
     print(f"trained {result.step} steps in {result.seconds:.0f} s on {result.device} ({result.form}); "
           f"best validation accuracy {best} at step {result.best_step}")
