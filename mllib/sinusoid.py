@@ -10,7 +10,8 @@ notebooks share, built on the tested algorithms (it does not re-implement them):
   points of all tasks jointly (it learns roughly the average function, which is about 0).
 * ``adapt_task``: a few SGD steps on one task's support set from a start (no graph).
 * ``adaptation_curve``: query MSE after 0, 1, ..., ``steps`` SGD steps ``[steps + 1]``.
-* ``fit_polynomial`` / ``polyval``: least-squares polynomials, the hand-designed fixed bias.
+* ``fit_polynomial`` / ``polyval`` / ``polynomial_mse``: least-squares polynomials, a hand-designed
+  fixed bias, and their per-task query MSE.
 
 Defaults come from the profile (``mllib.config``): ``sine_meta_steps``, ``sine_meta_batch``,
 ``sine_shots``, ``sine_inner_lr``. Everything is seeded: a call with the same arguments gives
@@ -283,5 +284,17 @@ def polyval(coefficients: Tensor, x: Tensor) -> Tensor:
     return (x.double()[..., None] ** powers * coefficients.double()).sum(-1)
 
 
+def polynomial_mse(task_batch: TaskBatch, degree: int) -> Tensor:
+    """Per-task query MSE ``[T]`` (float64) of the least-squares polynomial of ``degree`` fitted to
+    each task's support set (``fit_polynomial``): the fixed bias "a polynomial of degree d"."""
+    _non_negative_int("degree", degree)
+    errors = []
+    for t in range(task_batch.num_tasks):
+        coefficients = fit_polynomial(task_batch.support_x[t], task_batch.support_y[t], degree)
+        prediction = polyval(coefficients, task_batch.query_x[t].detach().cpu().reshape(-1))
+        errors.append((prediction - task_batch.query_y[t].detach().cpu().reshape(-1).double()).square().mean())
+    return torch.stack(errors)
+
+
 __all__ = ["meta_train_sinusoid", "pretrain_sinusoid", "adapt_task", "adaptation_curve", "fit_polynomial",
-           "polyval", "SINE_ALGORITHMS"]
+           "polyval", "polynomial_mse", "SINE_ALGORITHMS"]

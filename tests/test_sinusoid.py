@@ -10,7 +10,7 @@ from torch.func import functional_call
 from mllib.algorithms import MetaConfig, init_meta_params, meta_gradient
 from mllib.models import SineMLP, params_of
 from mllib.sinusoid import (_seeded_model, adapt_task, adaptation_curve, fit_polynomial, meta_train_sinusoid,
-                            polyval, pretrain_sinusoid)
+                            polynomial_mse, polyval, pretrain_sinusoid)
 from mllib.tasks import SinusoidTasks
 
 
@@ -180,6 +180,20 @@ def test_fit_polynomial_recovers_and_matches_numpy():
     # fewer points than coefficients: interpolates them exactly (minimum-norm solution)
     few = fit_polynomial(x[:3], noisy[:3], 5)
     torch.testing.assert_close(polyval(few, x[:3, 0]), noisy[:3].double(), rtol=1e-6, atol=1e-6)
+
+
+def test_polynomial_mse_matches_a_loop(sine_batch):
+    got = polynomial_mse(sine_batch, 3)
+    assert got.shape == (8,) and got.dtype == torch.float64
+    for t in (0, 5):
+        c = np.polynomial.polynomial.polyfit(sine_batch.support_x[t, :, 0].double().numpy(),
+                                             sine_batch.support_y[t, :, 0].double().numpy(), 3)
+        pred = np.polynomial.polynomial.polyval(sine_batch.query_x[t, :, 0].double().numpy(), c)
+        want = np.mean((pred - sine_batch.query_y[t, :, 0].double().numpy()) ** 2)
+        assert abs(got[t].item() - want) <= 1e-6 * want
+    # a degree-0 polynomial predicts the support mean
+    mean = sine_batch.support_y[2].double().mean()
+    torch.testing.assert_close(polynomial_mse(sine_batch, 0)[2], (sine_batch.query_y[2].double() - mean).square().mean())
 
 
 @pytest.mark.parametrize("call, name", [
