@@ -20,7 +20,11 @@ Algorithms (``ALGORITHMS``):
 * ``metasgd``: MAML with learnable per-parameter inner rates ``"lr.<name>"`` (same shapes as the params).
 * ``anil``: MAML with the inner loop on the head only; the body is learned by the outer loop alone.
 * ``protonet``: no inner loop; prototypes = mean support embedding per class,
-  logits = minus squared Euclidean distance to each prototype.
+  logits = minus squared Euclidean distance to each prototype. Its head is unused (zero gradients).
+
+Batch norm (``cfg.bn``) is the same for all conv algorithms: in ``batch`` mode the support and the
+query sets are forwarded separately, each normalised with its own statistics; in ``support`` mode
+the query rows are normalised with support statistics (see ``predict``).
 """
 from __future__ import annotations
 
