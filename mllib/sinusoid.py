@@ -26,7 +26,8 @@ Example (a few seconds on a laptop CPU)::
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +73,23 @@ def _seeded_model(seed: int) -> SineMLP:
 
 def _progress(total: int, desc: str, progress: bool):
     return tqdm(total=total, desc=desc, disable=bool(os.environ.get("CI")) or not progress, dynamic_ncols=True)
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run a block with one intra-op CPU thread (restored afterwards) when ``device`` is the CPU.
+
+    The sinusoid network has 40-unit layers: splitting its tiny matrix products over threads only
+    adds synchronisation. Measured on a busy 2-core CPU: 6-10x faster with one thread than with two.
+    """
+    previous = torch.get_num_threads()
+    if device.type == "cpu" and previous != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def _load_into(model: nn.Module, params: Mapping[str, Tensor]) -> None:
@@ -141,22 +159,23 @@ def meta_train_sinusoid(
     tasks = SinusoidTasks(shots=shots, query=query, seed=seed)
     history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
     bar = _progress(steps, f"meta-train {algo}", progress)
-    try:
-        for step in range(1, steps + 1):
-            batch = tasks.sample(meta_batch).to(device)
-            grads, stats = meta_gradient(model, meta_params, batch, cfg)
-            for name, p in meta_params.items():
-                p.grad = grads[name]
-            optimizer.step()
-            history["step"].append(step)
-            history["loss"].append(stats["loss"])
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{stats['loss']:.3f}")
-    except KeyboardInterrupt:
-        history["interrupted"] = True
-    finally:
-        bar.close()
+    with _one_cpu_thread(device):
+        try:
+            for step in range(1, steps + 1):
+                batch = tasks.sample(meta_batch).to(device)
+                grads, stats = meta_gradient(model, meta_params, batch, cfg)
+                for name, p in meta_params.items():
+                    p.grad = grads[name]
+                optimizer.step()
+                history["step"].append(step)
+                history["loss"].append(stats["loss"])
+                bar.update(1)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}")
+        except KeyboardInterrupt:
+            history["interrupted"] = True
+        finally:
+            bar.close()
     result = {k: v.detach() for k, v in meta_params.items()}
     _load_into(model, split_meta_params(result)[0])
     return model, result, history
@@ -195,20 +214,21 @@ def pretrain_sinusoid(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     tasks = SinusoidTasks(shots=shots, query=shots, seed=seed)
     bar = _progress(steps, "pre-train", progress)
-    try:
-        for _ in range(steps):
-            b = tasks.sample(batch).to(device)
-            x = torch.cat([b.support_x, b.query_x], 1).reshape(-1, 1)
-            y = torch.cat([b.support_y, b.query_y], 1).reshape(-1, 1)
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            bar.update(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        bar.close()
+    with _one_cpu_thread(device):
+        try:
+            for _ in range(steps):
+                b = tasks.sample(batch).to(device)
+                x = torch.cat([b.support_x, b.query_x], 1).reshape(-1, 1)
+                y = torch.cat([b.support_y, b.query_y], 1).reshape(-1, 1)
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                bar.update(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            bar.close()
     return model, params_of(model)
 
 
@@ -256,7 +276,7 @@ def adaptation_curve(model: nn.Module, params: Mapping[str, Tensor], task_batch:
             losses.append(torch.nn.functional.mse_loss(forward(model, current, query_x), query_y))
         return torch.stack(losses)
 
-    with torch.no_grad():
+    with torch.no_grad(), _one_cpu_thread(task_batch.query_x.device):
         curves = vmap(one_task)(task_batch.support_x, task_batch.support_y, task_batch.query_x,
                                 task_batch.query_y)                                   # [T, steps + 1]
     return curves if per_task else curves.mean(0)

@@ -210,3 +210,24 @@ def test_polynomial_mse_matches_a_loop(sine_batch):
 def test_bad_arguments(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_one_thread_inside_and_restored(monkeypatch, sine_batch):
+    import mllib.sinusoid as sinusoid
+    seen = []
+    original = sinusoid.meta_gradient
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sinusoid, "meta_gradient", spy)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        meta_train_sinusoid("maml", steps=2, meta_batch=2, shots=3, inner_lr=0.01, progress=False)
+        adaptation_curve(SineMLP(), params_of(SineMLP()), sine_batch, 1, 0.01)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert seen == [1, 1]
