@@ -152,6 +152,50 @@ def test_flatten_unflatten_roundtrip_with_extra_slots():
     assert list(back) == ["a", "b", "c"] and all(torch.equal(back[k], grads[k]) for k in grads)
 
 
+def _hook_rank(rank: int, port: int, queue) -> None:
+    """One of 2 gloo ranks: the coordinator's grad hook and vote, and ``average``, on distinct inputs."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    try:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                                timeout=timedelta(seconds=20))
+        env = distributed.DistEnv(rank=rank, world_size=2, local_rank=rank)
+        coordinator = distributed._Coordinator(env, timeout=20)
+        coordinator._installed = True  # leave the SIGINT handler alone here
+        coordinator.local_stop = rank == 1  # rank 1 saw Ctrl-C
+        grads = {"w": torch.full((2, 3), float(rank + 1)), "b": torch.tensor([10.0 * (rank + 1)])}
+        averaged = coordinator.grad_hook(grads)
+        plain = distributed.average({"x": torch.tensor([float(rank), 4.0])}, 2)
+        try:
+            coordinator.callback(1, {})
+            stopped = False
+        except KeyboardInterrupt:
+            stopped = True
+        dist.destroy_process_group()
+        queue.put((rank, {k: v.tolist() for k, v in averaged.items()}, plain["x"].tolist(), stopped))
+    except BaseException as err:  # noqa: BLE001
+        queue.put((rank, repr(err), None, None))
+
+
+def test_grad_hook_averages_across_two_ranks_and_votes_to_stop():
+    """Mean (not sum) of the ranks' gradients, on every rank; one rank's Ctrl-C stops both."""
+    ctx = multiprocessing.get_context("fork")
+    queue, port = ctx.Queue(), free_port()
+    procs = [ctx.Process(target=_hook_rank, args=(r, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(10)
+    for rank, averaged, plain, stopped in results:
+        assert isinstance(averaged, dict), averaged
+        assert averaged == {"w": [[1.5] * 3] * 2, "b": [15.0]}  # (1 + 2) / 2 and (10 + 20) / 2
+        assert plain == [0.5, 4.0]
+        assert stopped is True  # both ranks stop after the step in which rank 1 saw Ctrl-C
+
+
 # ------------------------------------------------------------------ end to end
 
 def test_torchrun_two_ranks_equal_one_process_and_resume(fixture_data, synthetic_omniglot_root, tmp_path,
@@ -166,7 +210,7 @@ def test_torchrun_two_ranks_equal_one_process_and_resume(fixture_data, synthetic
     assert done.stdout.count("trained 2 steps") == 1  # rank 0 reports, rank 1 is silent
     two_ranks = load_checkpoint(out / "checkpoint.pt")
     single2 = single_process(fixture_data, tmp_path / "single2", steps=2)
-    assert_close(two_ranks["meta_params"], single2)
+    print(f"2 ranks vs 1 process after 2 steps: relative difference {assert_close(two_ranks['meta_params'], single2):.3g}")
     assert two_ranks["step"] == 2 and [r["step"] for r in read_metrics(out)] == [1, 2]
 
     # resume the 2-rank run to step 3: both ranks load checkpoint.pt
@@ -176,7 +220,8 @@ def test_torchrun_two_ranks_equal_one_process_and_resume(fixture_data, synthetic
     single3 = single_process(fixture_data, tmp_path / "single3", steps=3)
     resumed = load_checkpoint(out / "checkpoint.pt")
     assert resumed["step"] == 3
-    assert_close(resumed["meta_params"], single3)
+    print(f"2 ranks resumed vs 1 process after 3 steps: relative difference "
+          f"{assert_close(resumed['meta_params'], single3):.3g}")
     assert not torch.equal(resumed["meta_params"]["head.weight"], single2["head.weight"])  # step 3 did move
 
 
