@@ -23,11 +23,23 @@ running statistics, so nothing is shared between tasks. Two modes are built on i
 It is written with elementary operations (means, ``square`` and ``torch.rsqrt``) on purpose:
 ``torch.func.vmap`` over the native ``F.batch_norm`` gives second-order meta-gradients that are
 off by about 1% (measured on torch 2.14), while this version matches finite differences.
+Outside vmap (the loop form), ``batch`` mode calls the native kernel, which is exact there and faster.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def _under_vmap() -> bool:
+    """True inside ``torch.func.vmap`` (any level), where the native batch norm's 2nd derivative is off."""
+    try:
+        from torch._C._functorch import TransformType
+        from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+        return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
+    except Exception:  # private API moved: assume vmap, i.e. always use the exact elementary version
+        return True
 
 
 class BatchNorm(nn.Module):
@@ -44,6 +56,11 @@ class BatchNorm(nn.Module):
 
     def forward(self, x: Tensor, stats_rows: int | None = None) -> Tensor:
         """``x [N, C, H, W]`` -> ``[N, C, H, W]``, statistics from ``x[:stats_rows]`` (all rows if None)."""
+        if stats_rows is None and not _under_vmap():
+            # Outside vmap the fused native kernel computes the same function with exact first and
+            # second derivatives (float64: 1e-14 from the elementary version) and makes a second-order
+            # MAML meta-step about 25% faster on a CPU (mllib.bench). Under vmap it is not exact.
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         ref = x if stats_rows is None else x[:stats_rows]
         # mean over (H, W) then over N: the same numbers as one mean over (N, H, W), and
         # about 30% faster on a CPU than torch.var_mean's strided reduction (forward + both backwards).
