@@ -32,7 +32,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: tqdm.auto warns in Jupyter without ipywidgets
 
 from mllib.algorithms import ALGORITHMS, MetaConfig, forward, init_meta_params, meta_gradient, split_meta_params
 from mllib.algorithms import support_loss_fn
