@@ -1,0 +1,113 @@
+"""``python -m mllib bench``: seconds per meta-step and peak memory, mllib against higher and learn2learn.
+
+Examples::
+
+    python -m mllib bench                                  # full CPU benchmark (minutes)
+    python -m mllib bench --quick                          # a few seconds: tiny tasks, gradients checked
+    python -m mllib bench --json --out benchmarks/results/cpu_2026-01-01.json
+    python -m mllib bench --device cuda --ways 20 --meta-batch 16
+    python -m mllib bench --readme                         # regenerate README's results block
+
+Every configuration runs in its own subprocess (peak RSS is per process), implementations are
+interleaved over ``--repeats`` rounds, and the meta-gradients of all implementations are compared in
+float64 on the same weights and tasks. The exit status is 1 when gradients disagree.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mllib.algorithms import ALGORITHMS
+from mllib.bench import REFERENCES, format_table, run_benchmark
+
+QUICK = dict(meta_batch=2, filters=8, query=2, steps=2, warmup=1, repeats=1)
+
+
+def _csv(allowed: tuple[str, ...], name: str):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if items == ["all"]:
+            return list(allowed)
+        bad = [t for t in items if t not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{name} must be a comma-separated list of {', '.join(allowed)} "
+                                             f"(or 'all'); got {text!r}")
+        return items
+    return parse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench", help="time meta-steps of mllib against higher and learn2learn",
+        description="Seconds per meta-step (median and min after warm-up) and peak memory for mllib's loop "
+                    "and vmap forms and the optional higher / learn2learn references, with a float64 check "
+                    "that all of them compute the same meta-gradient.",
+    )
+    parser.add_argument("--algos", type=_csv(ALGORITHMS, "--algos"), default=["maml", "fomaml"],
+                        help="comma-separated algorithms, or 'all' (default maml,fomaml; the references "
+                             "implement only maml and fomaml)")
+    parser.add_argument("--forms", type=_csv(("loop", "vmap"), "--forms"), default=["loop", "vmap"])
+    parser.add_argument("--references", type=lambda t: [] if t.strip() in ("", "none") else
+                        _csv(REFERENCES, "--references")(t), default=list(REFERENCES),
+                        help="comma-separated references to compare against, or 'none' (default: both; "
+                             "missing ones are reported, not fatal)")
+    parser.add_argument("--meta-batch", type=int, default=32)
+    parser.add_argument("--ways", type=int, default=5)
+    parser.add_argument("--shots", type=int, default=1)
+    parser.add_argument("--query", type=int, default=15, help="query images per class")
+    parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="timed meta-steps per configuration and round")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed meta-steps before timing")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds over all implementations")
+    parser.add_argument("--check-tasks", type=int, default=4, help="tasks in the float64 gradient check")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in each worker")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
+    parser.add_argument("--no-isolate", dest="isolate", action="store_false",
+                        help="time in this process (faster start; peak RSS then covers everything run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes for a smoke test: meta-batch 2, filters 8, 2 queries, 2 steps")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
+    parser.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH")
+    parser.add_argument("--readme", action="store_true",
+                        help="do not benchmark: regenerate the results block of README.md from "
+                             "mllib/checkpoints/*.json and benchmarks/results/*.json")
+    parser.add_argument("--check", action="store_true",
+                        help="with --readme: only check that the block is up to date (exit 1 if not)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.readme:
+        from mllib.results import update_readme
+        changed = update_readme(check=args.check)
+        if args.check:
+            print("README results block is " + ("OUT OF DATE" if changed else "up to date"))
+            return 1 if changed else 0
+        print("README results block " + ("rewritten" if changed else "already up to date"))
+        return 0
+    from mllib.device import resolve_device
+    device = str(resolve_device(args.device))
+    sizes = dict(meta_batch=args.meta_batch, filters=args.filters, query=args.query, steps=args.steps,
+                 warmup=args.warmup, repeats=args.repeats)
+    if args.quick:
+        sizes.update(QUICK)
+    for name, low in (("meta_batch", 1), ("filters", 1), ("query", 1), ("steps", 1), ("warmup", 0),
+                      ("repeats", 1)):
+        if sizes[name] < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {sizes[name]}")
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    result = run_benchmark(algos=args.algos, forms=args.forms, references=args.references, ways=args.ways,
+                           shots=args.shots, device=device, isolate=args.isolate, check_tasks=args.check_tasks,
+                           threads=args.threads, log=log, **sizes)
+    result["command"] = "python -m mllib bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+    text = json.dumps(result, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text if args.json else format_table(result))
+    if args.out and not args.json:
+        print(f"wrote {args.out}")
+    return 0 if result["gradients_agree"] else 1
