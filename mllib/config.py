@@ -44,6 +44,7 @@ class Profile:
     sine_meta_batch: int
     sine_shots: int
     sine_inner_lr: float
+    sine_meta_lr: float      # Adam learning rate of sinusoid meta-training
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,16 +52,16 @@ class Profile:
 
 _BASE = {
     "quick": dict(
-        meta_steps=600, meta_batch=8, query=5, inner_steps=1, inner_steps_test=3,
+        meta_steps=1000, meta_batch=8, query=5, inner_steps=1, inner_steps_test=3,
         inner_lr=0.4, meta_lr=3e-3, filters=32, val_every=100, val_tasks=100,
         test_tasks=600, test_query=5, checkpoint_every=50,
-        sine_meta_steps=2000, sine_meta_batch=10, sine_shots=10, sine_inner_lr=0.01,
+        sine_meta_steps=1000, sine_meta_batch=10, sine_shots=10, sine_inner_lr=0.01, sine_meta_lr=3e-3,
     ),
     "full": dict(
         meta_steps=60000, meta_batch=32, query=15, inner_steps=1, inner_steps_test=10,
         inner_lr=0.4, meta_lr=1e-3, filters=64, val_every=500, val_tasks=300,
         test_tasks=600, test_query=15, checkpoint_every=1000,
-        sine_meta_steps=70000, sine_meta_batch=25, sine_shots=10, sine_inner_lr=0.01,
+        sine_meta_steps=70000, sine_meta_batch=25, sine_shots=10, sine_inner_lr=0.01, sine_meta_lr=1e-3,
     ),
 }
 
