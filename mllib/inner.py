@@ -37,7 +37,12 @@ def adapt(params: Mapping[str, Tensor], loss_fn: Callable[[Params, object], Tens
     names = list(params) if names is None else list(names)
     inner_grad = torch.func.grad(lambda fast, rest: loss_fn({**rest, **fast}, support))
     for _ in range(steps):
-        grads = inner_grad({n: params[n] for n in names}, params)
+        if first_order:
+            # the inner gradient is a constant for the outer loop: compute it on detached copies so
+            # that no outer graph is recorded for it (same values, less work and memory)
+            grads = inner_grad({n: params[n].detach() for n in names}, {k: v.detach() for k, v in params.items()})
+        else:
+            grads = inner_grad({n: params[n] for n in names}, params)
         for n in names:
             g = grads[n].detach() if first_order else grads[n]
             params[n] = params[n] - (lr[n] if isinstance(lr, Mapping) else lr) * g
