@@ -98,7 +98,14 @@ def reference_status() -> dict[str, dict]:
     for name in REFERENCES:
         try:
             module = importlib.import_module(name)
-            status[name] = {"loaded": True, "version": str(getattr(module, "__version__", "unknown"))}
+            version = getattr(module, "__version__", None)
+            if version is None:
+                from importlib.metadata import PackageNotFoundError, version as dist_version
+                try:
+                    version = dist_version(name)
+                except PackageNotFoundError:
+                    version = "unknown"
+            status[name] = {"loaded": True, "version": str(version)}
         except Exception as err:  # ImportError, or a broken build raising something else
             status[name] = {"loaded": False, "reason": f"{type(err).__name__}: {err}"}
     return status
