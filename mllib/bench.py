@@ -17,9 +17,9 @@ and the same parameter names, loaded with the same initial weights.
 
 Honesty rules built in:
 
-* every configuration runs in its own fresh subprocess (peak RSS of a process only grows), and the
-  implementations are run interleaved, ``repeats`` rounds, so a busy shared CPU hurts all alike;
-  times are pooled and summarised by median and minimum;
+* every implementation runs in its own fresh subprocess (peak RSS of a process only grows); the
+  implementations of one algorithm are set up side by side and stepped in turn, one meta-step at a
+  time, so a load change on a busy shared CPU hurts all alike; times are summarised by median and min;
 * ``check_gradients`` computes the meta-gradient of every implementation on the same initial
   weights and the same tasks in float64 and reports the relative error against ``mllib-loop``:
   a fast wrong gradient counts for nothing.
@@ -276,13 +276,87 @@ def time_config(spec: BenchSpec) -> dict:
             "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None}
 
 
-def run_isolated(spec: BenchSpec, timeout: float = 1800) -> dict:
-    """``time_config(spec)`` in a fresh Python subprocess (so its peak RSS is its own)."""
-    cmd = [sys.executable, "-m", "mllib.bench", "--worker", json.dumps(asdict(spec))]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark worker for {spec.impl}/{spec.algo} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class Runner:
+    """One implementation ready to step in this process: ``warmup()``, ``step() -> seconds``, ``finish()``."""
+
+    def __init__(self, spec: BenchSpec) -> None:
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self.cuda = torch.device(spec.device).type == "cuda"
+        self._step = make_step(spec)[0]
+        self.setup_rss_mb = round((_proc_kib("VmRSS") or 0.0) / 1024.0, 1)
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def warmup(self) -> None:
+        self._step()
+        self._sync()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+
+    def step(self) -> float:
+        start = time.perf_counter()
+        self._step()
+        self._sync()
+        return time.perf_counter() - start
+
+    def finish(self) -> dict:
+        return {"setup_rss_mb": self.setup_rss_mb, "peak_rss_mb": round(peak_rss_mb(), 1),
+                "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if self.cuda else None}
+
+
+class WorkerRunner:
+    """A ``Runner`` in its own subprocess (its peak RSS is its own), commanded line by line."""
+
+    def __init__(self, spec: BenchSpec) -> None:
+        import tempfile
+        self._err = tempfile.TemporaryFile(mode="w+")
+        self.name = f"{spec.impl}/{spec.algo}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "mllib.bench", "--serve", json.dumps(asdict(spec))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True)
+        self.setup_rss_mb = self._ask(None)["setup_rss_mb"]
+
+    def _ask(self, command: str | None) -> dict:
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self._err.seek(0)
+            raise RuntimeError(f"benchmark worker {self.name} failed:\n{self._err.read()[-3000:]}")
+        return json.loads(line)
+
+    def warmup(self) -> None:
+        self._ask("warmup")
+
+    def step(self) -> float:
+        return self._ask("step")["time"]
+
+    def finish(self) -> dict:
+        out = self._ask("finish")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self._err.close()
+        return out
+
+
+def _serve(spec: BenchSpec) -> int:
+    runner = Runner(spec)
+    print(json.dumps({"setup_rss_mb": runner.setup_rss_mb}), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "warmup":
+            runner.warmup()
+            print("{}", flush=True)
+        elif command == "step":
+            print(json.dumps({"time": runner.step()}), flush=True)
+        elif command == "finish":
+            print(json.dumps(runner.finish()), flush=True)
+            return 0
+    return 0
 
 
 # ---------------------------------------------------------------------------- gradient agreement
@@ -371,18 +445,28 @@ def run_benchmark(algos=("maml", "fomaml"), forms=("loop", "vmap"), references=R
     for spec in plan:
         spec.validate()
     samples: dict[tuple, dict] = {}
-    for r in range(repeats):
-        for spec in plan:   # interleaved: every implementation once per round
-            out = run_isolated(spec) if isolate else time_config(spec)
-            entry = samples.setdefault((spec.algo, spec.impl), {"times": [], "peak_rss_mb": 0.0,
-                                                                "setup_rss_mb": None, "peak_mem_mb": None})
-            entry["times"] += out["times"]
-            entry["peak_rss_mb"] = max(entry["peak_rss_mb"], out["peak_rss_mb"])
-            entry["setup_rss_mb"] = out["setup_rss_mb"]
-            if out["peak_mem_mb"] is not None:
-                entry["peak_mem_mb"] = max(entry["peak_mem_mb"] or 0.0, out["peak_mem_mb"])
-            log(f"round {r + 1}/{repeats} {spec.algo:8s} {spec.impl:12s} "
-                f"median {statistics.median(out['times']):.3f} s  peak RSS {out['peak_rss_mb']:.0f} MB")
+    for algo in algos:
+        # all implementations of one algorithm are set up side by side and stepped in turn, one
+        # meta-step at a time (starting implementation rotated), so a load change on a shared
+        # machine hits all of them alike
+        specs = [s for s in plan if s.algo == algo]
+        runners = [(WorkerRunner if isolate else Runner)(spec) for spec in specs]
+        try:
+            for runner in runners:
+                for _ in range(warmup):
+                    runner.warmup()
+            times = [[] for _ in runners]
+            for i in range(steps * repeats):
+                for j in [(i + k) % len(runners) for k in range(len(runners))]:
+                    times[j].append(runners[j].step())
+                log(f"step {i + 1}/{steps * repeats} {algo}: " + ", ".join(
+                    f"{spec.impl} {t[-1]:.3f} s" for spec, t in zip(specs, times)))
+            for spec, runner, t in zip(specs, runners, times):
+                samples[(algo, spec.impl)] = {"times": t, **runner.finish()}
+        finally:
+            for runner in runners:
+                if isinstance(runner, WorkerRunner) and runner.proc.poll() is None:
+                    runner.proc.kill()
     results = []
     for (algo, impl), entry in samples.items():
         spec = next(s for s in plan if s.algo == algo and s.impl == impl)
@@ -417,7 +501,7 @@ def run_benchmark(algos=("maml", "fomaml"), forms=("loop", "vmap"), references=R
         "host": host_info(device),
         "config": {"ways": ways, "shots": shots, "query": query, "filters": filters, "meta_batch": meta_batch,
                    "inner_steps": 1, "inner_lr": 0.4, "bn": "batch", "steps": steps, "warmup": warmup,
-                   "repeats": repeats, "isolated": isolate, "interleaved": True, "device": device,
+                   "repeats": repeats, "isolated": isolate, "interleaved": "per meta-step", "device": device,
                    "data": "synthetic Omniglot-shaped binary images"},
         "references": {n: s for n, s in status.items() if n in references},
         "results": sorted(results, key=lambda x: (x["algo"], x["impl"])),
@@ -443,11 +527,5 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _worker(argv: list[str]) -> int:
-    spec = BenchSpec(**json.loads(argv[argv.index("--worker") + 1]))
-    print(json.dumps(time_config(spec)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(sys.argv))
+if __name__ == "__main__":   # the worker of WorkerRunner: python -m mllib.bench --serve SPEC_JSON
+    sys.exit(_serve(BenchSpec(**json.loads(sys.argv[sys.argv.index("--serve") + 1]))))

@@ -93,9 +93,18 @@ def test_reduced_benchmark_runs_and_reports_ratios(capsys):
     json.dumps(result)  # JSON-ready
 
 
-def test_isolated_worker_reports_its_own_peak_rss():
-    out = bench.run_isolated(replace(TINY, steps=1, warmup=0))
-    assert len(out["times"]) == 1 and out["peak_rss_mb"] >= out["setup_rss_mb"] > 0
+def test_worker_subprocess_steps_and_reports_its_own_peak_rss():
+    runner = bench.WorkerRunner(replace(TINY, steps=1, warmup=0))
+    runner.warmup()
+    seconds = runner.step()
+    out = runner.finish()
+    assert seconds > 0 and out["peak_rss_mb"] >= out["setup_rss_mb"] > 0 and out["peak_mem_mb"] is None
+    assert runner.proc.returncode == 0
+
+
+def test_time_config_in_process():
+    out = bench.time_config(replace(TINY, steps=2, warmup=0))
+    assert len(out["times"]) == 2 and out["peak_rss_mb"] >= out["setup_rss_mb"] > 0
 
 
 def test_bad_specs_are_value_errors():
