@@ -1,0 +1,40 @@
+"""The pretrained checkpoint shipped in the package loads, matches its model card and works."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import mllib
+from mllib.checkpoint import load_checkpoint
+from mllib.evaluate import evaluate
+
+CHECKPOINTS = Path(mllib.__file__).resolve().parent / "checkpoints"
+CARDS = sorted(CHECKPOINTS.glob("*.json"))
+
+
+def test_every_card_has_its_checkpoint_and_the_protocol():
+    assert CARDS, "no model card shipped in mllib/checkpoints"
+    for card_path in CARDS:
+        card = json.loads(card_path.read_text())
+        for key in ("algo", "ways", "shots", "accuracy", "ci95", "tasks", "bn", "command", "card", "train_seconds"):
+            assert key in card, f"{card_path.name} lacks {key!r}"
+        weights = CHECKPOINTS / card["checkpoint"]
+        assert weights.exists() and weights.stat().st_size < 1_000_000, f"{weights} missing or over 1 MB"
+        assert card["tasks"] >= 600
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.stem)
+def test_checkpoint_agrees_with_its_card_and_beats_chance_by_far(card_path, omniglot):
+    card = json.loads(card_path.read_text())
+    checkpoint = load_checkpoint(CHECKPOINTS / card["checkpoint"])
+    config = checkpoint["config"]
+    assert (config["algo"], config["ways"], config["shots"], config["bn"]) == (
+        card["algo"], card["ways"], card["shots"], card["bn"])
+    if not omniglot.complete:
+        pytest.skip("the shipped checkpoint is scored on the real Omniglot test split (set MLLIB_DATA)")
+    result = evaluate(CHECKPOINTS / card["checkpoint"], data=omniglot, tasks=40, device="cpu")
+    # 40 tasks: a loose bound around the card's 600-task figure, far above chance (1 / ways).
+    assert result["accuracy"] > card["accuracy"] - 0.08
+    assert result["accuracy"] > 3 / card["ways"]
