@@ -1,0 +1,144 @@
+"""README results, generated from files, never typed by hand.
+
+Sources (sorted by file name, so the output is deterministic):
+
+* model cards ``mllib/checkpoints/*.json``: one trained checkpoint each, with keys such as
+  ``algo``, ``ways``, ``shots``, ``profile``, ``device`` (or ``card``), ``train_seconds``,
+  ``accuracy``, ``ci95``, ``tasks``, ``bn``, ``command``; missing keys print as ``-``;
+* benchmark results ``benchmarks/results/*.json`` written by ``python -m mllib bench --out``
+  (``kind == "mllib-bench"``; other JSON files there are ignored).
+
+``render_results()`` returns the markdown; ``update_readme()`` rewrites only the lines between
+``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md
+(``python -m mllib bench --readme``; ``--check`` only compares).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+START = "<!-- results:start -->"
+END = "<!-- results:end -->"
+ROOT = Path(__file__).resolve().parent.parent
+CARDS = "mllib/checkpoints"
+BENCHMARKS = "benchmarks/results"
+
+
+def _load(folder: Path) -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path} is not readable JSON ({err}); fix or remove it") from err
+        if isinstance(data, dict):
+            out.append((path.name, data))
+    return out
+
+
+def _get(d: dict, *keys, default="-"):
+    for key in keys:
+        if d.get(key) is not None:
+            return d[key]
+    return default
+
+
+def _pct(value) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{100 * value:.1f}" if value <= 1 else f"{value:.1f}"
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def cards_table(cards: list[tuple[str, dict]]) -> list[str]:
+    """Markdown lines: one row per model card."""
+    if not cards:
+        return ["No model cards yet (`mllib/checkpoints/*.json`)."]
+    lines = ["| checkpoint | algorithm | task | profile | device | training time | test accuracy % (95% CI) "
+             "| tasks | batch norm |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, c in cards:
+        acc, ci = _get(c, "accuracy", "test_accuracy", default=None), _get(c, "ci95", default=None)
+        accuracy = _pct(acc) + (f" ± {_pct(ci)}" if isinstance(ci, (int, float)) else "")
+        task = f"{_get(c, 'ways')}-way {_get(c, 'shots')}-shot"
+        lines.append(f"| `{_get(c, 'checkpoint', 'file', default=name)}` | {_get(c, 'algo')} | {task} | "
+                     f"{_get(c, 'profile')} | {_get(c, 'card', 'device')} | "
+                     f"{_duration(_get(c, 'train_seconds', 'training_seconds', 'seconds', default=None))} | "
+                     f"{accuracy} | {_get(c, 'tasks', 'test_tasks')} | {_get(c, 'bn')} |")
+    return lines
+
+
+def bench_table(name: str, b: dict) -> list[str]:
+    """Markdown lines for one benchmark result file."""
+    cfg, host = b.get("config", {}), b.get("host", {})
+    refs = b.get("references", {})
+    loaded = [f"{n} {s.get('version', '')}".strip() for n, s in refs.items() if s.get("loaded")]
+    missing = [n for n, s in refs.items() if not s.get("loaded")]
+    device = str(host.get("device", "?")).split(" (")[0]
+    threads = f", {cfg['threads']} torch thread(s) per process" if cfg.get("threads") else ""
+    lines = [f"**`{name}`**: {device}" + (f" ({host['cpu']}, {host.get('cpus')} cores)" if host.get("cpu") else "")
+             + f"{threads}, torch {host.get('torch', '?')}, "
+             f"{cfg.get('ways')}-way {cfg.get('shots')}-shot, {cfg.get('query')} queries per class, meta-batch "
+             f"{cfg.get('meta_batch')}, {cfg.get('filters')} filters; median of {cfg.get('steps')} x "
+             f"{cfg.get('repeats')} meta-steps interleaved across implementations. References loaded: {', '.join(loaded) or 'none'}"
+             + (f" (not loaded: {', '.join(missing)})" if missing else "")
+             + ". Gradients " + ("agree" if b.get("gradients_agree") else "**DISAGREE**") + ".", "",
+             "| algorithm | implementation | median s / meta-step | min s | peak memory MB |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in b.get("results", []):
+        mem = r.get("peak_mem_mb") if r.get("peak_mem_mb") is not None else r.get("peak_rss_mb")
+        kind = "GPU" if r.get("peak_mem_mb") is not None else "RSS"
+        lines.append(f"| {r['algo']} | {r['impl']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
+                     f"{mem:.0f} ({kind}) |")
+    for r in b.get("ratios", []):
+        lines.append("")
+        lines.append(f"{r['algo']}: {r['mllib']} / fastest reference ({r['reference']}) = "
+                     f"**{r['ratio_median']:.2f}** (median), {r['ratio_min']:.2f} (min).")
+    return lines
+
+
+def render_results(root: str | Path = ROOT) -> str:
+    """The markdown of the README results block (without the markers)."""
+    root = Path(root)
+    lines = ["Generated by `python -m mllib bench --readme` from `mllib/checkpoints/*.json` and "
+             "`benchmarks/results/*.json`; do not edit by hand.", "", "### Trained checkpoints", ""]
+    lines += cards_table(_load(root / CARDS))
+    lines += ["", "### Seconds per meta-step", ""]
+    benches = [(n, b) for n, b in _load(root / BENCHMARKS) if b.get("kind") == "mllib-bench"]
+    if not benches:
+        lines.append("No benchmark results yet (`python -m mllib bench --out benchmarks/results/NAME.json`).")
+    for i, (name, b) in enumerate(benches):
+        if i:
+            lines.append("")
+        lines += bench_table(name, b)
+    return "\n".join(lines)
+
+
+def readme_block(text: str) -> str | None:
+    """The text between the markers in ``text``, or None when the markers are absent."""
+    if START not in text or END not in text or text.index(START) > text.index(END):
+        return None
+    return text[text.index(START) + len(START):text.index(END)].strip("\n")
+
+
+def update_readme(readme: str | Path | None = None, root: str | Path = ROOT, check: bool = False) -> bool:
+    """Rewrite README's results block from the files; return True if it changed (or would, with ``check``)."""
+    readme = Path(readme) if readme is not None else Path(root) / "README.md"
+    text = readme.read_text()
+    if readme_block(text) is None:
+        raise ValueError(f"{readme} has no '{START}' ... '{END}' markers; add them where the results go")
+    new = render_results(root)
+    if readme_block(text) == new:
+        return False
+    if not check:
+        head, tail = text[:text.index(START) + len(START)], text[text.index(END):]
+        readme.write_text(head + "\n" + new + "\n" + tail)
+    return True

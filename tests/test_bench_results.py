@@ -1,0 +1,70 @@
+"""README results block: rendered from model cards and benchmark JSON, never typed by hand."""
+import json
+
+import pytest
+
+from mllib import results
+from mllib.results import END, START, readme_block, render_results, update_readme
+
+BENCH = {"kind": "mllib-bench", "host": {"device": "cpu (1 threads)", "cpu": "Test CPU", "cpus": 2, "torch": "2.x"},
+         "config": {"ways": 5, "shots": 1, "query": 15, "meta_batch": 32, "filters": 64, "steps": 3, "repeats": 2},
+         "references": {"higher": {"loaded": True, "version": "0.2.1"}, "learn2learn": {"loaded": False}},
+         "results": [{"algo": "maml", "impl": "mllib-loop", "median_s": 1.5, "min_s": 1.4, "peak_rss_mb": 900.0,
+                      "peak_mem_mb": None},
+                     {"algo": "maml", "impl": "higher", "median_s": 1.8, "min_s": 1.7, "peak_rss_mb": 950.0,
+                      "peak_mem_mb": None}],
+         "ratios": [{"algo": "maml", "mllib": "mllib-loop", "reference": "higher", "ratio_median": 0.8333,
+                     "ratio_min": 0.82}],
+         "gradients_agree": True}
+CARD = {"algo": "maml", "ways": 5, "shots": 1, "profile": "full", "device": "NVIDIA H100", "train_seconds": 95,
+        "accuracy": 0.9871, "ci95": 0.0031, "tasks": 600, "bn": "batch"}
+
+
+def make_root(tmp_path, readme="# x\n\n" + START + "\nold\n" + END + "\n\nafter\n"):
+    (tmp_path / "mllib" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "mllib" / "checkpoints" / "maml_5w1s.json").write_text(json.dumps(CARD))
+    (tmp_path / "benchmarks" / "results" / "cpu_x.json").write_text(json.dumps(BENCH))
+    (tmp_path / "benchmarks" / "results" / "other.json").write_text(json.dumps({"kind": "data-bench"}))
+    (tmp_path / "README.md").write_text(readme)
+    return tmp_path
+
+
+def test_render_shows_the_files_numbers(tmp_path):
+    text = render_results(make_root(tmp_path))
+    assert "| maml | 5-way 1-shot | full | NVIDIA H100 | 95 s | 98.7 ± 0.3 | 600 | batch |" in text
+    assert "| maml | mllib-loop | 1.500 | 1.400 | 900 (RSS) |" in text
+    assert "**0.83** (median)" in text and "higher 0.2.1" in text and "not loaded: learn2learn" in text
+    assert "data-bench" not in text
+
+
+def test_update_rewrites_only_the_block(tmp_path):
+    root = make_root(tmp_path)
+    assert update_readme(root=root) is True
+    text = (root / "README.md").read_text()
+    assert text.startswith("# x\n\n" + START + "\n") and text.endswith(END + "\n\nafter\n")
+    assert readme_block(text) == render_results(root)
+    assert update_readme(root=root) is False          # idempotent
+    assert update_readme(root=root, check=True) is False
+
+
+def test_missing_markers_are_an_error(tmp_path):
+    root = make_root(tmp_path, readme="# no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        update_readme(root=root)
+
+
+def test_broken_json_names_the_file(tmp_path):
+    root = make_root(tmp_path)
+    (root / "benchmarks" / "results" / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="bad.json"):
+        render_results(root)
+
+
+def test_repository_readme_block_is_up_to_date():
+    text = (results.ROOT / "README.md").read_text()
+    block = readme_block(text)
+    if block is None:
+        pytest.skip("README.md has no results markers yet (the lead adds them)")
+    assert block == render_results(results.ROOT), \
+        "README results block is stale: run `python -m mllib bench --readme`"
