@@ -6,14 +6,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mllib-installed
 RUN    ?= runs/demo
 
-.PHONY: install demo test unit notebooks-test notebooks student bench clean help
+.PHONY: install demo test unit notebooks-test notebooks student bench bench-quick results gpu-check clean help
 
 help:
 	@echo "make demo       create .venv, install, meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
 	@echo "make test       create or reuse .venv and run every test (unit tests, then the notebooks)"
 	@echo "make notebooks  re-execute every notebook in place (stored outputs)"
 	@echo "make student    write the student version of the notebooks to build/student/"
-	@echo "make bench      run the meta-step benchmark"
+	@echo "make bench      run the meta-step benchmark (add higher/learn2learn to .venv to compare)"
+	@echo "make results    regenerate the README results table from model cards and benchmark JSON"
+	@echo "make gpu-check  the prepared GPU check (toggle, benchmark, full-profile run) on a CUDA machine"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,15 @@ student: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m mllib bench
+
+bench-quick: $(STAMP)
+	$(PY) -m mllib bench --quick
+
+results: $(STAMP)
+	$(PY) -m mllib bench --readme
+
+gpu-check: $(STAMP)
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf build runs .pytest_cache
