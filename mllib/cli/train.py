@@ -11,7 +11,7 @@ import sys
 
 from mllib import distributed
 from mllib.config import PROFILE_CHOICES
-from mllib.train import ALGO_CHOICES, BN_CHOICES, FORM_CHOICES, TrainConfig, meta_train
+from mllib.train import ALGO_CHOICES, BN_CHOICES, FORM_CHOICES, TrainConfig
 
 # profile fields that can be overridden from the command line: flag -> Profile field
 PROFILE_FLAGS = {
