@@ -212,7 +212,6 @@ def pretrain(data_or_batches, *, steps: int = 500, batch_size: int = 64, lr: flo
                             image_size=x0.shape[-1]).to(x0.device)
     params = params_of(model)
     opt = torch.optim.Adam(params.values(), lr=lr)
-    loss_fn = support_loss_fn(model)
     result = Pretrained(model, params, batches.num_classes, filters, depth, x0.shape[1], x0.shape[-1])
     bar = tqdm(range(steps), desc="pretrain", disable=bool(os.environ.get("CI")) or not progress)
     for step in bar:

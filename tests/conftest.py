@@ -6,12 +6,15 @@
   ``mllib.data.synthetic``), so splits work on both; check ``omniglot.complete`` for the real set.
 * ``synthetic_omniglot_root`` (session): the folder holding the synthetic ``images_background.zip``
   and ``images_evaluation.zip`` (about 160 characters x 20 drawers).
+* ``one_thread`` (module): torch on one intra-op thread for the module's tests, then restored
+  (small nets run faster on one thread, and much faster when the 2 cores are shared).
 """
 from __future__ import annotations
 
 import os
 
 import pytest
+import torch
 
 from mllib.data import load_omniglot, write_synthetic_omniglot
 
@@ -27,3 +30,11 @@ def omniglot(request, tmp_path_factory):
         return load_omniglot(progress=False)
     root = request.getfixturevalue("synthetic_omniglot_root")
     return load_omniglot(root, cache_dir=tmp_path_factory.mktemp("omniglot_cache"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,12 +10,7 @@ from mllib.models import ConvLearner, SineMLP, head_names, params_of
 from mllib.tasks.batch import TaskBatch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def conv_tasks(tasks, ways=3, shots=1, query=2, size=12, dtype=torch.float32, seed=0, random_labels=False):

@@ -17,12 +17,7 @@ TINY = BenchSpec(meta_batch=2, filters=8, query=2, steps=2, warmup=1)
 LOADED = [name for name, s in reference_status().items() if s["loaded"]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_reference_model_is_the_same_function():

@@ -16,12 +16,7 @@ from mllib.tasks.batch import TaskBatch
 STEPS, LR = 2, 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def conv_setup(seed=0, tasks=2):

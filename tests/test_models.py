@@ -7,12 +7,7 @@ from torch.func import functional_call
 from mllib.models import BatchNorm, ConvLearner, SineMLP, head_names, params_of
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_conv_learner_shapes_and_names():

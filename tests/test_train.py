@@ -1,7 +1,6 @@
 """meta_train: same seed same metrics, exact resume, Ctrl-C, NaN stop, config checks (tiny nets, few steps)."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 

@@ -1,7 +1,6 @@
 """``python -m mllib course``: build the student release, sync Colab/Binder badges, run and grade notebooks."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
