@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m mllib data
+	$(PY) -m mllib data --download
 	$(PY) -m mllib train --algo maml --ways 5 --shots 1 --profile quick --out $(RUN) --resume
 	$(PY) -m mllib eval --checkpoint $(RUN)/best.pt --tasks 600 --split test --plot $(RUN)/learning_curve.png
 
