@@ -6,6 +6,8 @@
   ``mllib.data.synthetic``), so splits work on both; check ``omniglot.complete`` for the real set.
 * ``synthetic_omniglot_root`` (session): the folder holding the synthetic ``images_background.zip``
   and ``images_evaluation.zip`` (about 160 characters x 20 drawers).
+* ``lenient_checks`` (function): the exercise checks print verdicts instead of raising and record
+  nothing (``MLLIB_CHECKS_STRICT`` and ``MLLIB_CHECKS_RECORD`` unset), as a learner sees them.
 * ``one_thread`` (module): torch on one intra-op thread for the module's tests, then restored
   (small nets run faster on one thread, and much faster when the 2 cores are shared).
 """
@@ -38,3 +40,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def lenient_checks(monkeypatch):
+    from mllib import checks
+    monkeypatch.delenv(checks.STRICT_ENV, raising=False)
+    monkeypatch.delenv(checks.RECORD_ENV, raising=False)

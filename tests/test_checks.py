@@ -13,10 +13,7 @@ from mllib import checks
 from mllib.checks import Case, compare_values, run_check
 
 
-@pytest.fixture(autouse=True)
-def _lenient(monkeypatch):
-    monkeypatch.delenv(checks.STRICT_ENV, raising=False)
-    monkeypatch.delenv(checks.RECORD_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 # ---------------------------------------------------------------- learner functions

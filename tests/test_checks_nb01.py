@@ -8,10 +8,7 @@ import torch
 from mllib import checks
 
 
-@pytest.fixture(autouse=True)
-def _lenient(monkeypatch):
-    monkeypatch.delenv(checks.STRICT_ENV, raising=False)
-    monkeypatch.delenv(checks.RECORD_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 def fit_lstsq(x, y, degree):

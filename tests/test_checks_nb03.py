@@ -10,10 +10,7 @@ from mllib import checks
 from mllib.inner import adapt
 
 
-@pytest.fixture(autouse=True)
-def _lenient(monkeypatch):
-    monkeypatch.delenv(checks.STRICT_ENV, raising=False)
-    monkeypatch.delenv(checks.RECORD_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 def _mse(model, params, x, y):

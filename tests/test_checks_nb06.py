@@ -8,10 +8,7 @@ from mllib import checks
 from mllib.inner import adapt
 
 
-@pytest.fixture(autouse=True)
-def _lenient(monkeypatch):
-    monkeypatch.delenv(checks.STRICT_ENV, raising=False)
-    monkeypatch.delenv(checks.RECORD_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 def metasgd_right(params, grads, rates):
