@@ -11,8 +11,9 @@ One meta-step, in words::
 Around it, :func:`meta_train` adds what a real run needs: periodic validation on a fixed,
 seeded set of validation tasks (the ``val`` part of the split), ``best.pt`` kept by
 validation accuracy, ``checkpoint.pt`` every ``checkpoint_every`` steps and on Ctrl-C,
-``metrics.jsonl`` written as it goes, exact resumption (``resume=True``), and a clear stop
-when the loss stops being finite.
+``metrics.jsonl`` written as it goes, exact resumption (``resume=True``), a time budget
+(``max_seconds``: stop after the meta-step that uses it up, validate, save) for time-to-accuracy
+runs, and a clear stop when the loss stops being finite.
 
 Output folder ``out``::
 
@@ -70,7 +71,10 @@ class TrainConfig:
     ``$MLLIB_PROFILE``); ``device`` is ``auto``/``cpu``/``cuda``/``mps`` (``None`` reads ``$MLLIB_DEVICE``);
     ``overrides`` replaces any of its fields (e.g. ``{"meta_lr": 1e-3, "filters": 8}``);
     ``steps`` overrides the number of meta-steps; ``query`` overrides the profile's query
-    images per class in training tasks.
+    images per class in training tasks; ``max_seconds`` (optional) is a training-time budget:
+    the run stops after the meta-step that reaches it (the clock is ``metrics.jsonl``'s
+    ``seconds``: meta-steps plus validations, summed over resumptions), validating and saving
+    there as at the last step.
     """
 
     algo: str = "maml"
@@ -89,6 +93,7 @@ class TrainConfig:
     split: str = "maml"
     depth: int = 4
     progress: bool = True
+    max_seconds: float | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and its allowed values."""
@@ -105,6 +110,12 @@ class TrainConfig:
             _at_least("steps", self.steps, 1)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.max_seconds is not None and not (
+            isinstance(self.max_seconds, (int, float)) and not isinstance(self.max_seconds, bool)
+            and math.isfinite(self.max_seconds) and self.max_seconds > 0
+        ):
+            raise ValueError(f"max_seconds must be a number of seconds > 0 (or None for no budget), "
+                             f"got {self.max_seconds!r}")
 
     def resolved_profile(self) -> Profile:
         """The profile with ``overrides``, ``query`` and ``steps`` applied."""
@@ -318,7 +329,7 @@ def meta_train(
     consistent = True  # False while a meta-step is half done
     stop.install()
     try:
-        while step < profile.meta_steps:
+        while step < profile.meta_steps and not _budget_spent(config.max_seconds, elapsed):
             consistent = False
             t0 = time.perf_counter()
             batch = train_tasks.sample(profile.meta_batch)
@@ -348,7 +359,9 @@ def meta_train(
             optimizer.zero_grad(set_to_none=True)
             step += 1
             record = {"step": step, "loss": loss, "accuracy": acc, "val_accuracy": None}
-            if step % profile.val_every == 0 or step == profile.meta_steps:
+            out_of_time = _budget_spent(config.max_seconds, elapsed + time.perf_counter() - t0)
+            last = step == profile.meta_steps or out_of_time
+            if step % profile.val_every == 0 or last:
                 val = float(task_accuracies(model, meta_params, val_batch, meta_cfg,
                                             profile.inner_steps_test, device=device).mean())
                 record["val_accuracy"] = val
@@ -360,7 +373,7 @@ def meta_train(
             if is_main:
                 with open(metrics_path, "a") as handle:
                     handle.write(json.dumps(record) + "\n")
-            if step % profile.checkpoint_every == 0 or step == profile.meta_steps:
+            if step % profile.checkpoint_every == 0 or last:
                 save(ckpt_path)
             consistent = True
             bar.update(1)
@@ -373,6 +386,9 @@ def meta_train(
                 callback(step, record)
             if stop.requested:
                 raise KeyboardInterrupt
+            if out_of_time:
+                say(f"time budget of {config.max_seconds:g} s used up after step {step}/{profile.meta_steps}")
+                break
     except KeyboardInterrupt:
         if consistent:
             save(ckpt_path)
@@ -404,6 +420,20 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def time_to_accuracy(records: list[dict], target: float) -> dict | None:
+    """The first validation of ``records`` (from :func:`read_metrics`) at or above ``target``.
+
+    Returns ``{"step", "seconds", "val_accuracy"}`` of that validation, or ``None`` when no
+    validation reached ``target`` (a fraction in (0, 1], e.g. ``0.9``).
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.9 for 90%, got {target!r}")
+    for record in records:
+        if record.get("val_accuracy") is not None and record["val_accuracy"] >= target:
+            return {"step": record["step"], "seconds": record["seconds"], "val_accuracy": record["val_accuracy"]}
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 def _choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
@@ -413,6 +443,10 @@ def _choice(name: str, value: Any, choices: tuple) -> None:
 def _at_least(name: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _budget_spent(max_seconds: float | None, elapsed: float) -> bool:
+    return max_seconds is not None and elapsed >= max_seconds
 
 
 def _ckpt_step(path: Path) -> str:

@@ -25,6 +25,11 @@ def test_train_then_eval_json_and_plot(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--algo", "maml", *TINY_FLAGS, "--steps", "2", "--out", str(out)]) == 0
     assert "trained 2 steps" in capsys.readouterr().out
+    budget = tmp_path / "budget"  # a budget far beyond 2 steps changes nothing
+    assert main(["train", "--algo", "maml", *TINY_FLAGS, "--steps", "2", "--max-seconds", "3600",
+                 "--out", str(budget)]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    assert (budget / "metrics.jsonl").read_text().count("step") == 2
     assert {p.name for p in out.iterdir()} >= {"checkpoint.pt", "best.pt", "metrics.jsonl", "train.log"}
 
     plot = tmp_path / "curve.png"
@@ -53,6 +58,8 @@ def test_train_resume_continues_and_mismatch_is_an_error(tmp_path, capsys):
 def test_bad_arguments_and_missing_checkpoint(tmp_path, capsys):
     assert main(["train", *TINY_FLAGS, "--steps", "0", "--out", str(tmp_path)]) == 2
     assert "steps must be" in capsys.readouterr().err
+    assert main(["train", *TINY_FLAGS, "--max-seconds", "-1", "--out", str(tmp_path)]) == 2
+    assert "max_seconds must be a number of seconds > 0" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 

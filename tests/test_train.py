@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 import torch
 
 from mllib.checkpoint import CheckpointError, load_checkpoint
-from mllib.train import TrainConfig, TrainingDiverged, meta_train, read_metrics
+import mllib.algorithms
+from mllib.train import TrainConfig, TrainingDiverged, meta_train, read_metrics, time_to_accuracy
 
 TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
             inner_steps=1, inner_steps_test=1)
@@ -202,7 +204,53 @@ def test_world_size_chunks_need_equal_shares(tmp_path, omniglot):
 
 
 @pytest.mark.parametrize("field,value", [("algo", "maml2"), ("ways", 1), ("shots", 0), ("bn", "running"),
-                                         ("form", "jit"), ("steps", 0), ("seed", -1)])
+                                         ("form", "jit"), ("steps", 0), ("seed", -1),
+                                         ("max_seconds", 0), ("max_seconds", float("nan")),
+                                         ("max_seconds", "60")])
 def test_bad_config_names_the_field(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         tiny(tmp_path, **{field: value}).validate()
+
+
+@pytest.fixture
+def one_second_steps(monkeypatch):
+    """A fake clock on which every meta-gradient takes exactly 1 s and nothing else takes time."""
+    clock = [1000.0]
+    real = mllib.algorithms.meta_gradient
+
+    def timed(*args, **kwargs):
+        clock[0] += 1.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(mllib.algorithms, "meta_gradient", timed)
+
+
+def test_time_budget_stops_validates_saves_and_resumes(tmp_path, omniglot, one_second_steps):
+    budget = train(tiny(tmp_path / "budget", steps=10, max_seconds=2.5), omniglot)
+    records = read_metrics(tmp_path / "budget")
+    assert budget.step == 3 and [r["seconds"] for r in records] == [1.0, 2.0, 3.0]
+    assert [r["val_accuracy"] is not None for r in records] == [False, True, True]  # step 3 validated
+    assert load_checkpoint(tmp_path / "budget" / "checkpoint.pt")["step"] == 3
+    assert "time budget of 2.5 s used up after step 3/10" in (tmp_path / "budget" / "train.log").read_text()
+    # the same run as one asked for 3 steps, bit for bit
+    three = train(tiny(tmp_path / "three", steps=3), omniglot)
+    assert_same_params(budget.meta_params, three.meta_params)
+    assert without_time(records) == without_time(read_metrics(tmp_path / "three"))
+    # resuming with the budget spent does nothing; a larger budget continues where it stopped
+    again = train(tiny(tmp_path / "budget", steps=10, max_seconds=2.5, resume=True), omniglot)
+    assert again.step == 3 and len(read_metrics(tmp_path / "budget")) == 3
+    more = train(tiny(tmp_path / "budget", steps=10, max_seconds=4.5, resume=True), omniglot)
+    assert more.step == 5 and [r["seconds"] for r in read_metrics(tmp_path / "budget")] == [1, 2, 3, 4, 5]
+
+
+def test_time_to_accuracy_finds_the_first_validation_at_target():
+    records = [{"step": 1, "seconds": 1.0, "val_accuracy": None},
+               {"step": 2, "seconds": 2.0, "val_accuracy": 0.85},
+               {"step": 3, "seconds": 3.5, "val_accuracy": 0.91},
+               {"step": 4, "seconds": 4.0, "val_accuracy": 0.95}]
+    assert time_to_accuracy(records, 0.9) == {"step": 3, "seconds": 3.5, "val_accuracy": 0.91}
+    assert time_to_accuracy(records, 0.85)["step"] == 2
+    assert time_to_accuracy(records, 0.96) is None
+    with pytest.raises(ValueError, match="target"):
+        time_to_accuracy(records, 90)

@@ -39,6 +39,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT/checkpoint.pt if it exists (start fresh otherwise)")
     parser.add_argument("--steps", type=int, default=None, help="number of meta-steps (overrides the profile)")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                        help="training-time budget: stop after the meta-step that reaches S seconds "
+                             "(validations included), validate and save there; for time-to-accuracy runs")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the training tasks")
     parser.add_argument("--bn", choices=BN_CHOICES, default="batch",
                         help="batch norm statistics: batch (transductive, as in the MAML paper) or support")
@@ -58,7 +61,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         algo=args.algo, ways=args.ways, shots=args.shots, query=args.query, profile=args.profile,
         overrides=overrides, steps=args.steps, device=args.device, seed=args.seed,
         out=args.out or f"runs/{args.algo}-{args.ways}w{args.shots}s", bn=args.bn, form=args.form,
-        resume=args.resume, split=args.split,
+        resume=args.resume, split=args.split, max_seconds=args.max_seconds,
     )
 
 
