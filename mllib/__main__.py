@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("data", "train", "eval", "bench", "course")
+COMMANDS = ("data", "train", "eval", "publish", "bench", "course")
 
 
 def build_parser() -> argparse.ArgumentParser:

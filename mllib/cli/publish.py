@@ -1,0 +1,53 @@
+"""``python -m mllib publish``: a finished run becomes a pretrained checkpoint with its model card.
+
+Example::
+
+    python -m mllib publish runs/quick --name maml_omniglot_5w1s          # into mllib/checkpoints
+    python -m mllib publish runs/gpu --name maml_omniglot_20w1s --dest $OUT/checkpoints
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from mllib.publish import CHECKPOINTS, publish
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "publish", help="ship a run's best.pt as a pretrained checkpoint with a measured model card",
+        description="Evaluate RUN/best.pt on fixed test tasks and write DEST/NAME.pt (no optimiser state), "
+                    "DEST/NAME.json (the model card the README results are generated from) and "
+                    "DEST/NAME.train.log.",
+    )
+    parser.add_argument("run", help="a `mllib train` output folder (with best.pt and metrics.jsonl)")
+    parser.add_argument("--name", required=True, help="file stem, e.g. maml_omniglot_5w1s")
+    parser.add_argument("--dest", default=str(CHECKPOINTS), help="folder to write into (default: %(default)s)")
+    parser.add_argument("--tasks", type=int, default=600, help="test tasks (>= 600, the published protocol)")
+    parser.add_argument("--device", default=None, help="auto|cpu|cuda|mps (default: $MLLIB_DEVICE, else auto)")
+    parser.add_argument("--card", default=None, help="the machine that trained the run (default: this one)")
+    parser.add_argument("--notes", default="", help="free text for the card (what the numbers do and do not show)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=JSON",
+                        help="an extra card entry, e.g. --set train_peak_rss_mb=816 (repeatable)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _extra(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value  # plain text
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    card = publish(args.run, args.name, dest=args.dest, tasks=args.tasks, device=args.device, card=args.card,
+                   notes=args.notes, extra=_extra(args.extra))
+    print(json.dumps(card, indent=2))
+    return 0

@@ -1,0 +1,168 @@
+"""Publish a finished training run as a pretrained checkpoint with its model card.
+
+``python -m mllib publish runs/quick --name maml_omniglot_5w1s`` writes three files into
+``--dest`` (default ``mllib/checkpoints``, where notebook 05, ``mllib eval`` and the README
+results read them)::
+
+    NAME.pt          the run's best.pt without optimiser, sampler and RNG state (well under 1 MB)
+    NAME.json        the model card: task, profile, machine, training time, test accuracy with its
+                     95% CI and protocol, the command that trained it, code version
+    NAME.train.log   the run's training log
+
+The test accuracy on the card is measured here (``tasks`` fixed test tasks, >= 600 for the
+published protocol), so a card never carries a number typed by hand. Run it on the machine that
+trained the run, or say which one did with ``card=``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mllib.checkpoint import atomic_save, load_checkpoint
+from mllib.train import BEST_NAME, LOG_NAME, read_metrics, time_to_accuracy
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+# What a published checkpoint keeps of a training checkpoint (the rest only serves --resume).
+KEPT_KEYS = ("format", "format_version", "meta_params", "step", "best_val_accuracy", "best_step", "elapsed",
+             "config", "version", "git_commit")
+ACCURACY_MARKS = (0.9, 0.95, 0.98)   # the card records when validation first reached each
+
+
+def slim_checkpoint(state: dict) -> dict:
+    """The evaluation-only part of a training checkpoint (``optimizer`` left empty, no sampler)."""
+    slim = {k: state[k] for k in KEPT_KEYS if k in state}
+    slim["optimizer"] = {}
+    return slim
+
+
+def train_command(config: dict) -> str:
+    """The ``python -m mllib train`` command line that a checkpoint's ``config`` was trained with."""
+    requested, profile = config["requested"], config["profile"]
+    parts = ["python -m mllib train", f"--algo {requested['algo']}", f"--ways {requested['ways']}",
+             f"--shots {requested['shots']}"]
+    if requested.get("profile"):
+        parts.append(f"--profile {requested['profile']}")
+    else:
+        parts.append(f"--profile {profile['name']}")  # resolved from $MLLIB_PROFILE or auto
+    for name in ("device", "query", "steps", "max_seconds"):
+        if requested.get(name) is not None:
+            parts.append(f"--{name.replace('_', '-')} {requested[name]:g}" if isinstance(requested[name], float)
+                         else f"--{name.replace('_', '-')} {requested[name]}")
+    for name, value in sorted(requested.get("overrides", {}).items()):
+        parts.append(f"--{name.replace('_', '-')} {value}")
+    for name, default in (("bn", "batch"), ("form", "auto"), ("split", "maml"), ("seed", 0)):
+        if requested.get(name, default) != default:
+            parts.append(f"--{name} {requested[name]}")
+    parts.append(f"--out {requested['out']}")
+    return " ".join(parts)
+
+
+def describe_machine(device: str | torch.device | None = None) -> str:
+    """A short description of the card or CPU that ``device`` (default: the current default) runs on."""
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core CPU ({model}), {torch.get_num_threads()} torch threads"
+
+
+def publish(
+    run: str | os.PathLike,
+    name: str,
+    *,
+    dest: str | os.PathLike = CHECKPOINTS,
+    tasks: int = 600,
+    device: str | None = "auto",
+    data=None,
+    card: str | None = None,
+    notes: str = "",
+    extra: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write ``dest/name.{pt,json,train.log}`` from the run folder ``run``; return the model card.
+
+    ``run`` is a ``mllib train`` output folder (it needs ``best.pt`` and ``metrics.jsonl``);
+    ``name`` a file stem of letters, digits, ``_`` and ``-``; ``tasks`` >= 600 test tasks
+    (the published protocol; fewer is refused); ``card`` describes the training machine
+    (default: this machine, :func:`describe_machine`); ``extra`` adds keys to the card.
+    """
+    from mllib.evaluate import evaluate
+
+    run = Path(run)
+    if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
+        raise ValueError(f"name must be a file stem of letters, digits, '_' and '-', got {name!r}")
+    if not isinstance(tasks, int) or tasks < 600:
+        raise ValueError(f"tasks must be an integer >= 600 (the published protocol), got {tasks!r}")
+    best = run / BEST_NAME
+    if not best.is_file():
+        raise FileNotFoundError(f"no {BEST_NAME} in {run}: train there first (python -m mllib train --out {run})")
+    state = load_checkpoint(best)
+    records = read_metrics(run)
+    config, profile = state["config"], state["config"]["profile"]
+
+    slim = slim_checkpoint(state)
+    result = evaluate(slim, data=data, tasks=tasks, split="test", device=device, progress=progress)
+    dest = Path(dest)
+    weights = atomic_save(slim, dest / f"{name}.pt")
+    by_step = {r["step"]: r for r in records}
+    marks = {f"{round(100 * m)}": time_to_accuracy(records, m) for m in ACCURACY_MARKS}
+    model_card: dict[str, Any] = {
+        "checkpoint": weights.name,
+        "algo": config["algo"],
+        "ways": config["ways"],
+        "shots": config["shots"],
+        "query_train": profile["query"],
+        "query_test": result["query"],
+        "profile": profile["name"],
+        "card": card or describe_machine(result["device"]),
+        "device": result["device"],
+        "train_seconds": round(records[-1]["seconds"], 1) if records else None,
+        "seconds_to_best": round(by_step[state["best_step"]]["seconds"], 1) if state["best_step"] in by_step else None,
+        "meta_steps": records[-1]["step"] if records else state["step"],
+        "best_step": state["best_step"],
+        "best_val_accuracy": state["best_val_accuracy"],
+        "val_time_to_accuracy": {k: v for k, v in marks.items() if v is not None},
+        "accuracy": round(result["accuracy"], 4),
+        "ci95": round(result["ci95"], 4),
+        "tasks": result["tasks"],
+        "split": f"{result['split_name']} {result['split']}",
+        "inner_steps_test": result["inner_steps"],
+        "inner_lr": result["inner_lr"],
+        "bn": result["bn"],
+        "transductive": result["transductive"],
+        "filters": profile["filters"],
+        "meta_batch": profile["meta_batch"],
+        "meta_lr": profile["meta_lr"],
+        "code_version": state.get("version"),
+        "git_commit": state.get("git_commit"),
+        "command": train_command(config),
+        "eval_command": f"python -m mllib eval --checkpoint {_shown(weights)} --tasks {tasks} --split test --json",
+        "eval_seconds": round(result["seconds"], 1),
+        "notes": notes,
+    }
+    model_card.update(extra or {})
+    (dest / f"{name}.json").write_text(json.dumps(model_card, indent=2) + "\n")
+    if (run / LOG_NAME).is_file():
+        shutil.copyfile(run / LOG_NAME, dest / f"{name}.train.log")
+    return model_card
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,90 @@
+"""mllib.publish: a run becomes a slim checkpoint plus a model card whose numbers are measured."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import torch
+
+import mllib.data
+from mllib.__main__ import build_parser, main
+from mllib.checkpoint import load_checkpoint
+from mllib.cli.train import config_from_args
+from mllib.evaluate import evaluate
+from mllib.publish import publish, slim_checkpoint, train_command
+from mllib.results import cards_table
+from mllib.train import TrainConfig, meta_train
+
+TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
+            inner_steps=1, inner_steps_test=1)
+
+
+@pytest.fixture
+def run(tmp_path, omniglot):
+    config = TrainConfig(algo="maml", ways=3, shots=1, query=1, profile="quick", overrides=dict(TINY), steps=4,
+                         device="cpu", seed=3, out=str(tmp_path / "run"), progress=False, max_seconds=600.0)
+    meta_train(config, data=omniglot, log=lambda message: None)
+    return tmp_path / "run"
+
+
+def test_publish_writes_slim_checkpoint_card_and_log(run, tmp_path, omniglot):
+    card = publish(run, "tiny_3w1s", dest=tmp_path / "dest", data=omniglot, device="cpu", progress=False,
+                   card="test machine", notes="tiny", extra={"train_peak_rss_mb": 1})
+    dest = tmp_path / "dest"
+    assert {p.name for p in dest.iterdir()} == {"tiny_3w1s.pt", "tiny_3w1s.json", "tiny_3w1s.train.log"}
+    assert json.loads((dest / "tiny_3w1s.json").read_text()) == card
+    published = load_checkpoint(dest / "tiny_3w1s.pt")
+    best = load_checkpoint(run / "best.pt")
+    assert published["optimizer"] == {} and "sampler" not in published
+    assert (dest / "tiny_3w1s.pt").stat().st_size < (run / "best.pt").stat().st_size
+    for k, v in best["meta_params"].items():
+        assert torch.equal(published["meta_params"][k], v)
+    # the card's accuracy is the one evaluate() measures on the published file
+    again = evaluate(dest / "tiny_3w1s.pt", data=omniglot, tasks=600, device="cpu", progress=False)
+    assert card["accuracy"] == round(again["accuracy"], 4) and card["ci95"] == round(again["ci95"], 4)
+    assert (card["algo"], card["ways"], card["shots"], card["tasks"], card["bn"]) == ("maml", 3, 1, 600, "batch")
+    assert card["meta_steps"] == 4 and card["best_step"] == best["best_step"]
+    assert card["card"] == "test machine" and card["train_peak_rss_mb"] == 1 and card["notes"] == "tiny"
+    assert card["seconds_to_best"] <= card["train_seconds"]
+    row = cards_table([("tiny_3w1s.json", card)])[-1]
+    assert "`tiny_3w1s.pt`" in row and "3-way 1-shot" in row and "test machine" in row
+
+
+def test_train_command_rebuilds_the_run_config(run):
+    state = load_checkpoint(run / "best.pt")
+    command = train_command(state["config"])
+    assert command.startswith("python -m mllib train --algo maml --ways 3 --shots 1 --profile quick")
+    args = build_parser().parse_args(shlex.split(command)[3:])
+    rebuilt = config_from_args(args).run_dict()
+    rebuilt["requested"]["progress"] = False  # the one field the command line does not carry
+    assert rebuilt == state["config"]
+
+
+def test_slim_checkpoint_keeps_what_evaluation_needs(run):
+    state = load_checkpoint(run / "checkpoint.pt")
+    slim = slim_checkpoint(state)
+    assert set(slim) >= {"meta_params", "config", "step", "version"} and slim["optimizer"] == {}
+    assert "sampler" not in slim and "torch_rng" not in slim
+
+
+def test_bad_requests_say_what_to_do(run, tmp_path, omniglot):
+    with pytest.raises(ValueError, match="name must be a file stem"):
+        publish(run, "../escape", dest=tmp_path, data=omniglot)
+    with pytest.raises(ValueError, match="tasks must be an integer >= 600"):
+        publish(run, "x", dest=tmp_path, data=omniglot, tasks=100)
+    with pytest.raises(FileNotFoundError, match="train there first"):
+        publish(tmp_path / "nothing", "x", dest=tmp_path, data=omniglot)
+
+
+def test_cli_publish_prints_the_card(run, tmp_path, omniglot, monkeypatch, capsys):
+    monkeypatch.setattr(mllib.data, "load_omniglot", lambda *a, **k: omniglot)
+    monkeypatch.setenv("CI", "1")
+    dest = tmp_path / "cli"
+    assert main(["publish", str(run), "--name", "cli_3w1s", "--dest", str(dest), "--device", "cpu",
+                 "--set", "train_peak_rss_mb=816", "--set", "note=plain text"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["train_peak_rss_mb"] == 816 and card["note"] == "plain text"
+    assert (dest / "cli_3w1s.json").is_file()
+    assert main(["publish", str(run), "--name", "x", "--dest", str(dest), "--set", "novalue"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
