@@ -236,3 +236,21 @@ def test_compare_values(got, want, expected):
         assert problem is None
     else:
         assert problem is not None and expected in problem
+
+
+# ---------------------------------------------------------------- the package layout
+def test_package_reexports_every_notebook_check_and_reference():
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    modules = [m.name for m in pkgutil.iter_modules(checks.__path__) if m.name.startswith("nb")]
+    assert len(modules) == 6
+    for name in modules:  # nbNN_<notebook>.py holds the checks of notebooks/NN_<notebook>.ipynb
+        assert (notebooks / f"{name[2:]}.ipynb").exists(), name
+        module = importlib.import_module(f"mllib.checks.{name}")
+        for public in module.__all__:
+            assert public in checks.__all__ and getattr(checks, public) is getattr(module, public)
+        for private in (n for n in vars(module) if n.startswith("_") and n.endswith("_reference")):
+            assert getattr(checks, private) is getattr(module, private)

@@ -39,7 +39,9 @@ enforces it)
    Notebooks written with nbformat can get both cells, metadata included, from
    ``mllib.course.exercise_cells(grade_id, solution_source, check_source, points)``.
 
-4. Add a check function for a new exercise to ``mllib/checks.py`` (pattern in its docstring).
+4. Add a check function for a new exercise to its notebook's module,
+   ``mllib/checks/nbNN_<notebook>.py`` (pattern in the docstring of ``mllib/checks/core.py``),
+   and re-export it from ``mllib/checks/__init__.py``.
 
 5. Leave the two generated cells alone: the Markdown cell tagged ``colab-badge`` (after the
    title) and the first code cell, tagged ``colab-setup``; ``course sync`` writes them.
