@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mllib-installed
 RUN    ?= runs/demo
 
-.PHONY: install demo test unit notebooks-test student-test notebooks student bench bench-quick results gpu-check clean help
+.PHONY: install demo test unit notebooks-test student-test notebooks student bench bench-quick results gpu-check gpu-bundle clean help
 
 help:
 	@echo "make demo       create .venv, install, meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
@@ -15,7 +15,8 @@ help:
 	@echo "make student    write the student version of the notebooks to build/student/"
 	@echo "make bench      run the meta-step benchmark (add higher/learn2learn to .venv to compare)"
 	@echo "make results    regenerate the README results table from model cards and benchmark JSON"
-	@echo "make gpu-check  the prepared GPU check (toggle, benchmark, full-profile run) on a CUDA machine"
+	@echo "make gpu-check  the prepared GPU check (toggle, benchmark, time-to-accuracy runs) on a CUDA machine"
+	@echo "make gpu-bundle Omniglot zips and benchmark references into .gpu/ for a GPU machine with no network"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,9 @@ results: $(STAMP)
 
 gpu-check: $(STAMP)
 	bash benchmarks/gpu_check.sh
+
+gpu-bundle: $(STAMP)
+	PY=$(PY) bash benchmarks/gpu_bundle.sh
 
 clean:
 	rm -rf build runs .pytest_cache
