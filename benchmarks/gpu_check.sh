@@ -12,7 +12,8 @@
 # Everything lands in $RESULTS (default benchmarks/results/gpu_<date>). When $OUT is set (the device
 # tool, which fetches at most 8 files), the whole folder is also packed into $OUT/gpu_check.tgz and
 # summary.json copied beside it. To ship the checkpoints: copy checkpoints/*.{pt,json,train.log}
-# into mllib/checkpoints and run `python -m mllib bench --readme`.
+# into mllib/checkpoints (maml_omniglot_5w1s.* replaces the CPU-trained one that notebook 05 loads)
+# and run `python -m mllib bench --readme`.
 #
 # Usage (repository root):   bash benchmarks/gpu_check.sh
 # On the lent device machine: first `make gpu-bundle` here (Omniglot zips + reference packages into
@@ -124,8 +125,8 @@ if [ "$HAVE_DATA" != 1 ]; then
     step "3. SKIPPED: no Omniglot found (set MLLIB_DATA to the folder with images_background.zip)"
 elif [ "${SKIP_TRAIN:-0}" != 1 ]; then
     mkdir -p "$RESULTS/checkpoints"
-    train_and_publish 5 "$TRAIN_SECONDS_5W" maml_omniglot_5w1s_full
-    train_and_publish 20 "$TRAIN_SECONDS_20W" maml_omniglot_20w1s_full
+    train_and_publish 5 "$TRAIN_SECONDS_5W" maml_omniglot_5w1s
+    train_and_publish 20 "$TRAIN_SECONDS_20W" maml_omniglot_20w1s
 fi
 
 step "4. summary"

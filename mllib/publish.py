@@ -63,6 +63,17 @@ def train_command(config: dict) -> str:
     return " ".join(parts)
 
 
+def profile_label(config: dict) -> str:
+    """The profile's name plus every field the run changed, e.g. ``quick (meta_batch=16, meta_steps=6000)``."""
+    from mllib.config import resolve_profile
+
+    used = config["profile"]
+    base = resolve_profile(used["name"], config["ways"]).to_dict()
+    changed = [f"{k}={used[k]:g}" if isinstance(used[k], float) else f"{k}={used[k]}"
+               for k in sorted(used) if k != "name" and used[k] != base.get(k)]
+    return used["name"] + (f" ({', '.join(changed)})" if changed else "")
+
+
 def describe_machine(device: str | torch.device | None = None) -> str:
     """A short description of the card or CPU that ``device`` (default: the current default) runs on."""
     device = torch.device(device) if device is not None else None
@@ -126,7 +137,7 @@ def publish(
         "shots": config["shots"],
         "query_train": profile["query"],
         "query_test": result["query"],
-        "profile": profile["name"],
+        "profile": profile_label(config),
         "card": card or describe_machine(result["device"]),
         "device": result["device"],
         "train_seconds": round(records[-1]["seconds"], 1) if records else None,

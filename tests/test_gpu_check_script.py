@@ -38,13 +38,13 @@ def test_gpu_check_rehearsal_on_cpu(tmp_path, synthetic_omniglot_root):
     assert summary["bench_5w1s"]["gradients_agree"] and summary["bench_20w1s"]["gradients_agree"]
     assert set(summary["bench_5w1s"]["median_s"]) == {"maml/mllib-loop", "maml/mllib-vmap",
                                                       "fomaml/mllib-loop", "fomaml/mllib-vmap"}
-    for name, ways in (("maml_omniglot_5w1s_full", 5), ("maml_omniglot_20w1s_full", 20)):
+    for name, ways in (("maml_omniglot_5w1s", 5), ("maml_omniglot_20w1s", 20)):
         card = json.loads((results / "checkpoints" / f"{name}.json").read_text())
-        assert card["ways"] == ways and card["tasks"] == 600 and card["profile"] == "full"
+        assert card["ways"] == ways and card["tasks"] == 600 and card["profile"].startswith("full (")
         assert "--max-seconds 0.5" in card["command"]
         assert (results / "checkpoints" / f"{name}.pt").is_file()
         assert summary[name]["accuracy"] == card["accuracy"]
     assert {p.name for p in out.iterdir()} == {"gpu_check.tgz", "summary.json"}
     listing = subprocess.run(["tar", "tzf", str(out / "gpu_check.tgz")], capture_output=True, text=True).stdout
-    assert "checkpoints/maml_omniglot_20w1s_full.pt" in listing and "checkpoint.pt" not in listing.replace(
-        "_full.pt", "")
+    assert "checkpoints/maml_omniglot_20w1s.pt" in listing
+    assert not [line for line in listing.splitlines() if line.endswith("/checkpoint.pt")]

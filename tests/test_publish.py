@@ -12,7 +12,7 @@ from mllib.__main__ import build_parser, main
 from mllib.checkpoint import load_checkpoint
 from mllib.cli.train import config_from_args
 from mllib.evaluate import evaluate
-from mllib.publish import publish, slim_checkpoint, train_command
+from mllib.publish import profile_label, publish, slim_checkpoint, train_command
 from mllib.results import cards_table
 from mllib.train import TrainConfig, meta_train
 
@@ -45,6 +45,7 @@ def test_publish_writes_slim_checkpoint_card_and_log(run, tmp_path, omniglot):
     assert card["accuracy"] == round(again["accuracy"], 4) and card["ci95"] == round(again["ci95"], 4)
     assert (card["algo"], card["ways"], card["shots"], card["tasks"], card["bn"]) == ("maml", 3, 1, 600, "batch")
     assert card["meta_steps"] == 4 and card["best_step"] == best["best_step"]
+    assert card["profile"].startswith("quick (") and "meta_steps=4" in card["profile"]
     assert card["card"] == "test machine" and card["train_peak_rss_mb"] == 1 and card["notes"] == "tiny"
     assert card["seconds_to_best"] <= card["train_seconds"]
     row = cards_table([("tiny_3w1s.json", card)])[-1]
@@ -88,3 +89,14 @@ def test_cli_publish_prints_the_card(run, tmp_path, omniglot, monkeypatch, capsy
     assert (dest / "cli_3w1s.json").is_file()
     assert main(["publish", str(run), "--name", "x", "--dest", str(dest), "--set", "novalue"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_profile_label_names_what_the_run_changed():
+    from mllib.config import resolve_profile
+
+    config = {"ways": 5, "profile": resolve_profile("quick", 5).to_dict()}
+    assert profile_label(config) == "quick"
+    config["profile"].update(meta_batch=16, meta_steps=6000, meta_lr=1e-3)
+    assert profile_label(config) == "quick (meta_batch=16, meta_lr=0.001, meta_steps=6000)"
+    twenty = {"ways": 20, "profile": resolve_profile("full", 20).to_dict()}  # 20-way settings are the profile's
+    assert profile_label(twenty) == "full"
