@@ -129,7 +129,7 @@ def publish(
     dest = Path(dest)
     weights = atomic_save(slim, dest / f"{name}.pt")
     by_step = {r["step"]: r for r in records}
-    marks = {f"{round(100 * m)}": time_to_accuracy(records, m) for m in ACCURACY_MARKS}
+    marks = {f"{round(100 * m)}": _rounded(time_to_accuracy(records, m)) for m in ACCURACY_MARKS}
     model_card: dict[str, Any] = {
         "checkpoint": weights.name,
         "algo": config["algo"],
@@ -144,7 +144,7 @@ def publish(
         "seconds_to_best": round(by_step[state["best_step"]]["seconds"], 1) if state["best_step"] in by_step else None,
         "meta_steps": records[-1]["step"] if records else state["step"],
         "best_step": state["best_step"],
-        "best_val_accuracy": state["best_val_accuracy"],
+        "best_val_accuracy": _round(state["best_val_accuracy"], 4),
         "val_time_to_accuracy": {k: v for k, v in marks.items() if v is not None},
         "accuracy": round(result["accuracy"], 4),
         "ci95": round(result["ci95"], 4),
@@ -169,6 +169,16 @@ def publish(
     if (run / LOG_NAME).is_file():
         shutil.copyfile(run / LOG_NAME, dest / f"{name}.train.log")
     return model_card
+
+
+def _round(value, digits: int):
+    return None if value is None else round(value, digits)
+
+
+def _rounded(mark: dict | None) -> dict | None:
+    if mark is None:
+        return None
+    return {"step": mark["step"], "seconds": _round(mark["seconds"], 1), "val_accuracy": _round(mark["val_accuracy"], 4)}
 
 
 def _shown(path: Path) -> str:
