@@ -237,6 +237,11 @@ def meta_train(
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in 0..{world_size - 1} (world_size={world_size}), got {rank}")
     profile = config.resolved_profile()
+    if config.max_seconds is not None and world_size > 1:
+        raise ValueError(
+            "max_seconds works in one process only: each rank would read its own clock and stop at a "
+            "different step; give a number of meta-steps (steps / --steps) for distributed runs"
+        )
     if profile.meta_batch % world_size:
         raise ValueError(
             f"meta_batch={profile.meta_batch} must be divisible by world_size={world_size} "

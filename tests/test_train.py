@@ -201,6 +201,8 @@ def test_world_size_chunks_need_equal_shares(tmp_path, omniglot):
         train(tiny(tmp_path, overrides={**TINY, "meta_batch": 3}), omniglot, rank=0, world_size=2)
     with pytest.raises(ValueError, match="rank"):
         train(tiny(tmp_path), omniglot, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="max_seconds works in one process only"):
+        train(tiny(tmp_path, max_seconds=60), omniglot, rank=0, world_size=2)
 
 
 @pytest.mark.parametrize("field,value", [("algo", "maml2"), ("ways", 1), ("shots", 0), ("bn", "running"),
