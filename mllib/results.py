@@ -4,7 +4,8 @@ Sources (sorted by file name, so the output is deterministic):
 
 * model cards ``mllib/checkpoints/*.json``: one trained checkpoint each, with keys such as
   ``algo``, ``ways``, ``shots``, ``profile``, ``device`` (or ``card``), ``train_seconds``,
-  ``accuracy``, ``ci95``, ``tasks``, ``bn``, ``command``; missing keys print as ``-``;
+  ``accuracy``, ``ci95``, ``tasks``, ``bn``, ``command``, ``val_time_to_accuracy`` (written by
+  ``python -m mllib publish``); missing keys print as ``-``;
 * benchmark results ``benchmarks/results/*.json`` written by ``python -m mllib bench --out``
   (``kind == "mllib-bench"``; other JSON files there are ignored).
 
@@ -63,8 +64,9 @@ def cards_table(cards: list[tuple[str, dict]]) -> list[str]:
     """Markdown lines: one row per model card."""
     if not cards:
         return ["No model cards yet (`mllib/checkpoints/*.json`)."]
-    lines = ["| checkpoint | algorithm | task | profile | device | training time | test accuracy % (95% CI) "
-             "| tasks | batch norm |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| checkpoint | algorithm | task | profile | device | training time | validation >= 90% after "
+             "| test accuracy % (95% CI) | tasks | batch norm |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, c in cards:
         acc, ci = _get(c, "accuracy", "test_accuracy", default=None), _get(c, "ci95", default=None)
         accuracy = _pct(acc) + (f" ± {_pct(ci)}" if isinstance(ci, (int, float)) else "")
@@ -72,6 +74,7 @@ def cards_table(cards: list[tuple[str, dict]]) -> list[str]:
         lines.append(f"| `{_get(c, 'checkpoint', 'file', default=name)}` | {_get(c, 'algo')} | {task} | "
                      f"{_get(c, 'profile')} | {_get(c, 'card', 'device')} | "
                      f"{_duration(_get(c, 'train_seconds', 'training_seconds', 'seconds', default=None))} | "
+                     f"{_duration(((c.get('val_time_to_accuracy') or {}).get('90') or {}).get('seconds'))} | "
                      f"{accuracy} | {_get(c, 'tasks', 'test_tasks')} | {_get(c, 'bn')} |")
     return lines
 

@@ -17,7 +17,8 @@ BENCH = {"kind": "mllib-bench", "host": {"device": "cpu (1 threads)", "cpu": "Te
                      "ratio_min": 0.82}],
          "gradients_agree": True}
 CARD = {"algo": "maml", "ways": 5, "shots": 1, "profile": "full", "device": "NVIDIA H100", "train_seconds": 95,
-        "accuracy": 0.9871, "ci95": 0.0031, "tasks": 600, "bn": "batch"}
+        "accuracy": 0.9871, "ci95": 0.0031, "tasks": 600, "bn": "batch",
+        "val_time_to_accuracy": {"90": {"step": 500, "seconds": 12.3, "val_accuracy": 0.91}}}
 
 
 def make_root(tmp_path, readme="# x\n\n" + START + "\nold\n" + END + "\n\nafter\n"):
@@ -32,7 +33,7 @@ def make_root(tmp_path, readme="# x\n\n" + START + "\nold\n" + END + "\n\nafter\
 
 def test_render_shows_the_files_numbers(tmp_path):
     text = render_results(make_root(tmp_path))
-    assert "| maml | 5-way 1-shot | full | NVIDIA H100 | 95 s | 98.7 ± 0.3 | 600 | batch |" in text
+    assert "| maml | 5-way 1-shot | full | NVIDIA H100 | 95 s | 12 s | 98.7 ± 0.3 | 600 | batch |" in text
     assert "| maml | mllib-loop | 1.500 | 1.400 | 900 (RSS) |" in text
     assert "**0.83** (median)" in text and "higher 0.2.1" in text and "not loaded: learn2learn" in text
     assert "data-bench" not in text
