@@ -57,7 +57,10 @@ fi
 # Omniglot: $MLLIB_DATA, else the first folder below that holds the zips.
 if [ -z "${MLLIB_DATA:-}" ]; then
     for d in .gpu/omniglot /work/shared/data/omniglot shared/data/omniglot ../shared/data/omniglot data/omniglot data; do
-        if [ -f "$d/images_background.zip" ]; then export MLLIB_DATA=$ROOT/$d; [ "${d:0:1}" = / ] && export MLLIB_DATA=$d; break; fi
+        if [ -f "$d/images_background.zip" ]; then
+            case $d in /*) export MLLIB_DATA=$d ;; *) export MLLIB_DATA=$ROOT/$d ;; esac
+            break
+        fi
     done
 fi
 export MLLIB_CACHE=${MLLIB_CACHE:-$ROOT/data/cache}
