@@ -44,23 +44,17 @@ def slim_checkpoint(state: dict) -> dict:
 def train_command(config: dict) -> str:
     """The ``python -m mllib train`` command line that a checkpoint's ``config`` was trained with."""
     requested, profile = config["requested"], config["profile"]
-    parts = ["python -m mllib train", f"--algo {requested['algo']}", f"--ways {requested['ways']}",
-             f"--shots {requested['shots']}"]
-    if requested.get("profile"):
-        parts.append(f"--profile {requested['profile']}")
-    else:
-        parts.append(f"--profile {profile['name']}")  # resolved from $MLLIB_PROFILE or auto
-    for name in ("device", "query", "steps", "max_seconds"):
-        if requested.get(name) is not None:
-            parts.append(f"--{name.replace('_', '-')} {requested[name]:g}" if isinstance(requested[name], float)
-                         else f"--{name.replace('_', '-')} {requested[name]}")
-    for name, value in sorted(requested.get("overrides", {}).items()):
-        parts.append(f"--{name.replace('_', '-')} {value}")
-    for name, default in (("bn", "batch"), ("form", "auto"), ("split", "maml"), ("seed", 0)):
-        if requested.get(name, default) != default:
-            parts.append(f"--{name} {requested[name]}")
-    parts.append(f"--out {requested['out']}")
-    return " ".join(parts)
+    # the profile as resolved (from $MLLIB_PROFILE or auto) when the run did not name one
+    flags = {"algo": requested["algo"], "ways": requested["ways"], "shots": requested["shots"],
+             "profile": requested.get("profile") or profile["name"]}
+    flags.update({name: requested[name] for name in ("device", "query", "steps", "max_seconds")
+                  if requested.get(name) is not None})
+    flags.update(sorted(requested.get("overrides", {}).items()))
+    flags.update({name: requested[name] for name, default in
+                  (("bn", "batch"), ("form", "auto"), ("split", "maml"), ("seed", 0))
+                  if requested.get(name, default) != default})
+    flags["out"] = requested["out"]
+    return " ".join(["python -m mllib train"] + [f"--{k.replace('_', '-')} {_text(v)}" for k, v in flags.items()])
 
 
 def profile_label(config: dict) -> str:
@@ -69,9 +63,13 @@ def profile_label(config: dict) -> str:
 
     used = config["profile"]
     base = resolve_profile(used["name"], config["ways"]).to_dict()
-    changed = [f"{k}={used[k]:g}" if isinstance(used[k], float) else f"{k}={used[k]}"
-               for k in sorted(used) if k != "name" and used[k] != base.get(k)]
+    changed = [f"{k}={_text(used[k])}" for k in sorted(used) if k != "name" and used[k] != base.get(k)]
     return used["name"] + (f" ({', '.join(changed)})" if changed else "")
+
+
+def _text(value) -> str:
+    """A value as a command line or a label shows it (floats without trailing zeros: 60.0 -> 60)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def describe_machine(device: str | torch.device | None = None) -> str:
