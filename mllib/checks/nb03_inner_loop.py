@@ -6,7 +6,7 @@ from typing import Any, Callable
 import torch
 
 from .core import Case, CheckResult, _to_tensor, compare_values, make_cases, run_check
-from .sine_inputs import _sine_points, _tiny_sine_model
+from .sine_inputs import _sine_task
 
 
 def _sgd_step_reference(model, params, x, y, lr):
@@ -56,9 +56,7 @@ def check_sgd_step(fn: Callable) -> CheckResult:
     rates = [0.01, 0.1, 0.5, 0.03]
 
     def case(gen: torch.Generator, i: int) -> Case:
-        model, params = _tiny_sine_model(gen)
-        x, y = _sine_points(gen, [10, 5, 10, 3][i])
-        qx, qy = _sine_points(gen, 10)
+        model, params, x, y, qx, qy = _sine_task(gen, [10, 5, 10, 3][i], 10)
         return Case((model, params, x, y, rates[i], qx, qy),
                     label=f"SineMLP(hidden=8) params, x/y [{len(x)}, 1], lr={rates[i]}")
 
@@ -113,9 +111,7 @@ def check_adaptation_curve(fn: Callable) -> CheckResult:
     settings = [(3, 0.01), (1, 0.1), (0, 0.05), (5, 0.02)]
 
     def case(gen: torch.Generator, i: int) -> Case:
-        model, params = _tiny_sine_model(gen)
-        sx, sy = _sine_points(gen, 10)
-        qx, qy = _sine_points(gen, 20)
+        model, params, sx, sy, qx, qy = _sine_task(gen, 10, 20)
         steps, lr = settings[i]
         return Case((model, params, sx, sy, qx, qy, steps, lr),
                     label=f"SineMLP(hidden=8), support [10, 1], query [20, 1], steps={steps}, lr={lr}")

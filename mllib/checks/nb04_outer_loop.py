@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 
 from .core import Case, CheckResult, compare_values, make_cases, random_tensor, run_check
-from .sine_inputs import _sine_points, _tiny_sine_model
+from .sine_inputs import _sine_task
 
 
 def _task_meta_gradient_reference(model, params, support_x, support_y, query_x, query_y, inner_lr, first_order):
@@ -32,9 +32,7 @@ def check_task_meta_gradient(fn: Callable) -> CheckResult:
     settings = [(0.1, False), (0.1, True), (0.5, False), (0.03, True), (0.3, False), (0.3, True)]
 
     def case(gen: torch.Generator, i: int) -> Case:
-        model, params = _tiny_sine_model(gen)
-        sx, sy = _sine_points(gen, 10)
-        qx, qy = _sine_points(gen, 10)
+        model, params, sx, sy, qx, qy = _sine_task(gen, 10, 10)
         lr, first_order = settings[i]
         return Case((model, params, sx, sy, qx, qy, lr, first_order),
                     label=f"SineMLP(hidden=8), support/query [10, 1], inner_lr={lr}, first_order={first_order}")

@@ -24,3 +24,10 @@ def _sine_points(gen: torch.Generator, count: int) -> tuple[torch.Tensor, torch.
     amplitude = 0.1 + 4.9 * torch.rand(1, generator=gen, dtype=torch.float64)
     phase = math.pi * torch.rand(1, generator=gen, dtype=torch.float64)
     return x, amplitude * torch.sin(x - phase)
+
+
+def _sine_task(gen: torch.Generator, support: int, query: int):
+    """``(model, params, support_x, support_y, query_x, query_y)``: a tiny model and one task's points
+    ``[support, 1]`` and ``[query, 1]``, drawn from ``gen`` in that order."""
+    model, params = _tiny_sine_model(gen)
+    return (model, params, *_sine_points(gen, support), *_sine_points(gen, query))
