@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -274,3 +274,22 @@ def adaptation_returns(policy: nn.Module, params: Mapping[str, Tensor], env: Poi
         if k < steps:
             current = adapt_policies(policy, current, batch, lr, evaluation=True, per_task=True)
     return torch.stack(returns, 1), stages
+
+
+def choose_inner_lr(policy: nn.Module, params: Mapping[str, Tensor], env: PointNavigation, goals: Tensor,
+                    lrs: Sequence[float], episodes: int = 20, steps: int = 3,
+                    seed: int = 0) -> tuple[float, dict[float, float]]:
+    """The fine-tuning step size for ``params``: the one of ``lrs`` with the best mean return after
+    1..``steps`` steps on the (validation) ``goals``; every rate sees the same episodes' noise (``seed``).
+
+    Returns ``(best_lr, {lr: score})``. Used to give every starting point its own step size.
+    """
+    if not lrs:
+        raise ValueError("lrs must hold at least one learning rate")
+    _positive_int("steps", steps)
+    scores = {}
+    for lr in lrs:
+        returns, _ = adaptation_returns(policy, params, env, goals, episodes, steps, lr,
+                                        torch.Generator().manual_seed(seed))
+        scores[float(lr)] = float(returns[:, 1:].mean())
+    return max(scores, key=scores.get), scores
