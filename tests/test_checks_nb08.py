@@ -84,7 +84,7 @@ def unfinished(*args):
 
 
 def test_reference_is_the_library_loss():
-    lp, r, b = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    lp, r, b = torch.randn(3, 3, 4, dtype=torch.float64)
     assert torch.equal(checks._reinforce_loss_reference(lp, r, b), reinforce_loss(lp, r, b))
     assert torch.allclose(loss_right(lp, r, b), reinforce_loss(lp, r, b))
 

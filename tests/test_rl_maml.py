@@ -9,8 +9,8 @@ import mllib.rl.maml as rl_maml
 from mllib.inner import adapt
 from mllib.models import params_of
 from mllib.rl import (ESTIMATORS, GaussianMLPPolicy, PointNavigation, adapt_policies, adaptation_returns,
-                      joint_gradient, meta_gradient, meta_surrogate, meta_train, policy_loss_fn, pretrain_joint,
-                      rollout, sample_meta_batch, seeded_policy)
+                      choose_inner_lr, joint_gradient, meta_gradient, meta_surrogate, meta_train, policy_loss_fn,
+                      pretrain_joint, rollout, sample_meta_batch, seeded_policy)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 D = torch.float64
@@ -97,8 +97,8 @@ def test_meta_surrogate_gradient_matches_finite_differences_with_common_random_n
         direction = {k: torch.randn(v.shape, generator=gen, dtype=D) for k, v in params.items()}
         eps = 1e-5
         with torch.no_grad():
-            plus = meta_surrogate(policy, {k: v + eps * direction[k] for k, v in params.items()}, pre, post, 0.05, estimator)
-            minus = meta_surrogate(policy, {k: v - eps * direction[k] for k, v in params.items()}, pre, post, 0.05, estimator)
+            plus, minus = (meta_surrogate(policy, {k: v + sign * eps * direction[k] for k, v in params.items()},
+                                          pre, post, 0.05, estimator) for sign in (1, -1))
         numeric = float((plus - minus) / (2 * eps))
         analytic = sum(float((g * direction[k]).sum()) for g, k in zip(grads, params))
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
@@ -109,11 +109,13 @@ def test_first_order_is_the_post_update_policy_gradient_at_the_adapted_parameter
     pre, post = sample_meta_batch(policy, params, env, goals, episodes, 0.05, torch.Generator().manual_seed(2))
     leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
     got = torch.autograd.grad(meta_surrogate(policy, leaves, pre, post, 0.05, "first_order"), list(leaves.values()))
-    adapted = {k: v.detach().requires_grad_(True) for k, v in adapt_policies(policy, params, pre, 0.05, evaluation=True).items()}
+    adapted = adapt_policies(policy, params, pre, 0.05, evaluation=True)
+    adapted = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
     want = torch.autograd.grad(policy_loss_fn(policy, per_task=True)(adapted, post), list(adapted.values()))
     for g, w in zip(got, want):
         assert torch.allclose(g, w.sum(0))
-    second = torch.autograd.grad(meta_surrogate(policy, leaves, pre, post, 0.05, "no_sampling_term"), list(leaves.values()))
+    second = torch.autograd.grad(meta_surrogate(policy, leaves, pre, post, 0.05, "no_sampling_term"),
+                                 list(leaves.values()))
     assert not all(torch.allclose(g, s) for g, s in zip(got, second))
 
 
@@ -210,3 +212,16 @@ def test_adaptation_returns_shapes_and_stages():
     assert zero.shape == (3, 1)
     with pytest.raises(ValueError, match="steps"):
         adaptation_returns(policy, params, env, goals, episodes, steps=-1)
+
+
+def test_choose_inner_lr_picks_the_best_mean_return_after_adapting():
+    env, policy, params, goals, episodes = tiny(tasks=3)
+    best, scores = choose_inner_lr(policy, params, env, goals, [0.001, 0.05, 0.2], episodes, steps=2, seed=9)
+    for lr, score in scores.items():
+        returns, _ = adaptation_returns(policy, params, env, goals, episodes, 2, lr, torch.Generator().manual_seed(9))
+        assert score == pytest.approx(float(returns[:, 1:].mean()))
+    assert best == max(scores, key=scores.get) and len(set(scores.values())) == 3
+    with pytest.raises(ValueError, match="lrs"):
+        choose_inner_lr(policy, params, env, goals, [], episodes)
+    with pytest.raises(ValueError, match="steps"):
+        choose_inner_lr(policy, params, env, goals, [0.1], episodes, steps=0)

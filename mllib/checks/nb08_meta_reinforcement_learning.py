@@ -29,7 +29,8 @@ def check_reinforce_loss(fn: Callable) -> CheckResult:
 
     def case(gen: torch.Generator, i: int) -> Case:
         e, h = shapes[i]
-        return Case((random_tensor(gen, e, h), -random_tensor(gen, e, h).abs(), -h * random_tensor(gen, e, h).abs() / 2))
+        log_probs, rewards = random_tensor(gen, e, h), -random_tensor(gen, e, h).abs()
+        return Case((log_probs, rewards, -h * random_tensor(gen, e, h).abs() / 2))
 
     def diagnose(case: Case, got: Any, want: Any) -> str | None:
         lp, r, b = case.args
@@ -54,7 +55,8 @@ def check_reinforce_loss(fn: Callable) -> CheckResult:
 
     return run_check("reinforce_loss", fn, _reinforce_loss_reference, make_cases(80, len(shapes), case),
                      diagnose=diagnose,
-                     hint="G = rewards.flip(-1).cumsum(-1).flip(-1); loss = -(log_probs * (G - baseline)).sum(-1).mean()")
+                     hint="G = rewards.flip(-1).cumsum(-1).flip(-1); "
+                          "loss = -(log_probs * (G - baseline)).sum(-1).mean()")
 
 
 def _outer_weights(params: dict) -> dict:

@@ -43,7 +43,8 @@ class PointNavigation:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}; got {reward!r}")
-        self.horizon, self.max_speed, self.goal_range, self.reward = horizon, float(max_speed), float(goal_range), reward
+        self.horizon, self.reward = horizon, reward
+        self.max_speed, self.goal_range = float(max_speed), float(goal_range)
 
     def __repr__(self) -> str:
         return (f"PointNavigation(horizon={self.horizon}, max_speed={self.max_speed}, "

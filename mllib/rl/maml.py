@@ -249,7 +249,8 @@ def pretrain_joint(policy: nn.Module, env: PointNavigation, iterations: int, met
 
     settings = {"method": "joint", "env": repr(env), "meta_batch": meta_batch, "episodes": episodes, "lr": lr,
                 "seed": seed}
-    return _train(gradient, policy, env, iterations, meta_batch, lr, seed, resume, progress, settings, "joint pre-training")
+    return _train(gradient, policy, env, iterations, meta_batch, lr, seed, resume, progress, settings,
+                  "joint pre-training")
 
 
 # ----------------------------------------------------------------------------- evaluation
