@@ -9,8 +9,9 @@ import mllib.rl.maml as rl_maml
 from mllib.inner import adapt
 from mllib.models import params_of
 from mllib.rl import (ESTIMATORS, GaussianMLPPolicy, PointNavigation, adapt_policies, adaptation_returns,
-                      choose_inner_lr, joint_gradient, meta_gradient, meta_surrogate, meta_train, policy_loss_fn,
-                      pretrain_joint, rollout, sample_meta_batch, seeded_policy)
+                      joint_gradient, meta_gradient, meta_surrogate, meta_train, policy_loss_fn,
+                      pretrain_joint, rollout, sample_meta_batch, seeded_policy,
+                      tuned_adaptation_returns)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 D = torch.float64
@@ -214,14 +215,22 @@ def test_adaptation_returns_shapes_and_stages():
         adaptation_returns(policy, params, env, goals, episodes, steps=-1)
 
 
-def test_choose_inner_lr_picks_the_best_mean_return_after_adapting():
-    env, policy, params, goals, episodes = tiny(tasks=3)
-    best, scores = choose_inner_lr(policy, params, env, goals, [0.001, 0.05, 0.2], episodes, steps=2, seed=9)
-    for lr, score in scores.items():
-        returns, _ = adaptation_returns(policy, params, env, goals, episodes, 2, lr, torch.Generator().manual_seed(9))
-        assert score == pytest.approx(float(returns[:, 1:].mean()))
-    assert best == max(scores, key=scores.get) and len(set(scores.values())) == 3
+
+def test_tuned_adaptation_returns_uses_the_best_validation_step_size_per_budget():
+    env, policy, params, goals, episodes = tiny(tasks=4)
+    validation = env.sample_goals(3, torch.Generator().manual_seed(11), D)
+    lrs = [0.001, 0.05, 0.3]
+    got, chosen = tuned_adaptation_returns(policy, params, env, validation, goals, lrs, episodes, steps=2, seed=9)
+    assert got.shape == (4, 3) and chosen[0] is None and len(chosen) == 3
+    val = {lr: adaptation_returns(policy, params, env, validation, episodes, 2, lr,
+                                  torch.Generator().manual_seed(9))[0].mean(0) for lr in lrs}
+    for k in (1, 2):
+        assert chosen[k] == max(lrs, key=lambda lr: float(val[lr][k]))
+        test, _ = adaptation_returns(policy, params, env, goals, episodes, 2, chosen[k], torch.Generator().manual_seed(10))
+        assert torch.allclose(got[:, k], test[:, k]) and torch.allclose(got[:, 0], test[:, 0])
     with pytest.raises(ValueError, match="lrs"):
-        choose_inner_lr(policy, params, env, goals, [], episodes)
+        tuned_adaptation_returns(policy, params, env, validation, goals, [], episodes)
+    with pytest.raises(ValueError, match="lrs"):
+        tuned_adaptation_returns(policy, params, env, validation, goals, [0.1, -1.0], episodes)
     with pytest.raises(ValueError, match="steps"):
-        choose_inner_lr(policy, params, env, goals, [0.1], episodes, steps=0)
+        tuned_adaptation_returns(policy, params, env, validation, goals, [0.1], episodes, steps=0)

@@ -277,20 +277,26 @@ def adaptation_returns(policy: nn.Module, params: Mapping[str, Tensor], env: Poi
     return torch.stack(returns, 1), stages
 
 
-def choose_inner_lr(policy: nn.Module, params: Mapping[str, Tensor], env: PointNavigation, goals: Tensor,
-                    lrs: Sequence[float], episodes: int = 20, steps: int = 3,
-                    seed: int = 0) -> tuple[float, dict[float, float]]:
-    """The fine-tuning step size for ``params``: the one of ``lrs`` with the best mean return after
-    1..``steps`` steps on the (validation) ``goals``; every rate sees the same episodes' noise (``seed``).
 
-    Returns ``(best_lr, {lr: score})``. Used to give every starting point its own step size.
+def tuned_adaptation_returns(policy: nn.Module, params: Mapping[str, Tensor], env: PointNavigation,
+                             validation_goals: Tensor, test_goals: Tensor, lrs: Sequence[float],
+                             episodes: int = 20, steps: int = 3, seed: int = 0) -> tuple[Tensor, list]:
+    """``adaptation_returns`` on ``test_goals`` where every budget of ``k`` steps has its own step size.
+
+    For ``k = 1..steps``, the step size is the one of ``lrs`` with the best mean return after ``k``
+    steps on ``validation_goals`` (a fair tuning budget for a fine-tuning baseline). All step sizes
+    see the same episode noise (validation: ``seed``; test: ``seed + 1``), so the runs differ only
+    by the step size. Returns ``(returns [tasks, steps + 1], chosen)`` with ``chosen[k]`` the step
+    size of column ``k`` (``chosen[0] = None``: no step).
     """
-    if not lrs:
+    if len(lrs) == 0:
         raise ValueError("lrs must hold at least one learning rate")
     _positive_int("steps", steps)
-    scores = {}
-    for lr in lrs:
-        returns, _ = adaptation_returns(policy, params, env, goals, episodes, steps, lr,
-                                        torch.Generator().manual_seed(seed))
-        scores[float(lr)] = float(returns[:, 1:].mean())
-    return max(scores, key=scores.get), scores
+    lrs = [_positive_float("lrs", lr) for lr in lrs]
+    validation = {lr: adaptation_returns(policy, params, env, validation_goals, episodes, steps, lr,
+                                         torch.Generator().manual_seed(seed))[0].mean(0) for lr in lrs}
+    chosen = [None] + [max(lrs, key=lambda lr: float(validation[lr][k])) for k in range(1, steps + 1)]
+    test = {lr: adaptation_returns(policy, params, env, test_goals, episodes, steps, lr,
+                                   torch.Generator().manual_seed(seed + 1))[0] for lr in set(chosen[1:])}
+    columns = [test[chosen[1]][:, 0]] + [test[chosen[k]][:, k] for k in range(1, steps + 1)]
+    return torch.stack(columns, 1), chosen
