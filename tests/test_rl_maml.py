@@ -226,7 +226,8 @@ def test_tuned_adaptation_returns_uses_the_best_validation_step_size_per_budget(
                                   torch.Generator().manual_seed(9))[0].mean(0) for lr in lrs}
     for k in (1, 2):
         assert chosen[k] == max(lrs, key=lambda lr: float(val[lr][k]))
-        test, _ = adaptation_returns(policy, params, env, goals, episodes, 2, chosen[k], torch.Generator().manual_seed(10))
+        test, _ = adaptation_returns(policy, params, env, goals, episodes, 2, chosen[k],
+                                     torch.Generator().manual_seed(10))
         assert torch.allclose(got[:, k], test[:, k]) and torch.allclose(got[:, 0], test[:, 0])
     with pytest.raises(ValueError, match="lrs"):
         tuned_adaptation_returns(policy, params, env, validation, goals, [], episodes)
