@@ -8,9 +8,10 @@ import time
 import pytest
 import torch
 
-from mllib.checkpoint import CheckpointError, load_checkpoint
+from mllib.checkpoint import CheckpointError, load_checkpoint, read_metrics
 import mllib.algorithms
-from mllib.train import TrainConfig, TrainingDiverged, meta_train, read_metrics, time_to_accuracy
+from mllib.models import build_conv_learner
+from mllib.train import TrainConfig, TrainingDiverged, meta_train, time_to_accuracy
 
 TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
             inner_steps=1, inner_steps_test=1)
@@ -189,10 +190,8 @@ def test_grad_hook_is_applied(tmp_path, omniglot):
     torch.manual_seed(3)
     result = train(tiny(tmp_path, steps=2), omniglot, grad_hook=zero)
     assert len(seen) == 2 and "head.weight" in seen[0]
-    from mllib.train import build_model
-
     torch.manual_seed(3)
-    init = dict(build_model(3, 4).named_parameters())
+    init = dict(build_conv_learner(3, 4).named_parameters())
     assert_same_params({k: v.detach() for k, v in init.items()}, result.meta_params)  # Adam on zeros: no move
 
 
