@@ -83,7 +83,11 @@ class MetaConfig:
 
     @classmethod
     def from_profile(cls, algo: str, profile, bn: str = "batch", form: str = "auto") -> "MetaConfig":
-        """The config of meta-training with a ``mllib.config.Profile`` (or its dict): its inner loop."""
+        """The config of meta-training with a ``mllib.config.Profile`` (or its dict): its inner loop.
+
+            >>> MetaConfig.from_profile("maml", {"inner_steps": 1, "inner_lr": 0.4}, bn="support").bn
+            'support'
+        """
         get = profile.get if isinstance(profile, Mapping) else lambda name: getattr(profile, name)
         return cls(algo=algo, inner_steps=get("inner_steps"), inner_lr=get("inner_lr"), bn=bn, form=form)
 
@@ -93,7 +97,11 @@ class MetaConfig:
 
 
 def pick_form(device: torch.device | str) -> str:
-    """``"vmap"`` on CUDA (one big batched kernel per op), ``"loop"`` elsewhere (measured faster on CPU)."""
+    """``"vmap"`` on CUDA (one big batched kernel per op), ``"loop"`` elsewhere (measured faster on CPU).
+
+        >>> pick_form("cpu"), pick_form("cuda")
+        ('loop', 'vmap')
+    """
     return "vmap" if torch.device(device).type == "cuda" else "loop"
 
 
@@ -123,7 +131,11 @@ def init_meta_params(model: nn.Module, cfg: MetaConfig) -> Params:
 
 
 def split_meta_params(meta_params: Mapping[str, Tensor]) -> tuple[Params, Params | None]:
-    """``(model params, Meta-SGD rates keyed by param name or None)``."""
+    """``(model params, Meta-SGD rates keyed by param name or None)`` (notebook 06, section 1).
+
+        >>> split_meta_params({"w": torch.ones(2), "lr.w": torch.full((2,), 0.1)})[1]
+        {'w': tensor([0.1000, 0.1000])}
+    """
     params = {k: v for k, v in meta_params.items() if not k.startswith(LR_PREFIX)}
     rates = {k[len(LR_PREFIX):]: v for k, v in meta_params.items() if k.startswith(LR_PREFIX)}
     return params, (rates or None)
@@ -135,6 +147,12 @@ def load_into_model(model: nn.Module, meta_params: Mapping[str, Tensor]) -> nn.M
     The one rule for trained weights: ``mllib.train.meta_train`` and
     ``mllib.sine_experiments.meta_train_sinusoid`` both hand back their model holding the
     final meta-parameters, so ``model(x)`` is the meta-learned start. Returns ``model``.
+
+        >>> from mllib.models import SineMLP
+        >>> model = SineMLP()
+        >>> zero = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+        >>> load_into_model(model, zero)(torch.ones(1, 1))
+        tensor([[0.]], grad_fn=<AddmmBackward0>)
     """
     params, _ = split_meta_params(meta_params)
     with torch.no_grad():
@@ -153,6 +171,11 @@ def predict(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, q
     ``bn="support"``: ``cat([support_x, query_x])`` is forwarded with ``stats_rows=S`` and the
     query rows are returned, so each query row is normalised with support statistics only
     (notebook 05, section 5).
+
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model = ConvLearner(ways=5, filters=4)
+        >>> predict(model, params_of(model), torch.rand(5, 1, 28, 28), torch.rand(10, 1, 28, 28), "support").shape
+        torch.Size([10, 5])
     """
     if bn == "support":
         n = support_x.shape[0]
@@ -166,6 +189,13 @@ def proto_logits(model: nn.Module, params: Mapping[str, Tensor], support_x: Tens
 
     ``support_x [S, ...]``, ``support_y [S]`` (long, ``0..ways-1``), ``query_x [Q, ...]`` (notebook 05,
     section 4).
+
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model = ConvLearner(ways=2, filters=4)
+        >>> support_x = torch.rand(4, 1, 28, 28)
+        >>> logits = proto_logits(model, params_of(model), support_x, torch.tensor([0, 0, 1, 1]), support_x, ways=2)
+        >>> logits.shape, bool((logits <= 0).all())                 # minus squared distances
+        (torch.Size([4, 2]), True)
     """
     support = call_model(model, params, support_x, features=True)
     query = predict(model, params, support_x, query_x, bn, features=True)            # [Q, D]
@@ -175,7 +205,11 @@ def proto_logits(model: nn.Module, params: Mapping[str, Tensor], support_x: Tens
 
 
 def is_classification(labels: Tensor) -> bool:
-    """Long labels: classification (cross-entropy, accuracy); float labels: regression (MSE)."""
+    """Long labels: classification (cross-entropy, accuracy); float labels: regression (MSE).
+
+        >>> is_classification(torch.tensor([0, 2])), is_classification(torch.zeros(2, 1))
+        (True, False)
+    """
     return not torch.is_floating_point(labels)
 
 
@@ -192,7 +226,13 @@ def loss_and_metric(outputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def support_loss_fn(model: nn.Module) -> Callable[[Params, tuple[Tensor, Tensor]], Tensor]:
-    """``loss(params, (x, y))`` on one task's adaptation data, as ``adapt`` expects (notebook 03)."""
+    """``loss(params, (x, y))`` on one task's adaptation data, as ``adapt`` expects (notebook 03, section 1).
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> model = SineMLP()
+        >>> support_loss_fn(model)(params_of(model), (torch.zeros(10, 1), torch.zeros(10, 1))).shape
+        torch.Size([])
+    """
     def loss(params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
         x, y = data
         return loss_and_metric(call_model(model, params, x), y)[0]
@@ -235,6 +275,13 @@ def reptile_adapt_and_score(model: nn.Module, meta_params: Mapping[str, Tensor],
 
     The inner SGD trains on ``cfg.reptile_data``; with ``"support+query"`` the query scores are
     training scores (optimistic), reported only to follow progress. Notebook 04, section 3.
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, (task,) = SineMLP(), SinusoidTasks(seed=0).sample(1)
+        >>> adapted, loss, mse = reptile_adapt_and_score(model, params_of(model), *task, MetaConfig(inner_lr=0.01))
+        >>> sorted(adapted) == sorted(params_of(model)), loss.requires_grad
+        (True, False)
     """
     data = (support_x, support_y)
     if cfg.reptile_data == "support+query":
@@ -374,6 +421,12 @@ def evaluate_tasks(model: nn.Module, meta_params: Mapping[str, Tensor], batch: T
     (default ``cfg.inner_steps``) steps at ``cfg.inner_lr`` (Meta-SGD: its learned rates).
     The vmap form adapts all ``T`` tasks at once (``mllib.evaluate.task_accuracies`` feeds it
     chunks of tasks). Notebook 05, section 3.
+
+        >>> from mllib.models import SineMLP
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, cfg = SineMLP(), MetaConfig(inner_lr=0.01, form="loop")
+        >>> evaluate_tasks(model, init_meta_params(model, cfg), SinusoidTasks(seed=0).sample(3), cfg).shape
+        torch.Size([3])
     """
     _check(meta_params, batch, cfg)
     if inner_steps is not None:

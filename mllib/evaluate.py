@@ -64,6 +64,10 @@ class Protocol:
     * ``ways``, ``shots``, ``query``: the task shape (``query`` images per class);
     * ``inner_steps``: adaptation steps at test time;
     * ``split``: the character split manifest (``"maml"``, ``"vinyals"``; ``None``: all characters).
+
+        >>> protocol = Protocol(MetaConfig(algo="maml"), ways=5, shots=1, query=15, inner_steps=10)
+        >>> protocol.with_changes(query=5, bn="support").query
+        5
     """
 
     meta_config: MetaConfig
@@ -94,13 +98,20 @@ class Run:
 
 def load_run(source, device: str | torch.device | None = "auto", *, query: int | None = None,
              inner_steps: int | None = None, bn: str | None = None, form: str | None = None) -> Run:
-    """The meta-learner of ``source`` on ``device``, with the protocol it was trained for.
+    """The meta-learner of ``source`` on ``device``, with the protocol it was trained for (notebook 05).
 
     ``source``: a checkpoint path, a loaded checkpoint dict, a ``mllib.train.TrainResult`` (its
     final meta-parameters) or a :class:`Run`. The protocol's defaults come from the training
     config: query = ``test_query``, inner steps = ``inner_steps_test``, batch norm = the training
     mode; the keyword arguments change them (``None``: unchanged). A form of ``"auto"`` becomes
     the form for ``device`` (``mllib.algorithms.pick_form``).
+
+        >>> from mllib.models import params_of
+        >>> model = build_conv_learner(ways=5, filters=4)
+        >>> protocol = Protocol(MetaConfig(), ways=5, shots=1, query=15, inner_steps=10)
+        >>> run = load_run(Run(model, params_of(model), protocol), "cpu", query=5, bn="support")
+        >>> run.protocol.query, run.protocol.meta_config.bn, run.protocol.meta_config.form    # auto -> loop
+        (5, 'support', 'loop')
     """
     dev = resolve_device(device)
     run = source if isinstance(source, Run) else _run_from_checkpoint(source)
@@ -189,7 +200,16 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
 
     Returns ``{"accuracy", "ci95", "algo", "ways", "shots", "query", "tasks", "inner_steps",
     "inner_lr", "inner_lr_learned", "bn", "transductive", "split", "split_name", "seed", "seconds",
-    "device", "form", "step", "checkpoint"}`` (accuracy and ci95 as fractions in 0..1).
+    "device", "form", "step", "checkpoint"}`` (accuracy and ci95 as fractions in 0..1). Notebook 05, section 3.
+
+        >>> from mllib.models import params_of
+        >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
+        >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
+        >>> model = build_conv_learner(ways=5, filters=4)
+        >>> protocol = Protocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> result = evaluate(Run(model, params_of(model), protocol), data=data, tasks=4, device="cpu", progress=False)
+        >>> result["tasks"], result["query"], result["transductive"], 0 <= result["accuracy"] <= 1
+        (4, 2, True, True)
     """
     check_choice("split", split, PARTS)
     check_int("tasks", tasks, 2)
@@ -210,7 +230,13 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
 
 
 def format_result(result: Mapping[str, Any]) -> str:
-    """One line, e.g. ``maml 5-way 1-shot: 97.10% +- 0.52% (95% CI, 600 test tasks, ...)``."""
+    """One line, e.g. ``maml 5-way 1-shot: 97.10% +- 0.52% (95% CI, 600 test tasks, ...)``.
+
+        >>> result = dict(algo="maml", ways=5, shots=1, accuracy=0.9259, ci95=0.0056, tasks=600, split="test",
+        ...               query=5, inner_steps=3, inner_lr=0.4, bn="batch", transductive=True, device="cpu", seconds=9)
+        >>> format_result(result)[:55]
+        'maml 5-way 1-shot: 92.59% +- 0.56% (95% CI, 600 test ta'
+    """
     return (
         f"{result['algo']} {result['ways']}-way {result['shots']}-shot: "
         f"{100 * result['accuracy']:.2f}% +- {100 * result['ci95']:.2f}% "

@@ -58,6 +58,10 @@ def inner_gradients(loss_fn: Callable[[Params, object], Tensor], params: Mapping
     Plain ``torch.autograd.grad`` computes it (so ``torch.autograd.graph`` hooks see every
     saved tensor); under ``torch.func.vmap``, where ``autograd.grad`` cannot run, the same
     gradient comes from ``torch.func.grad`` (equal values, tested).
+
+        >>> w = {"w": torch.tensor([3.0], requires_grad=True)}
+        >>> inner_gradients(lambda p, data: (p["w"] ** 2).sum(), w, None, ["w"], create_graph=True)
+        {'w': tensor([6.], grad_fn=<MulBackward0>)}
     """
     if not create_graph:
         params = {k: v.detach() for k, v in params.items()}

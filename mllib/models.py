@@ -42,7 +42,13 @@ from mllib.arguments import check_int
 class BatchNorm(nn.Module):
     """Per-channel normalisation with the statistics of (the first ``stats_rows`` rows of) ``x``.
 
-    Learnable ``weight`` and ``bias`` ``[C]``; no running statistics; biased variance.
+    Learnable ``weight`` and ``bias`` ``[C]``; no running statistics; biased variance
+    (notebook 05, section 5).
+
+        >>> x = torch.randn(8, 3, 4, 4) * 5 + 2
+        >>> y = BatchNorm(3)(x).detach()          # weight 1, bias 0: mean 0 and variance 1 per channel
+        >>> round(float(y.mean()), 4) == 0.0, round(float(y.var(unbiased=False)), 2)
+        (True, 1.0)
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
@@ -64,7 +70,11 @@ class BatchNorm(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """3x3 conv (padding 1, no bias: batch norm's shift replaces it), batch norm, ReLU, 2x2 max-pool."""
+    """3x3 conv (padding 1, no bias: batch norm's shift replaces it), batch norm, ReLU, 2x2 max-pool.
+
+        >>> ConvBlock(1, 8)(torch.rand(2, 1, 28, 28)).shape
+        torch.Size([2, 8, 14, 14])
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()

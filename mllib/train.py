@@ -69,7 +69,10 @@ class TrainConfig:
     images per class in training tasks; ``max_seconds`` (optional) is a training-time budget:
     the run stops after the meta-step that reaches it (the clock is ``metrics.jsonl``'s
     ``seconds``: meta-steps plus validations, summed over resumptions), validating and saving
-    there as at the last step.
+    there as at the last step. Notebook 05, section 2.
+
+        >>> TrainConfig(algo="maml", ways=20, profile="quick").resolved_profile().inner_steps   # 20-way: 3
+        3
     """
 
     algo: str = "maml"
@@ -209,7 +212,24 @@ def meta_train(
       record; raising ``KeyboardInterrupt`` there behaves like Ctrl-C (checkpoint, then re-raise).
 
     Raises :class:`TrainingDiverged` when the loss is not finite (nothing of that step is applied
-    or saved) and re-raises ``KeyboardInterrupt`` after saving ``checkpoint.pt``.
+    or saved) and re-raises ``KeyboardInterrupt`` after saving ``checkpoint.pt``. Notebook 05, section 2.
+
+    Example: two meta-steps on blank 28x28 images that carry real character names (so the split
+    manifests find them), with a tiny learner::
+
+        >>> import tempfile
+        >>> from mllib.data import OmniglotData
+        >>> from mllib.data.synthetic import synthetic_characters
+        >>> names = list(synthetic_characters(per_part=5))
+        >>> data = OmniglotData(torch.zeros(len(names), 20, 28, 28, dtype=torch.uint8), names, ["background"] * len(names))
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     config = TrainConfig(ways=3, profile="quick", steps=2, device="cpu", out=out, progress=False,
+        ...                          overrides=dict(filters=4, meta_batch=2, val_tasks=2))
+        ...     result = meta_train(config, data=data, log=lambda message: None)
+        ...     sorted(path.name for path in result.out.iterdir())
+        ['best.pt', 'checkpoint.pt', 'metrics.jsonl', 'train.log']
+        >>> result.step, sorted(result.meta_params) == sorted(dict(result.model.named_parameters()))
+        (2, True)
     """
     run = _start(config, data, train_tasks, rank, world_size, log)
     stop = _StopRequest()
@@ -451,6 +471,11 @@ def time_to_accuracy(records: list[dict], target: float) -> dict | None:
 
     Returns ``{"step", "seconds", "val_accuracy"}`` of that validation, or ``None`` when no
     validation reached ``target`` (a fraction in (0, 1], e.g. ``0.9``).
+
+        >>> records = [{"step": 100, "seconds": 20.0, "val_accuracy": 0.85},
+        ...            {"step": 200, "seconds": 41.5, "val_accuracy": 0.92}]
+        >>> time_to_accuracy(records, 0.9)
+        {'step': 200, 'seconds': 41.5, 'val_accuracy': 0.92}
     """
     if not 0 < target <= 1:
         raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.9 for 90%, got {target!r}")

@@ -255,3 +255,10 @@ def test_time_to_accuracy_finds_the_first_validation_at_target():
     assert time_to_accuracy(records, 0.96) is None
     with pytest.raises(ValueError, match="target"):
         time_to_accuracy(records, 90)
+
+
+def test_trained_model_holds_the_final_meta_parameters(tmp_path, omniglot):
+    """The one rule for trained weights, as meta_train_sinusoid follows it (tests/test_sinusoid.py)."""
+    result = train(tiny(tmp_path, steps=2), omniglot)
+    weights = {k: v.detach() for k, v in result.model.named_parameters()}
+    assert_same_params(weights, result.meta_params)

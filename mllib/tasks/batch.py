@@ -71,7 +71,12 @@ class TaskBatch:
         return self.support_x, self.support_y, self.query_x, self.query_y
 
     def chunk(self, parts: int) -> list["TaskBatch"]:
-        """Split into ``parts`` consecutive groups of tasks (e.g. one per distributed rank)."""
+        """Split into ``parts`` consecutive groups of tasks (e.g. one per distributed rank).
+
+            >>> batch = TaskBatch(*(torch.zeros(4, 1) for _ in range(4)))
+            >>> [len(part) for part in batch.chunk(2)], len(TaskBatch.cat(batch.chunk(2)))
+            ([2, 2], 4)
+        """
         if not 1 <= parts <= self.num_tasks:
             raise ValueError(f"parts must be in 1..{self.num_tasks} (the number of tasks), got {parts}")
         bounds = torch.linspace(0, self.num_tasks, parts + 1).round().long().tolist()

@@ -18,7 +18,12 @@ from mllib.tasks.batch import TaskBatch
 
 
 def sinusoid(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-    """``amplitude * sin(x - phase)``; ``x [T, K, 1]``, ``amplitude`` and ``phase`` ``[T]``."""
+    """``amplitude * sin(x - phase)``; ``x [T, K, 1]``, ``amplitude`` and ``phase`` ``[T]`` (notebook 02, section 2).
+
+        >>> sinusoid(torch.zeros(1, 2, 1), torch.tensor([2.0]), torch.tensor([-torch.pi / 2]))
+        tensor([[[2.],
+                 [2.]]])
+    """
     return amplitude[:, None, None] * torch.sin(x - phase[:, None, None])
 
 
