@@ -63,6 +63,8 @@ class MetaConfig:
     * ``form``: ``"loop"``, ``"vmap"`` or ``"auto"`` (``pick_form`` of the data's device).
     * ``reptile_data``: the data Reptile's inner SGD trains on in meta-training.
 
+    Notebook 04, section 2 (one config per algorithm), notebooks 05 and 06.
+
         >>> MetaConfig(algo="fomaml", inner_lr=0.01).first_order
         True
     """
@@ -99,6 +101,8 @@ class MetaConfig:
 def pick_form(device: torch.device | str) -> str:
     """``"vmap"`` on CUDA (one big batched kernel per op), ``"loop"`` elsewhere (measured faster on CPU).
 
+    The two forms compute the same meta-gradient (notebook 04, section 4: what each costs).
+
         >>> pick_form("cpu"), pick_form("cuda")
         ('loop', 'vmap')
     """
@@ -106,7 +110,7 @@ def pick_form(device: torch.device | str) -> str:
 
 
 def resolve_form(form: str, device: torch.device | str) -> str:
-    """``form``, with ``"auto"`` replaced by ``pick_form(device)``.
+    """``form``, with ``"auto"`` replaced by ``pick_form(device)`` (notebook 04, section 4).
 
         >>> resolve_form("auto", "cpu"), resolve_form("vmap", "cpu")
         ('loop', 'vmap')
@@ -147,6 +151,7 @@ def load_into_model(model: nn.Module, meta_params: Mapping[str, Tensor]) -> nn.M
     The one rule for trained weights: ``mllib.train.meta_train`` and
     ``mllib.sine_experiments.meta_train_sinusoid`` both hand back their model holding the
     final meta-parameters, so ``model(x)`` is the meta-learned start. Returns ``model``.
+    Notebooks 01 (section 6) and 05 (section 2) use models trained this way.
 
         >>> from mllib.models import SineMLP
         >>> model = SineMLP()
@@ -207,6 +212,8 @@ def proto_logits(model: nn.Module, params: Mapping[str, Tensor], support_x: Tens
 def is_classification(labels: Tensor) -> bool:
     """Long labels: classification (cross-entropy, accuracy); float labels: regression (MSE).
 
+    The same algorithms serve sinusoids (notebooks 01-04) and Omniglot (notebook 05).
+
         >>> is_classification(torch.tensor([0, 2])), is_classification(torch.zeros(2, 1))
         (True, False)
     """
@@ -215,6 +222,8 @@ def is_classification(labels: Tensor) -> bool:
 
 def loss_and_metric(outputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """``(cross-entropy, accuracy)`` for long labels ``[N]``, ``(MSE, MSE)`` for float labels ``[N, 1]``.
+
+    ``outputs``: logits ``[N, ways]`` or predictions ``[N, 1]``. Notebook 04, section 1 (the query loss).
 
         >>> loss_and_metric(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))[1]
         tensor(0.5000)

@@ -43,7 +43,8 @@ SAMPLE_CHUNK = 100  # test tasks are sampled this many at a time (part of the pr
 def mean_ci95(values: Sequence[float] | Tensor) -> tuple[float, float]:
     """``(mean, 1.96 * sd / sqrt(n))`` with the sample standard deviation (``n - 1`` denominator).
 
-    ``values``: per-task accuracies (or any scores), at least two of them.
+    ``values``: per-task accuracies (or any scores), at least two of them. Notebook 05, section 3
+    (exercise ``confidence_interval``).
 
         >>> mean_ci95([1.0, 0.0, 1.0, 1.0])          # sd = 0.5, n = 4: 1.96 * 0.5 / 2
         (0.75, 0.49)
@@ -58,7 +59,7 @@ def mean_ci95(values: Sequence[float] | Tensor) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Protocol:
-    """How a meta-learner is tested: which tasks, and how it adapts to each.
+    """How a meta-learner is tested: which tasks, and how it adapts to each (notebook 05, section 3).
 
     * ``meta_config``: the algorithm, inner learning rate, batch-norm mode and form;
     * ``ways``, ``shots``, ``query``: the task shape (``query`` images per class);
@@ -87,7 +88,9 @@ class Protocol:
 
 @dataclass
 class Run:
-    """A meta-learner ready to test: its model, meta-parameters (on one device) and protocol."""
+    """A meta-learner ready to test: its model, meta-parameters (on one device) and protocol.
+
+    Made by :func:`load_run` (which has an example), or by hand from a model and its parameters."""
 
     model: nn.Module
     params: dict[str, Tensor]
@@ -117,7 +120,7 @@ def load_run(source, device: str | torch.device | None = "auto", *, query: int |
     run = source if isinstance(source, Run) else _run_from_checkpoint(source)
     protocol = run.protocol.with_changes(query, inner_steps, bn, form)
     protocol = protocol.with_changes(form=resolve_form(protocol.meta_config.form, dev))
-    params = {k: v.detach().to(dev) for k, v in run.params.items()}
+    params = {k: v.to(dev) for k, v in run.params.items()}  # detached once, in evaluate_tasks
     return Run(run.model.to(dev), params, protocol, run.step, run.checkpoint)
 
 
@@ -143,7 +146,7 @@ def test_tasks(data: OmniglotData, protocol: Protocol, count: int = 600, part: s
     """The ``count`` fixed tasks of ``protocol`` from ``part`` of its split: the same for every model.
 
     Drawn from ``OmniglotTasks(..., seed=seed)`` :data:`SAMPLE_CHUNK` tasks at a time (the
-    chunks are part of the protocol). Shapes: ``support_x [count, ways*shots, 1, 28, 28]``,
+    chunks are part of the protocol). Notebook 05, section 1. Shapes: ``support_x [count, ways*shots, 1, 28, 28]``,
     ``query_x [count, ways*query, 1, 28, 28]``.
 
         >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
@@ -167,7 +170,7 @@ def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Pr
     """Per-task query accuracy ``[T]`` (CPU, float) of ``tasks`` after ``protocol.inner_steps`` of adaptation.
 
     The tasks go to the parameters' device ``batch_size`` at a time (the one chunking loop of
-    evaluation) and are scored by ``mllib.algorithms.evaluate_tasks``.
+    evaluation) and are scored by ``mllib.algorithms.evaluate_tasks``. Notebook 05, section 3.
 
         >>> from mllib.models import params_of
         >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
@@ -230,7 +233,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
 
 
 def format_result(result: Mapping[str, Any]) -> str:
-    """One line, e.g. ``maml 5-way 1-shot: 97.10% +- 0.52% (95% CI, 600 test tasks, ...)``.
+    """One line, e.g. ``maml 5-way 1-shot: 97.10% +- 0.52% (95% CI, 600 test tasks, ...)`` (notebook 05).
 
         >>> result = dict(algo="maml", ways=5, shots=1, accuracy=0.9259, ci95=0.0056, tasks=600, split="test",
         ...               query=5, inner_steps=3, inner_lr=0.4, bn="batch", transductive=True, device="cpu", seconds=9)

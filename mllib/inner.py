@@ -30,7 +30,7 @@ def adapt(params: Mapping[str, Tensor], loss_fn: Callable[[Params, object], Tens
     * ``names``: adapt only these parameters (ANIL: the head); the others stay as they are.
     * ``evaluation``: build no autograd graph at all (meta-test time); the result is detached.
 
-    Example (one step on ``loss = sum(w ** 2)``, whose gradient is ``2 w``)::
+    Notebook 03, section 1 (exercise ``sgd_step`` is one step of it). Example (one step on ``loss = sum(w ** 2)``, whose gradient is ``2 w``)::
 
         >>> w = {"w": torch.tensor([1.0, -2.0], requires_grad=True)}
         >>> adapt(w, lambda p, data: (p["w"] ** 2).sum(), None, steps=1, lr=0.25)["w"]
@@ -57,7 +57,7 @@ def inner_gradients(loss_fn: Callable[[Params, object], Tensor], params: Mapping
     otherwise the gradient is computed on detached copies, a constant for any outer gradient.
     Plain ``torch.autograd.grad`` computes it (so ``torch.autograd.graph`` hooks see every
     saved tensor); under ``torch.func.vmap``, where ``autograd.grad`` cannot run, the same
-    gradient comes from ``torch.func.grad`` (equal values, tested).
+    gradient comes from ``torch.func.grad`` (equal values, tested). Notebook 03, section 5.
 
         >>> w = {"w": torch.tensor([3.0], requires_grad=True)}
         >>> inner_gradients(lambda p, data: (p["w"] ** 2).sum(), w, None, ["w"], create_graph=True)

@@ -72,6 +72,8 @@ class BatchNorm(nn.Module):
 class ConvBlock(nn.Module):
     """3x3 conv (padding 1, no bias: batch norm's shift replaces it), batch norm, ReLU, 2x2 max-pool.
 
+    One block of ``ConvLearner`` (notebook 05, section 1).
+
         >>> ConvBlock(1, 8)(torch.rand(2, 1, 28, 28)).shape
         torch.Size([2, 8, 14, 14])
     """
@@ -159,7 +161,7 @@ class SineMLP(nn.Module):
 
 
 def build_conv_learner(ways: int, filters: int, depth: int = 4) -> ConvLearner:
-    """The conv learner for ``[N, 1, 28, 28]`` Omniglot images, as meta-training builds it.
+    """The conv learner for ``[N, 1, 28, 28]`` Omniglot images, as meta-training builds it (notebook 05).
 
         >>> build_conv_learner(ways=5, filters=32).feature_dim
         32

@@ -151,7 +151,9 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What :func:`meta_train` hands back; ``meta_params`` are the final (last-step) ones, and
-    ``model`` holds them too (``mllib.algorithms.load_into_model``: ``model(x)`` is the learned start)."""
+    ``model`` holds them too (``mllib.algorithms.load_into_model``: ``model(x)`` is the learned start).
+
+    Notebook 05, section 2; :func:`meta_train` has an example."""
 
     model: torch.nn.Module
     meta_params: dict
@@ -467,7 +469,9 @@ def _save_on_interrupt(run: _Run, consistent: bool) -> None:
                 f"(step {_ckpt_step(ckpt_path)}); continue with resume=True (--resume)")
 
 def time_to_accuracy(records: list[dict], target: float) -> dict | None:
-    """The first validation of ``records`` (from :func:`read_metrics`) at or above ``target``.
+    """The first validation of ``records`` (from ``mllib.checkpoint.read_metrics``) at or above ``target``.
+
+    The "time to accuracy" of the model cards (``mllib.publish``); notebook 05 plots the records.
 
     Returns ``{"step", "seconds", "val_accuracy"}`` of that validation, or ``None`` when no
     validation reached ``target`` (a fraction in (0, 1], e.g. ``0.9``).

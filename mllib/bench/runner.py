@@ -34,34 +34,6 @@ def peak_rss_mb() -> float:
     return kib / 1024.0
 
 
-def time_config(spec: BenchSpec) -> dict:
-    """Time ``spec`` in this process: ``{"times": [s...], "peak_rss_mb", "setup_rss_mb", "peak_mem_mb"}``.
-
-    ``setup_rss_mb`` is the resident memory after imports, model and batch (before any step), so
-    ``peak_rss_mb - setup_rss_mb`` is what the meta-steps added. On CUDA, ``peak_mem_mb`` is
-    ``torch.cuda.max_memory_allocated`` during the timed steps.
-    """
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    step, _ = make_step(spec)
-    cuda = torch.device(spec.device).type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    setup = (_proc_kib("VmRSS") or 0.0) / 1024.0
-    for _ in range(spec.warmup):
-        step()
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(spec.steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return {"times": times, "setup_rss_mb": round(setup, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None}
-
-
 class Runner:
     """One implementation ready to step in this process: ``warmup()``, ``step() -> seconds``, ``finish()``."""
 
@@ -91,6 +63,20 @@ class Runner:
     def finish(self) -> dict:
         return {"setup_rss_mb": self.setup_rss_mb, "peak_rss_mb": round(peak_rss_mb(), 1),
                 "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if self.cuda else None}
+
+
+def time_config(spec: BenchSpec) -> dict:
+    """Time ``spec`` in this process: ``{"times": [s...], "peak_rss_mb", "setup_rss_mb", "peak_mem_mb"}``.
+
+    ``setup_rss_mb`` is the resident memory after imports, model and batch (before any step), so
+    ``peak_rss_mb - setup_rss_mb`` is what the meta-steps added. On CUDA, ``peak_mem_mb`` is
+    ``torch.cuda.max_memory_allocated`` during the timed steps.
+    """
+    runner = Runner(spec)
+    for _ in range(spec.warmup):
+        runner.warmup()
+    times = [runner.step() for _ in range(spec.steps)]
+    return {"times": times, **runner.finish()}
 
 
 class WorkerRunner:

@@ -26,6 +26,8 @@ from torch import Tensor
 class TaskBatch:
     """Support and query tensors of ``T`` tasks, task dimension first (see the module docstring).
 
+    Notebook 02, section 7 (a meta-batch).
+
         >>> batch = TaskBatch(torch.zeros(3, 5, 1), torch.zeros(3, 5, 1), torch.ones(3, 7, 1), torch.ones(3, 7, 1))
         >>> len(batch), batch[1:].num_tasks
         (3, 2)

@@ -34,6 +34,8 @@ from mllib.tasks.batch import TaskBatch
 def stream_seed(seed: int, part: str) -> int:
     """A 63-bit generator seed for ``(seed, part)``: distinct, well-mixed streams per part.
 
+    So no test task is ever drawn from the training stream (notebook 02, section 4).
+
         >>> stream_seed(0, "train") != stream_seed(0, "test") and stream_seed(0, "test") < 2 ** 63
         True
     """
