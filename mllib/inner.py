@@ -30,7 +30,8 @@ def adapt(params: Mapping[str, Tensor], loss_fn: Callable[[Params, object], Tens
     * ``names``: adapt only these parameters (ANIL: the head); the others stay as they are.
     * ``evaluation``: build no autograd graph at all (meta-test time); the result is detached.
 
-    Notebook 03, section 1 (exercise ``sgd_step`` is one step of it). Example (one step on ``loss = sum(w ** 2)``, whose gradient is ``2 w``)::
+    Notebook 03, section 1 (exercise ``sgd_step`` is one step of it). Example: one step on
+    ``loss = sum(w ** 2)``, whose gradient is ``2 w``::
 
         >>> w = {"w": torch.tensor([1.0, -2.0], requires_grad=True)}
         >>> adapt(w, lambda p, data: (p["w"] ** 2).sum(), None, steps=1, lr=0.25)["w"]

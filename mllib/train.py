@@ -223,7 +223,8 @@ def meta_train(
         >>> from mllib.data import OmniglotData
         >>> from mllib.data.synthetic import synthetic_characters
         >>> names = list(synthetic_characters(per_part=5))
-        >>> data = OmniglotData(torch.zeros(len(names), 20, 28, 28, dtype=torch.uint8), names, ["background"] * len(names))
+        >>> images = torch.zeros(len(names), 20, 28, 28, dtype=torch.uint8)     # [characters, drawers, 28, 28]
+        >>> data = OmniglotData(images, names, ["background"] * len(names))
         >>> with tempfile.TemporaryDirectory() as out:
         ...     config = TrainConfig(ways=3, profile="quick", steps=2, device="cpu", out=out, progress=False,
         ...                          overrides=dict(filters=4, meta_batch=2, val_tasks=2))
@@ -250,7 +251,8 @@ def meta_train(
             if stop.requested:
                 raise KeyboardInterrupt
             if out_of_time:
-                run.say(f"time budget of {config.max_seconds:g} s used up after step {run.step}/{run.profile.meta_steps}")
+                run.say(f"time budget of {config.max_seconds:g} s used up after step "
+                        f"{run.step}/{run.profile.meta_steps}")
                 break
     except KeyboardInterrupt:
         _save_on_interrupt(run, consistent)
