@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# mllib.course is imported inside each command: it needs nbformat, an optional (test) dependency,
+# and `python -m mllib` must start without it.
+
 
 def _build(args) -> int:
     from mllib.course import build_student

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from mllib.data import SPLITS, load_omniglot, split_characters
+
 
 def run(args: argparse.Namespace) -> int:
-    from mllib.data import SPLITS, load_omniglot, split_characters
-
     data = load_omniglot(args.root, cache_dir=args.cache, download=args.download, workers=args.workers)
     summary = {
         "source": {"root": data.source, **data.source_paths},

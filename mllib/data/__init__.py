@@ -17,7 +17,7 @@ from .locate import (
     locate_omniglot,
     upstream_url,
 )
-from .omniglot import OmniglotData, load_omniglot
+from .load import OmniglotData, load_omniglot
 from .splits import SPLITS, canonical_characters, split_characters, split_names
 from .synthetic import write_synthetic_omniglot
 

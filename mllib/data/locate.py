@@ -53,9 +53,6 @@ class OmniglotSource:
     def kind(self, set_name: str) -> str:
         return "zip" if self.paths[set_name].suffix == ".zip" else "folder"
 
-    def describe(self) -> dict:
-        return {"root": str(self.root), **{s: str(self.paths[s]) for s in SETS}}
-
 
 def repo_root() -> Path | None:
     """The repository checkout mllib runs from, or ``None`` for an installed package."""

@@ -70,10 +70,6 @@ class OmniglotData:
         return self.images.shape[0]
 
     @property
-    def num_drawers(self) -> int:
-        return self.images.shape[1]
-
-    @property
     def complete(self) -> bool:
         """True for the full data set (1,623 characters); False for a subset such as the synthetic one."""
         return self.num_characters == FULL_CHARACTERS
