@@ -14,5 +14,7 @@ never back up; ``tests/test_structure.py`` checks it):
 * ``sine_experiments``, ``baselines``: the sinusoid experiments and the non-meta baselines.
 * ``plots``, ``diagnostics``: learning curves on given axes; finite differences and graph memory.
 * ``arguments``, ``progress``: argument checks and the progress bar, each written once.
+* ``files``, ``run_lock``, ``signals``: output locations checked before the work, atomic writes and
+  errors that name the path; one run per output folder; Ctrl-C and SIGTERM handled alike.
 """
 __version__ = "0.1.0"

@@ -1,10 +1,19 @@
 """``python -m mllib``: the command line. Each sub-command lives in ``mllib/cli/<name>.py``
-and exposes ``add_parser(subparsers)`` (which sets ``func`` on its parser)."""
+and exposes ``add_parser(subparsers)`` (which sets ``func`` on its parser).
+
+Errors end in one line on stderr and exit status 2, never a traceback: bad values
+(``ValueError``), missing or damaged files, and file-system errors (``OSError``: the path and
+what went wrong, e.g. ``error: no space left on device: runs/demo/checkpoint.pt``). Ctrl-C and
+SIGTERM exit with 130 and 143 (``mllib.signals``).
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from mllib.files import describe_os_error
+from mllib.signals import exit_code, signal_name, terminate_as_interrupt
 
 COMMANDS = ("data", "train", "eval", "publish", "bench", "course")
 
@@ -33,10 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        with terminate_as_interrupt():
+            return int(args.func(args) or 0)
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        print(f"stopped by {signal_name(err)}", file=sys.stderr)
+        return exit_code(err)
 
 
 if __name__ == "__main__":

@@ -383,7 +383,7 @@ def _query_loss_gradient(model, meta_params, batch: TaskBatch, cfg: MetaConfig, 
 
 
 class MetaGradientNotFinite(FloatingPointError):
-    """``meta_step`` met a loss or meta-gradient that is not finite (nothing was applied)."""
+    """``meta_step`` met a loss, meta-gradient or updated meta-parameter that is not finite."""
 
 
 def meta_step(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig,
@@ -393,8 +393,10 @@ def meta_step(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBa
 
     ``optimizer`` optimises ``meta_params.values()`` (Adam in the course). ``grad_hook(grads)``
     may replace the gradients before they are applied (distributed training averages them
-    across processes there). ``check_finite``: raise ``MetaGradientNotFinite`` (before the hook,
-    applying nothing) when the loss or a gradient is not finite. Returns ``meta_gradient``'s
+    across processes there). ``check_finite``: raise ``MetaGradientNotFinite`` when the loss or a
+    gradient is not finite (before the hook, applying nothing), or when a meta-parameter is not
+    finite after the optimiser step (a learning rate too large for float32: the parameters are put
+    back as they were; the optimiser's moments keep the step). Returns ``meta_gradient``'s
     ``(grads, stats)``. Notebook 01, section 8, and notebook 04, section 1.
 
         >>> from mllib.models import SineMLP
@@ -415,10 +417,18 @@ def meta_step(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBa
                                         else f"meta-gradient of {bad[0]} is not finite")
     if grad_hook is not None:
         grads = grad_hook(grads)
+    before = {k: p.detach().clone() for k, p in meta_params.items()} if check_finite else None
     for k, p in meta_params.items():
         p.grad = grads[k].detach()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if before is not None:
+        bad = [k for k, p in meta_params.items() if not torch.isfinite(p.detach()).all()]
+        if bad:
+            with torch.no_grad():
+                for k, p in meta_params.items():
+                    p.copy_(before[k])
+            raise MetaGradientNotFinite(f"meta-parameter {bad[0]} is not finite after the optimiser step")
     return grads, stats
 
 

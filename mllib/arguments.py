@@ -5,11 +5,15 @@
 >>> check_int("shots", 0, low=1)
 Traceback (most recent call last):
 ValueError: shots must be an integer >= 1, got 0
+>>> check_positive("meta_lr", float("inf"))
+Traceback (most recent call last):
+ValueError: meta_lr must be a finite number > 0, got inf
 >>> check_choice("bn", "batch", ("batch", "support"))
 'batch'
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -21,9 +25,12 @@ def check_int(name: str, value: Any, low: int) -> int:
 
 
 def check_positive(name: str, value: Any) -> float:
-    """``float(value)`` if it is a number (not a bool) ``> 0``; else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    """``float(value)`` if it is a finite number (not a bool) ``> 0``; else ``ValueError`` naming ``name``.
+
+    Learning rates go through here: ``inf`` or ``nan`` would turn every weight into NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 

@@ -15,8 +15,13 @@ A checkpoint is a plain dict saved with ``torch.save``::
         "version": str, "git_commit": str | None,
     }
 
-Files are written atomically (a temporary file in the same folder, then ``os.replace``),
-so a crash or a Ctrl-C while saving never leaves a half-written checkpoint behind.
+Files are written atomically (a temporary file in the same folder, then ``os.replace``;
+``mllib.files.atomic_write``), so a crash or a Ctrl-C while saving never leaves a half-written
+checkpoint behind. Meta-parameters that are not finite are never saved (``ValueError``), and
+:func:`check_params_match` compares a checkpoint's parameters with a model's, names and shapes.
+
+The checkpoints shipped with the package lie in :data:`SHIPPED_CHECKPOINTS`;
+``find_checkpoint("maml_omniglot_5w1s")`` finds one by name from any working directory.
 
 A run folder (``mllib.train.meta_train``'s ``out``) holds::
 
@@ -24,6 +29,7 @@ A run folder (``mllib.train.meta_train``'s ``out``) holds::
     best.pt          BEST_NAME: meta-parameters with the best validation accuracy so far
     metrics.jsonl    METRICS_NAME: one JSON line per meta-step (``read_metrics``)
     train.log        LOG_NAME: the log lines printed during training
+    run.lock         while a run is in progress: its PID (``mllib.run_lock``)
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 import mllib
+from mllib.files import atomic_write, naming
 
 FORMAT = "mllib-checkpoint"
 FORMAT_VERSION = 1
@@ -47,6 +54,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
 METRICS_NAME = "metrics.jsonl"
 LOG_NAME = "train.log"
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"  # pretrained, shipped in the package
 
 
 class CheckpointError(ValueError):
@@ -74,19 +82,9 @@ def code_version() -> dict:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_write(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)
 
 
 def save_checkpoint(
@@ -103,7 +101,14 @@ def save_checkpoint(
     elapsed: float = 0.0,
     extra: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically; tensors are stored detached, on the CPU."""
+    """Write a checkpoint atomically; tensors are stored detached, on the CPU.
+
+    Raises ``ValueError`` (writing nothing) when a meta-parameter is not finite: a NaN model is
+    never saved, so ``best.pt`` and the last checkpoint of a run that diverged stay usable.
+    """
+    for name, value in meta_params.items():
+        if not torch.isfinite(value.detach()).all():
+            raise ValueError(f"meta-parameter {name} is not finite (NaN or inf): not saving {path}")
     state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -183,13 +188,74 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     """The records of a ``metrics.jsonl`` file (a folder is read as ``folder/metrics.jsonl``).
 
     Each record: ``{"step", "loss", "accuracy", "val_accuracy" (None between validations), "seconds"}``.
+    A torn last line (a write cut short by a kill: no newline at its end) is left out; any other
+    line that is not JSON is a ``ValueError`` naming the file and the line.
     """
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no metrics file at {path} (meta_train writes it into its out folder)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with naming(path):
+        text = path.read_text()
+    lines = text.split("\n")  # the last item is "" after a complete line, else a torn line
+    records = []
+    for number, line in enumerate(lines[:-1], start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError as err:
+                raise ValueError(f"{path}, line {number} is not a JSON record ({err}); fix or delete "
+                                 f"that line") from None
+    return records
+
+
+def find_checkpoint(source: str | os.PathLike) -> Path:
+    """The checkpoint file ``source`` names: a path, or the name of a shipped checkpoint.
+
+    ``"maml_omniglot_5w1s"`` (or ``"maml_omniglot_5w1s.pt"``) finds the file in
+    :data:`SHIPPED_CHECKPOINTS` from any working directory, so a model card's ``eval_command``
+    works from an installed package. Raises ``FileNotFoundError`` listing the shipped names.
+    """
+    path = Path(source)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CHECKPOINTS / (path.name if path.suffix == ".pt" else f"{path.name}.pt")
+    if path.name == str(source) and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in SHIPPED_CHECKPOINTS.glob("*.pt"))
+    raise FileNotFoundError(f"no checkpoint at {path} (shipped checkpoints: {', '.join(names) or 'none'})")
+
+
+def shipped_name(path: str | os.PathLike) -> str | None:
+    """The name ``find_checkpoint`` knows ``path`` by if it lies in :data:`SHIPPED_CHECKPOINTS`, else ``None``."""
+    path = Path(path).resolve()
+    return path.stem if path.parent == SHIPPED_CHECKPOINTS.resolve() and path.suffix == ".pt" else None
+
+
+def check_params_match(found: Mapping[str, torch.Tensor], expected: Mapping[str, Any], source: str) -> None:
+    """``CheckpointError`` unless ``found`` has exactly the names of ``expected``, each with its shape.
+
+    ``expected``: the model's parameters (tensors or shapes); ``source`` names the checkpoint in
+    the message, which lists what is missing, unexpected and misshapen.
+    """
+    problems = [f"missing {', '.join(sorted(set(expected) - set(found)))}"] if set(expected) - set(found) else []
+    if set(found) - set(expected):
+        problems.append(f"unexpected {', '.join(sorted(set(found) - set(expected)))}")
+    for name in sorted(set(found) & set(expected)):
+        want = list(getattr(expected[name], "shape", expected[name]))
+        if list(found[name].shape) != want:
+            problems.append(f"{name} has shape {list(found[name].shape)} in the checkpoint, {want} in the model")
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not match its model: {'; '.join(problems)}")
+
+
+def check_finite_params(params: Mapping[str, torch.Tensor], source: str) -> None:
+    """``CheckpointError`` naming the first parameter of ``params`` that holds a NaN or an infinity."""
+    for name, value in params.items():
+        if not torch.isfinite(value.detach()).all():
+            raise CheckpointError(f"checkpoint {source}: parameter {name} is not finite (NaN or inf); it "
+                                  f"cannot be evaluated (a run that diverged: use an earlier checkpoint)")
 
 
 def _diff(a: dict, b: dict, prefix: str, ignore: set, out: list[str]) -> None:

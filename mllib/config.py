@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from mllib.arguments import check_positive
+
 PROFILE_ENV = "MLLIB_PROFILE"
 PROFILE_CHOICES = ("auto", "quick", "full")
 
@@ -65,6 +67,8 @@ _BASE = {
     ),
 }
 
+LEARNING_RATES = ("inner_lr", "meta_lr", "sine_inner_lr", "sine_meta_lr")  # each a finite number > 0
+
 # 20-way tasks (MAML paper): meta-batch 16, inner lr 0.1, 5 inner steps.
 _WAYS_OVERRIDES = {
     ("full", 20): dict(meta_batch=16, inner_lr=0.1, inner_steps=5, inner_steps_test=5),
@@ -86,7 +90,10 @@ def profile_name(name: str | None = None) -> str:
 
 
 def resolve_profile(name: str | None = None, ways: int = 5, **overrides) -> Profile:
-    """The named profile for ``ways``-way tasks, with ``overrides`` applied last."""
+    """The named profile for ``ways``-way tasks, with ``overrides`` applied last.
+
+    Every learning rate (:data:`LEARNING_RATES`) must come out a finite number > 0 (``ValueError``).
+    """
     resolved = profile_name(name)
     fields = dict(_BASE[resolved])
     fields.update(_WAYS_OVERRIDES.get((resolved, ways), {}))
@@ -94,4 +101,7 @@ def resolve_profile(name: str | None = None, ways: int = 5, **overrides) -> Prof
     unknown = set(overrides) - set(profile.to_dict())
     if unknown:
         raise ValueError(f"unknown profile field(s) {sorted(unknown)}; known: {sorted(profile.to_dict())}")
-    return replace(profile, **overrides) if overrides else profile
+    profile = replace(profile, **overrides) if overrides else profile
+    for name in LEARNING_RATES:
+        check_positive(name, getattr(profile, name))
+    return profile

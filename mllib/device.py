@@ -30,18 +30,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Return the ``torch.device`` to use.
 
     ``device`` overrides ``$MLLIB_DEVICE``; both accept ``auto``, ``cpu``, ``cuda``
-    (or ``cuda:N``) and ``mps``.
+    (or ``cuda:N`` for a GPU this machine has) and ``mps``; any other index is a ``ValueError``.
     """
     if isinstance(device, torch.device):
         requested = str(device)
     else:
         requested = (device or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
-    kind = requested.split(":", 1)[0]
-    if kind not in DEVICE_CHOICES:
+    kind, _, index = requested.partition(":")
+    if kind not in DEVICE_CHOICES or (index and (kind == "auto" or not index.isdigit())):
         raise ValueError(
             f"device={requested!r} is not one of {', '.join(DEVICE_CHOICES)} "
             f"(set it with the device argument or ${DEVICE_ENV})."
         )
+    if index and kind in ("cpu", "mps") and int(index) != 0:
+        raise ValueError(f"device={requested!r}: there is one {kind} device, {kind} (or {kind}:0)")
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -53,6 +55,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
             f"device={requested!r} was requested but CUDA is not available on this machine. "
             f"Use {DEVICE_ENV}=auto (picks the best device present) or {DEVICE_ENV}=cpu."
         )
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device={requested!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if kind == "mps" and not _mps_available():
         raise RuntimeError(
             f"device={requested!r} was requested but Apple MPS is not available. "

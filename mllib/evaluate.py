@@ -12,7 +12,13 @@ Taught in notebook 05, section 3. The protocol of the MAML paper: adapt to each 
 ``evaluate(source)`` does all of it and returns the number with its protocol: split, ways,
 shots, query, inner steps and learning rate at test, batch-norm mode, transductive or not.
 The test tasks are drawn from a generator seeded with ``seed`` (default :data:`TEST_SEED`), in
-fixed chunks of :data:`SAMPLE_CHUNK` tasks, so every model is scored on exactly the same tasks.
+fixed chunks of :data:`SAMPLE_CHUNK` tasks, so every model is scored on exactly the same tasks;
+``evaluate`` scores each chunk before it draws the next (600 20-way tasks with 15 queries would
+hold about 600 MB of images at once).
+
+Checked before scoring: the checkpoint's parameters match the model (names and shapes) and are
+finite, and the data holds every character of the split's part (else refused, or with
+``allow_partial_data`` run and marked ``standard_protocol: false`` with a ``protocol_note``).
 """
 from __future__ import annotations
 
@@ -21,16 +27,16 @@ import math
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from mllib.algorithms import MetaConfig, evaluate_tasks, resolve_form
+from mllib.algorithms import MetaConfig, evaluate_tasks, init_meta_params, resolve_form
 from mllib.arguments import check_choice, check_int
-from mllib.checkpoint import load_checkpoint
+from mllib.checkpoint import check_finite_params, check_params_match, find_checkpoint, load_checkpoint
 from mllib.data import OmniglotData, load_omniglot
-from mllib.data.splits import PARTS
+from mllib.data.splits import PARTS, check_split_complete
 from mllib.device import resolve_device
 from mllib.models import build_conv_learner
 from mllib.progress import progress_bar
@@ -97,6 +103,7 @@ class Run:
     protocol: Protocol
     step: int | None = None
     checkpoint: str | None = None
+    protocol_note: str | None = None  # set when the run was trained on partial data
 
 
 def load_run(source, device: str | torch.device | None = "auto", *, query: int | None = None,
@@ -107,7 +114,11 @@ def load_run(source, device: str | torch.device | None = "auto", *, query: int |
     final meta-parameters) or a :class:`Run`. The protocol's defaults come from the training
     config: query = ``test_query``, inner steps = ``inner_steps_test``, batch norm = the training
     mode; the keyword arguments change them (``None``: unchanged). A form of ``"auto"`` becomes
-    the form for ``device`` (``mllib.algorithms.pick_form``).
+    the form for ``device`` (``mllib.algorithms.pick_form``). A checkpoint path may also name a
+    shipped checkpoint (``"maml_omniglot_5w1s"``, ``mllib.checkpoint.find_checkpoint``).
+
+    Raises ``mllib.checkpoint.CheckpointError`` (a ``ValueError``) when the parameters do not match
+    the model (a name missing or extra, a shape different) or are not finite.
 
         >>> from mllib.models import params_of
         >>> model = build_conv_learner(ways=5, filters=4)
@@ -118,16 +129,20 @@ def load_run(source, device: str | torch.device | None = "auto", *, query: int |
     """
     dev = resolve_device(device)
     run = source if isinstance(source, Run) else _run_from_checkpoint(source)
+    where = run.checkpoint or "<in memory>"
+    check_params_match(run.params, init_meta_params(run.model, run.protocol.meta_config), where)
+    check_finite_params(run.params, where)
     protocol = run.protocol.with_changes(query, inner_steps, bn, form)
     protocol = protocol.with_changes(form=resolve_form(protocol.meta_config.form, dev))
     params = {k: v.to(dev) for k, v in run.params.items()}  # detached once, in evaluate_tasks
-    return Run(run.model.to(dev), params, protocol, run.step, run.checkpoint)
+    return Run(run.model.to(dev), params, protocol, run.step, run.checkpoint, run.protocol_note)
 
 
 def _run_from_checkpoint(source) -> Run:
     checkpoint = None
     if isinstance(source, (str, os.PathLike)):
-        checkpoint, source = str(source), load_checkpoint(source)
+        path = find_checkpoint(source)
+        checkpoint, source = str(path), load_checkpoint(path)
     elif hasattr(source, "meta_params") and hasattr(source, "config"):  # a TrainResult
         source = {"config": source.config, "meta_params": source.meta_params, "step": source.step}
     if not isinstance(source, Mapping) or "config" not in source:
@@ -138,7 +153,8 @@ def _run_from_checkpoint(source) -> Run:
                         ways=config["ways"], shots=config["shots"], query=profile["test_query"],
                         inner_steps=profile["inner_steps_test"], split=config.get("split", "maml"))
     model = build_conv_learner(config["ways"], profile["filters"], config.get("depth", 4))
-    return Run(model, dict(source["meta_params"]), protocol, source["step"], checkpoint)
+    return Run(model, dict(source["meta_params"]), protocol, source["step"], checkpoint,
+               config.get("protocol_note"))
 
 
 def test_tasks(data: OmniglotData, protocol: Protocol, count: int = 600, part: str = "test",
@@ -155,14 +171,22 @@ def test_tasks(data: OmniglotData, protocol: Protocol, count: int = 600, part: s
         >>> tuple(test_tasks(data, protocol, count=4).query_x.shape)
         (4, 10, 1, 28, 28)
     """
+    return TaskBatch.cat(list(test_task_chunks(data, protocol, count, part, seed)))
+
+
+def test_task_chunks(data: OmniglotData, protocol: Protocol, count: int = 600, part: str = "test",
+                     seed: int = TEST_SEED) -> Iterator[TaskBatch]:
+    """The tasks of :func:`test_tasks`, :data:`SAMPLE_CHUNK` at a time, each drawn when it is asked for."""
     check_choice("part", part, PARTS)
     check_int("count", count, 1)
+    check_int("seed", seed, 0)
     sampler = OmniglotTasks(data, split=protocol.split, part=part, ways=protocol.ways, shots=protocol.shots,
                             query=protocol.query, seed=seed)
-    return TaskBatch.cat([sampler.sample(min(SAMPLE_CHUNK, count - start)) for start in range(0, count, SAMPLE_CHUNK)])
+    for start in range(0, count, SAMPLE_CHUNK):
+        yield sampler.sample(min(SAMPLE_CHUNK, count - start))
 
 
-test_tasks.__test__ = False  # a library function whose name starts with "test": not a pytest test
+test_tasks.__test__ = test_task_chunks.__test__ = False  # library functions named "test...": not pytest tests
 
 
 def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Protocol, tasks: TaskBatch,
@@ -194,16 +218,20 @@ def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Pr
 
 def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, split: str = "test",
              seed: int = TEST_SEED, device: str | torch.device | None = "auto", batch_size: int = 50,
-             progress: bool = True, **protocol_changes) -> dict:
+             progress: bool = True, allow_partial_data: bool = False, **protocol_changes) -> dict:
     """Accuracy and 95% CI of a meta-learner on ``tasks`` fixed tasks of ``split`` (``"test"``, ``"val"``,
     ``"train"``: the part of the split manifest).
 
     ``source``: whatever :func:`load_run` takes; ``protocol_changes``: its ``query``,
-    ``inner_steps``, ``bn`` and ``form``. ``data`` defaults to ``mllib.data.load_omniglot()``.
+    ``inner_steps``, ``bn`` and ``form``. ``data`` defaults to ``mllib.data.load_omniglot()``;
+    a copy that lacks characters of the split's part is refused unless ``allow_partial_data``
+    (or ``$MLLIB_ALLOW_PARTIAL_DATA``). Tasks are drawn and scored :data:`SAMPLE_CHUNK` at a time.
 
     Returns ``{"accuracy", "ci95", "algo", "ways", "shots", "query", "tasks", "inner_steps",
     "inner_lr", "inner_lr_learned", "bn", "transductive", "split", "split_name", "seed", "seconds",
-    "device", "form", "step", "checkpoint"}`` (accuracy and ci95 as fractions in 0..1). Notebook 05, section 3.
+    "device", "form", "step", "checkpoint", "standard_protocol", "protocol_note"}`` (accuracy and
+    ci95 as fractions in 0..1; ``standard_protocol`` is false when the data, or the data the
+    checkpoint was trained on, was incomplete, and ``protocol_note`` says how). Notebook 05, section 3.
 
         >>> from mllib.models import params_of
         >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
@@ -216,11 +244,21 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
     """
     check_choice("split", split, PARTS)
     check_int("tasks", tasks, 2)
+    check_int("seed", seed, 0)
+    check_int("batch_size", batch_size, 1)
     dev = resolve_device(device)
     run = load_run(source, dev, **protocol_changes)
+    data = data if data is not None else load_omniglot()
+    data_note = check_split_complete(data.characters, run.protocol.split, (split,), allow_partial_data or None)
+    notes = [note for note in (run.protocol_note and f"trained {run.protocol_note}",
+                               data_note and f"evaluated {data_note}") if note]
     start = time.perf_counter()
-    batch = test_tasks(data if data is not None else load_omniglot(), run.protocol, tasks, split, seed)
-    accuracy, ci95 = mean_ci95(task_accuracies(run.model, run.params, run.protocol, batch, batch_size, progress))
+    scores = []
+    with progress_bar(total=tasks, desc="eval", enabled=progress) as bar:
+        for chunk in test_task_chunks(data, run.protocol, tasks, split, seed):  # one chunk in memory at a time
+            scores.append(task_accuracies(run.model, run.params, run.protocol, chunk, batch_size))
+            bar.update(len(chunk))
+    accuracy, ci95 = mean_ci95(torch.cat(scores))
     protocol, meta = run.protocol, run.protocol.meta_config
     return {
         "accuracy": accuracy, "ci95": ci95, "algo": meta.algo, "ways": protocol.ways, "shots": protocol.shots,
@@ -229,6 +267,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
         "transductive": meta.bn == "batch", "split": split, "split_name": protocol.split, "seed": seed,
         "seconds": round(time.perf_counter() - start, 3), "device": str(dev),
         "form": meta.form, "step": run.step, "checkpoint": run.checkpoint,
+        "standard_protocol": not notes, "protocol_note": "; ".join(notes) or None,
     }
 
 
@@ -248,6 +287,7 @@ def format_result(result: Mapping[str, Any]) -> str:
         f"{' (learned)' if result.get('inner_lr_learned') else ''}, "
         f"bn={result['bn']} ({'transductive' if result['transductive'] else 'not transductive'}), "
         f"{result['device']}, {result['seconds']:.0f} s)"
+        + (f" NON-STANDARD: {result['protocol_note']}" if result.get("standard_protocol") is False else "")
     )
 
 

@@ -1,8 +1,9 @@
 """Publish a finished training run as a pretrained checkpoint with its model card.
 
 ``python -m mllib publish runs/quick --name maml_omniglot_5w1s`` writes three files into
-``--dest`` (default ``mllib/checkpoints``, where notebook 05, ``mllib eval`` and the README
-results read them)::
+``--dest`` (default ``checkpoints/`` in the working directory; the package itself is never
+written to unless it is a checkout and ``--dest mllib/checkpoints`` asks for it: that is where the
+shipped checkpoints live, which notebook 05, ``mllib eval`` and the README results read)::
 
     NAME.pt          the run's best.pt without optimiser, sampler and RNG state (well under 1 MB)
     NAME.json        the model card: task, profile, machine, training time, test accuracy with its
@@ -11,7 +12,9 @@ results read them)::
 
 The test accuracy on the card is measured here (``tasks`` fixed test tasks, >= 600 for the
 published protocol), so a card never carries a number typed by hand. Run it on the machine that
-trained the run, or say which one did with ``card=``.
+trained the run, or say which one did with ``card=``. The card's ``eval_command`` works from an
+installed package: a shipped checkpoint is named (``--checkpoint maml_omniglot_5w1s``), any other
+by its path. A run on partial data carries ``standard_protocol: false`` and a ``protocol_note``.
 """
 from __future__ import annotations
 
@@ -24,12 +27,15 @@ from typing import Any
 
 import torch
 
-from mllib.checkpoint import BEST_NAME, LOG_NAME, atomic_save, load_checkpoint, read_metrics
+from mllib.checkpoint import BEST_NAME, LOG_NAME, atomic_save, load_checkpoint, read_metrics, shipped_name
 from mllib.config import resolve_profile
+from mllib.data.locate import repo_root
 from mllib.evaluate import evaluate
+from mllib.files import atomic_write_text, check_output_dir, remove_orphaned_temp_files
 from mllib.train import time_to_accuracy
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+DEFAULT_DEST = "checkpoints"  # in the working directory
+PACKAGE = Path(__file__).resolve().parent
 # What a published checkpoint keeps of a training checkpoint (the rest only serves --resume).
 KEPT_KEYS = ("format", "format_version", "meta_params", "step", "best_val_accuracy", "best_step", "elapsed",
              "config", "version", "git_commit")
@@ -56,7 +62,10 @@ def train_command(config: dict) -> str:
                   (("bn", "batch"), ("form", "auto"), ("split", "maml"), ("seed", 0))
                   if requested.get(name, default) != default})
     flags["out"] = requested["out"]
-    return " ".join(["python -m mllib train"] + [f"--{k.replace('_', '-')} {_text(v)}" for k, v in flags.items()])
+    if requested.get("allow_partial_data"):
+        flags["allow_partial_data"] = True
+    return " ".join(["python -m mllib train"] + [f"--{k.replace('_', '-')}" + ("" if v is True else f" {_text(v)}")
+                                                 for k, v in flags.items()])
 
 
 def profile_label(config: dict) -> str:
@@ -92,7 +101,7 @@ def publish(
     run: str | os.PathLike,
     name: str,
     *,
-    dest: str | os.PathLike = CHECKPOINTS,
+    dest: str | os.PathLike = DEFAULT_DEST,
     tasks: int = 600,
     device: str | None = "auto",
     data=None,
@@ -100,13 +109,16 @@ def publish(
     notes: str = "",
     extra: dict | None = None,
     progress: bool = True,
+    allow_partial_data: bool = False,
 ) -> dict:
     """Write ``dest/name.{pt,json,train.log}`` from the run folder ``run``; return the model card.
 
     ``run`` is a ``mllib train`` output folder (it needs ``best.pt`` and ``metrics.jsonl``);
     ``name`` a file stem of letters, digits, ``_`` and ``-``; ``tasks`` >= 600 test tasks
     (the published protocol; fewer is refused); ``card`` describes the training machine
-    (default: this machine, :func:`describe_machine`); ``extra`` adds keys to the card.
+    (default: this machine, :func:`describe_machine`); ``extra`` adds keys to the card;
+    ``allow_partial_data`` as in :func:`mllib.evaluate.evaluate`. ``dest`` is checked before the
+    evaluation, and refused inside an installed (not checked-out) mllib package.
     """
     run = Path(run)
     if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
@@ -119,10 +131,16 @@ def publish(
     state = load_checkpoint(best)
     records = read_metrics(run)
     config, profile = state["config"], state["config"]["profile"]
+    dest = Path(dest)
+    if PACKAGE in (dest.resolve(), *dest.resolve().parents) and repo_root() is None:
+        raise ValueError(f"dest {dest} is inside the installed mllib package ({PACKAGE}); publish into a "
+                         f"folder of your own (default: ./{DEFAULT_DEST})")
+    check_output_dir(dest, "dest")
+    remove_orphaned_temp_files(dest)
 
     slim = slim_checkpoint(state)
-    result = evaluate(slim, data=data, tasks=tasks, split="test", device=device, progress=progress)
-    dest = Path(dest)
+    result = evaluate(slim, data=data, tasks=tasks, split="test", device=device, progress=progress,
+                      allow_partial_data=allow_partial_data)
     weights = atomic_save(slim, dest / f"{name}.pt")
     by_step = {r["step"]: r for r in records}
     marks = {f"{round(100 * m)}": _rounded(time_to_accuracy(records, m)) for m in ACCURACY_MARKS}
@@ -156,12 +174,17 @@ def publish(
         "code_version": state.get("version"),
         "git_commit": state.get("git_commit"),
         "command": train_command(config),
-        "eval_command": f"python -m mllib eval --checkpoint {_shown(weights)} --tasks {tasks} --split test --json",
+        "eval_command": f"python -m mllib eval --checkpoint {shipped_name(weights) or _shown(weights)} "
+                        f"--tasks {tasks} --split test --json",
         "eval_seconds": round(result["seconds"], 1),
+        "standard_protocol": result["standard_protocol"],
         "notes": notes,
     }
+    if not result["standard_protocol"]:
+        model_card["protocol_note"] = result["protocol_note"]
+        model_card["eval_command"] += " --allow-partial-data"
     model_card.update(extra or {})
-    (dest / f"{name}.json").write_text(json.dumps(model_card, indent=2) + "\n")
+    atomic_write_text(dest / f"{name}.json", json.dumps(model_card, indent=2) + "\n")
     if (run / LOG_NAME).is_file():
         shutil.copyfile(run / LOG_NAME, dest / f"{name}.train.log")
     return model_card

@@ -11,7 +11,9 @@ Sources (sorted by file name, so the output is deterministic):
 
 ``render_results()`` returns the markdown; ``update_readme()`` rewrites only the lines between
 ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md
-(``python -m mllib bench --readme``; ``--check`` only compares).
+(``python -m mllib bench --readme``; ``--check`` only compares). Both need a checkout of the
+repository (an installed package has no README.md to regenerate: a clear ``ValueError``).
+A card whose ``standard_protocol`` is false (partial data) is marked "non-standard" in the table.
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ def cards_table(cards: list[tuple[str, dict]]) -> list[str]:
     for name, c in cards:
         acc, ci = _get(c, "accuracy", "test_accuracy", default=None), _get(c, "ci95", default=None)
         accuracy = _pct(acc) + (f" ± {_pct(ci)}" if isinstance(ci, (int, float)) else "")
-        task = f"{_get(c, 'ways')}-way {_get(c, 'shots')}-shot"
+        task = f"{_get(c, 'ways')}-way {_get(c, 'shots')}-shot" + (
+            " (non-standard: partial data)" if c.get("standard_protocol") is False else "")
         lines.append(f"| `{_get(c, 'checkpoint', 'file', default=name)}` | {_get(c, 'algo')} | {task} | "
                      f"{_get(c, 'profile')} | {_get(c, 'card', 'device')} | "
                      f"{_duration(_get(c, 'train_seconds', 'training_seconds', 'seconds', default=None))} | "
@@ -132,9 +135,17 @@ def readme_block(text: str) -> str | None:
     return text[text.index(START) + len(START):text.index(END)].strip("\n")
 
 
-def update_readme(readme: str | Path | None = None, root: str | Path = ROOT, check: bool = False) -> bool:
-    """Rewrite README's results block from the files; return True if it changed (or would, with ``check``)."""
-    readme = Path(readme) if readme is not None else Path(root) / "README.md"
+def update_readme(readme: str | Path | None = None, root: str | Path | None = None, check: bool = False) -> bool:
+    """Rewrite README's results block from the files; return True if it changed (or would, with ``check``).
+
+    ``root``: the repository checkout (default: the one mllib runs from); ``ValueError`` when there is none.
+    """
+    root = Path(ROOT if root is None else root)
+    if readme is None and not (root / "README.md").is_file():
+        raise ValueError(f"the README results block is regenerated in a checkout of the course repository, and "
+                         f"{root} is not one (an installed package?): run `python -m mllib bench --readme` in a "
+                         f"git clone, with mllib installed from it (pip install -e .)")
+    readme = Path(readme) if readme is not None else root / "README.md"
     text = readme.read_text()
     if readme_block(text) is None:
         raise ValueError(f"{readme} has no '{START}' ... '{END}' markers; add them where the results go")

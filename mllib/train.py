@@ -7,10 +7,16 @@ One meta-step, in words::
 
 Around it, :func:`meta_train` adds what a real run needs: periodic validation on a fixed,
 seeded set of validation tasks (the ``val`` part of the split), ``best.pt`` kept by
-validation accuracy, ``checkpoint.pt`` every ``checkpoint_every`` steps and on Ctrl-C,
+validation accuracy, ``checkpoint.pt`` every ``checkpoint_every`` steps and on Ctrl-C or SIGTERM,
 ``metrics.jsonl`` written as it goes, exact resumption (``resume=True``), a time budget
 (``max_seconds``: stop after the meta-step that uses it up, validate, save) for time-to-accuracy
-runs, and a clear stop when the loss stops being finite.
+runs, and a clear stop when the loss, a meta-gradient or a meta-parameter stops being finite
+(nothing non-finite is ever saved).
+
+The output folder is checked (created, written to) before any work, and locked for the whole run
+(``mllib.run_lock``: a second run into it refuses, naming the PID that holds it); temporary files
+left there by killed writes are removed. A copy of Omniglot that lacks characters of the split is
+refused unless ``allow_partial_data`` (then the run is marked non-standard: ``protocol_note``).
 
 Output folder ``out`` (the names are in :mod:`mllib.checkpoint`)::
 
@@ -18,14 +24,15 @@ Output folder ``out`` (the names are in :mod:`mllib.checkpoint`)::
     best.pt          meta-parameters with the best validation accuracy so far
     metrics.jsonl    one JSON line per meta-step: step, loss, accuracy, val_accuracy, seconds
     train.log        the log lines printed during training
+    run.lock         while the run is in progress: its PID
 """
 from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
+import os
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,13 +43,17 @@ import mllib.data
 from mllib.algorithms import (ALGORITHMS, BN_MODES, FORMS, MetaConfig, MetaGradientNotFinite, init_meta_params,
                               load_into_model, meta_step, resolve_form)
 from mllib.arguments import check_choice, check_int
-from mllib.checkpoint import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, load_checkpoint, save_checkpoint
+from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
+                              load_checkpoint, read_metrics, save_checkpoint)
 from mllib.config import Profile, resolve_profile
-from mllib.data.splits import SPLITS
+from mllib.data.splits import SPLITS, check_split_complete
 from mllib.device import describe_device, resolve_device
 from mllib.evaluate import Protocol, task_accuracies
+from mllib.files import append_text, atomic_write_text, check_output_dir, remove_orphaned_temp_files
 from mllib.models import build_conv_learner
 from mllib.progress import progress_bar, write
+from mllib.run_lock import RunLock
+from mllib.signals import StopRequest, signal_name
 from mllib.tasks import OmniglotTasks, TaskBatch
 
 SPLIT_CHOICES = tuple(s for s, parts in SPLITS.items() if "val" in parts)  # training validates on "val"
@@ -55,6 +66,7 @@ RESUME_FREE_KEYS = (
     "profile.meta_steps",
     "profile.checkpoint_every",
     "profile.test_tasks",
+    "protocol_note",
 )
 
 
@@ -69,7 +81,9 @@ class TrainConfig:
     images per class in training tasks; ``max_seconds`` (optional) is a training-time budget:
     the run stops after the meta-step that reaches it (the clock is ``metrics.jsonl``'s
     ``seconds``: meta-steps plus validations, summed over resumptions), validating and saving
-    there as at the last step. Notebook 05, section 2.
+    there as at the last step. ``allow_partial_data``: train on a copy of Omniglot that lacks
+    characters of the split (refused otherwise; ``$MLLIB_ALLOW_PARTIAL_DATA`` allows it too), with
+    a warning and the run marked non-standard. Notebook 05, section 2.
 
         >>> TrainConfig(algo="maml", ways=20, profile="quick").resolved_profile().inner_steps   # 20-way: 3
         3
@@ -92,9 +106,12 @@ class TrainConfig:
     depth: int = 4
     progress: bool = True
     max_seconds: float | None = None
+    allow_partial_data: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and its allowed values."""
+        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out).strip():
+            raise ValueError(f"out must be a folder path, got {self.out!r}")
         check_choice("algo", self.algo, ALGORITHMS)
         check_choice("bn", self.bn, BN_MODES)
         check_choice("form", self.form, FORMS)
@@ -127,14 +144,13 @@ class TrainConfig:
             check_int(name, getattr(profile, name), 1)
         check_int("inner_steps", profile.inner_steps, 0)
         check_int("inner_steps_test", profile.inner_steps_test, 0)
-        if not profile.meta_lr > 0 or not profile.inner_lr > 0:
-            raise ValueError(f"meta_lr and inner_lr must be > 0, got {profile.meta_lr} and {profile.inner_lr}")
         return profile
 
-    def run_dict(self, profile: Profile | None = None) -> dict:
-        """The full config as stored in checkpoints: identity fields, resolved profile, request."""
+    def run_dict(self, profile: Profile | None = None, protocol_note: str | None = None) -> dict:
+        """The full config as stored in checkpoints: identity fields, resolved profile, request
+        (and ``protocol_note`` when the data made the run non-standard)."""
         profile = profile or self.resolved_profile()
-        return {
+        return ({"protocol_note": protocol_note} if protocol_note else {}) | {
             "task": "omniglot",
             "algo": self.algo,
             "ways": self.ways,
@@ -181,7 +197,8 @@ class TrainResult:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or a meta-gradient stopped being finite; ``step`` is the meta-step (1-based)."""
+    """The loss, a meta-gradient or a meta-parameter stopped being finite; ``step`` is the meta-step
+    (1-based)."""
 
     def __init__(self, message: str, step: int):
         super().__init__(message)
@@ -213,11 +230,13 @@ def meta_train(
     * ``callback(step, record)``: called after every completed meta-step with its metrics
       record; raising ``KeyboardInterrupt`` there behaves like Ctrl-C (checkpoint, then re-raise).
 
-    Raises :class:`TrainingDiverged` when the loss is not finite (nothing of that step is applied
-    or saved) and re-raises ``KeyboardInterrupt`` after saving ``checkpoint.pt``. Notebook 05, section 2.
+    Raises :class:`TrainingDiverged` when the loss, a meta-gradient or the updated meta-parameters
+    are not finite (nothing of that step is saved), ``mllib.run_lock.RunLocked`` when another run
+    uses ``out``, and, after saving ``checkpoint.pt``, ``KeyboardInterrupt`` on Ctrl-C
+    (``mllib.signals.Interrupted`` with ``signum`` for Ctrl-C and SIGTERM). Notebook 05, section 2.
 
     Example: two meta-steps on blank 28x28 images that carry real character names (so the split
-    manifests find them), with a tiny learner::
+    manifests find them; a few per part, hence ``allow_partial_data``), with a tiny learner::
 
         >>> import tempfile
         >>> from mllib.data import OmniglotData
@@ -227,15 +246,26 @@ def meta_train(
         >>> data = OmniglotData(images, names, ["background"] * len(names))
         >>> with tempfile.TemporaryDirectory() as out:
         ...     config = TrainConfig(ways=3, profile="quick", steps=2, device="cpu", out=out, progress=False,
-        ...                          overrides=dict(filters=4, meta_batch=2, val_tasks=2))
+        ...                          overrides=dict(filters=4, meta_batch=2, val_tasks=2), allow_partial_data=True)
         ...     result = meta_train(config, data=data, log=lambda message: None)
         ...     sorted(path.name for path in result.out.iterdir())
         ['best.pt', 'checkpoint.pt', 'metrics.jsonl', 'train.log']
         >>> result.step, sorted(result.meta_params) == sorted(dict(result.model.named_parameters()))
         (2, True)
     """
-    run = _start(config, data, train_tasks, rank, world_size, log)
-    stop = _StopRequest()
+    with ExitStack() as held:  # the run folder's lock, released however the run ends
+        run = _start(config, data, train_tasks, rank, world_size, log, held)
+        _loop(run, grad_hook, callback, rank, world_size)
+        best = "-" if run.best_val is None else f"{run.best_val:.4f}"
+        run.say(f"done: {run.step} steps in {run.elapsed:.0f} s; best val acc {best} at step {run.best_step}; "
+                f"wrote {run.out}")
+        return run.result()
+
+
+def _loop(run: "_Run", grad_hook, callback, rank: int, world_size: int) -> None:
+    """Meta-steps until the last one (or the time budget); Ctrl-C and SIGTERM save, then raise."""
+    config = run.config
+    stop = StopRequest(write)
     bar = progress_bar(total=run.profile.meta_steps, initial=run.step,
                        desc=f"{config.algo} {config.ways}w{config.shots}s", enabled=config.progress and run.is_main)
     consistent = True  # False while a meta-step is half done
@@ -249,20 +279,17 @@ def meta_train(
             if callback is not None:
                 callback(run.step, record)
             if stop.requested:
-                raise KeyboardInterrupt
+                raise stop.interrupt()
             if out_of_time:
                 run.say(f"time budget of {config.max_seconds:g} s used up after step "
                         f"{run.step}/{run.profile.meta_steps}")
                 break
-    except KeyboardInterrupt:
-        _save_on_interrupt(run, consistent)
+    except KeyboardInterrupt as err:
+        _save_on_interrupt(run, consistent, err)
         raise
     finally:
         stop.uninstall()
         bar.close()
-    run.say(f"done: {run.step} steps in {run.elapsed:.0f} s; best val acc "
-            f"{'-' if run.best_val is None else f'{run.best_val:.4f}'} at step {run.best_step}; wrote {run.out}")
-    return run.result()
 
 
 @dataclass
@@ -326,8 +353,9 @@ def _check_layout(config: TrainConfig, profile: Profile, rank: int, world_size: 
         )
 
 
-def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, log) -> _Run:
-    """Check the config, build the learner, the optimiser and the task streams; resume if asked."""
+def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, log, held: ExitStack) -> _Run:
+    """Check the config and the out folder (then hold its lock in ``held``), build the learner, the
+    optimiser and the task streams; resume if asked."""
     config.validate()
     profile = config.resolved_profile()
     _check_layout(config, profile, rank, world_size)
@@ -335,9 +363,16 @@ def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, l
     meta_cfg = MetaConfig.from_profile(config.algo, profile, config.bn, resolve_form(config.form, device))
     is_main = rank == 0
     if is_main:
-        Path(config.out).mkdir(parents=True, exist_ok=True)
+        check_output_dir(config.out, "out")
+        lock = held.enter_context(RunLock(config.out))
+        remove_orphaned_temp_files(config.out)
     say = _Logger(Path(config.out) / LOG_NAME if is_main else None, log)
+    if is_main and lock.taken_over is not None:
+        say(f"took over the stale lock of process {lock.taken_over}, which is no longer running")
     data = mllib.data.load_omniglot() if data is None else data
+    note = check_split_complete(data.characters, config.split, ("train", "val"), config.allow_partial_data or None)
+    if note:
+        say(f"WARNING: Omniglot is incomplete: this run is {note}")
     # Every random stream comes from config.seed: the initial weights (torch's global generator)
     # and the training tasks (the sampler's own generator). Validation tasks use VAL_SEED.
     torch.manual_seed(config.seed)
@@ -351,7 +386,7 @@ def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, l
                               query=profile.test_query, seed=VAL_SEED).sample(profile.val_tasks)
     val_protocol = Protocol(meta_cfg, config.ways, config.shots, profile.test_query, profile.inner_steps_test,
                             config.split)
-    run = _Run(config, profile, config.run_dict(profile), device, meta_cfg, model, meta_params,
+    run = _Run(config, profile, config.run_dict(profile, note), device, meta_cfg, model, meta_params,
                torch.optim.Adam(list(meta_params.values()), lr=profile.meta_lr), train_tasks, val_tasks,
                val_protocol, is_main, say)
     _resume_or_begin(run)
@@ -364,9 +399,9 @@ def _resume_or_begin(run: _Run) -> None:
     ckpt_path, metrics_path = run.out / CHECKPOINT_NAME, run.out / METRICS_NAME
     if run.config.resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, expected_config=run.run_dict, ignore=RESUME_FREE_KEYS)
-        missing = set(run.meta_params) ^ set(state["meta_params"])
-        if missing:
-            raise ValueError(f"checkpoint {ckpt_path} has different parameter names: {sorted(missing)}")
+        check_params_match(state["meta_params"], run.meta_params, str(ckpt_path))
+        if state["config"].get("protocol_note") and not run.run_dict.get("protocol_note"):
+            run.run_dict = {"protocol_note": state["config"]["protocol_note"], **run.run_dict}  # stays marked
         with torch.no_grad():
             for k, p in run.meta_params.items():
                 p.copy_(state["meta_params"][k])
@@ -387,7 +422,7 @@ def _resume_or_begin(run: _Run) -> None:
     if run.config.resume:
         run.say(f"no checkpoint in {run.out} yet: starting a fresh run")
     if run.is_main:
-        metrics_path.write_text("")
+        atomic_write_text(metrics_path, "")
 
 
 def _banner(run: _Run, rank: int, world_size: int) -> str:
@@ -423,8 +458,7 @@ def _train_step(run: _Run, grad_hook, rank: int, world_size: int) -> tuple[dict,
     run.elapsed += time.perf_counter() - t0
     record["seconds"] = round(run.elapsed, 3)
     if run.is_main:
-        with open(run.out / METRICS_NAME, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_text(run.out / METRICS_NAME, json.dumps(record) + "\n")
     if run.step % profile.checkpoint_every == 0 or last:
         run.save(CHECKPOINT_NAME)
     return record, out_of_time
@@ -461,14 +495,16 @@ def _report(run: _Run, bar, record: dict) -> None:
                 f"{run.elapsed:.0f} s")
 
 
-def _save_on_interrupt(run: _Run, consistent: bool) -> None:
+def _save_on_interrupt(run: _Run, consistent: bool, err: KeyboardInterrupt) -> None:
     ckpt_path = run.out / CHECKPOINT_NAME
+    how = "terminated (SIGTERM)" if signal_name(err) == "SIGTERM" else "interrupted"
     if consistent:
         run.save(CHECKPOINT_NAME)
-        run.say(f"interrupted after step {run.step}: saved {ckpt_path}; continue with resume=True (--resume)")
+        run.say(f"{how} after step {run.step}: saved {ckpt_path}; continue with resume=True (--resume)")
     else:
-        run.say(f"aborted in the middle of step {run.step + 1}: kept the last checkpoint {ckpt_path} "
+        run.say(f"{how} in the middle of step {run.step + 1}: kept the last checkpoint {ckpt_path} "
                 f"(step {_ckpt_step(ckpt_path)}); continue with resume=True (--resume)")
+
 
 def time_to_accuracy(records: list[dict], target: float) -> dict | None:
     """The first validation of ``records`` (from ``mllib.checkpoint.read_metrics``) at or above ``target``.
@@ -504,11 +540,12 @@ def _ckpt_step(path: Path) -> str:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records past ``step`` (steps done after the last checkpoint are redone on resume)."""
+    """Drop records past ``step`` (steps done after the last checkpoint are redone on resume) and a
+    torn last line; the file is replaced atomically (a crash here leaves the old one)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [record for record in read_metrics(path) if record["step"] <= step]
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in keep))
 
 
 class _Logger:
@@ -523,28 +560,4 @@ class _Logger:
         else:
             write(message)
         if self.path is not None:
-            with open(self.path, "a") as handle:
-                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-
-
-class _StopRequest:
-    """First Ctrl-C: finish the current meta-step, checkpoint, stop. Second Ctrl-C: stop at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        write("Ctrl-C: stopping after this meta-step and saving a checkpoint (Ctrl-C again to abort now)")
+            append_text(self.path, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")

@@ -280,12 +280,17 @@ def test_meta_step_is_gradient_then_optimizer_step():
     assert all(p.grad is None for p in stepped.values())          # gradients cleared after the step
 
 
-def test_meta_step_hook_replaces_gradients_and_bad_steps_apply_nothing():
+def small_fomaml():
+    """A seeded SineMLP, 2 tasks, FOMAML config, its meta-parameters and a copy of them."""
     torch.manual_seed(0)
     model, batch = SineMLP(hidden=8), sine_tasks(2)
     cfg = MetaConfig(algo="fomaml", inner_lr=0.05, form="loop")
     params = init_meta_params(model, cfg)
-    before = {k: v.detach().clone() for k, v in params.items()}
+    return model, batch, cfg, params, {k: v.detach().clone() for k, v in params.items()}
+
+
+def test_meta_step_hook_replaces_gradients_and_bad_steps_apply_nothing():
+    model, batch, cfg, params, before = small_fomaml()
     optimizer = torch.optim.SGD(params.values(), lr=1.0)
     algorithms.meta_step(model, params, batch, cfg, optimizer, grad_hook=lambda g: {k: torch.zeros_like(v)
                                                                                     for k, v in g.items()})
@@ -295,6 +300,15 @@ def test_meta_step_hook_replaces_gradients_and_bad_steps_apply_nothing():
     with pytest.raises(algorithms.MetaGradientNotFinite, match="loss is nan"):
         algorithms.meta_step(model, params, batch, cfg, optimizer, check_finite=True)
     assert all(p.grad is None for p in params.values())
+
+
+def test_meta_step_that_makes_parameters_non_finite_is_undone():
+    model, batch, cfg, params, before = small_fomaml()
+    optimizer = torch.optim.SGD(params.values(), lr=1e10)
+    overflow = lambda grads: {k: g * 1e30 for k, g in grads.items()}  # finite, but the step overflows float32
+    with pytest.raises(algorithms.MetaGradientNotFinite, match=r"meta-parameter \S+ is not finite after"):
+        algorithms.meta_step(model, params, batch, cfg, optimizer, grad_hook=overflow, check_finite=True)
+    assert all(torch.equal(params[k], before[k]) for k in params)
 
 
 def test_load_into_model_copies_the_weights_not_the_rates():

@@ -18,8 +18,8 @@ def test_check_int_rejects_with_the_name_and_range(value):
 def test_checks_return_good_values():
     assert check_int("steps", 0, 0) == 0 and check_positive("lr", 2) == 2.0
     assert check_choice("bn", "support", ("batch", "support")) == "support"
-    for bad in (0, -1.0, float("nan"), False, "0.1"):
-        with pytest.raises(ValueError, match="lr must be a number > 0"):
+    for bad in (0, -1.0, float("nan"), float("inf"), -float("inf"), False, "0.1"):
+        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
             check_positive("lr", bad)
     with pytest.raises(ValueError, match="bn must be one of batch, support; got 'running'"):
         check_choice("bn", "running", ("batch", "support"))

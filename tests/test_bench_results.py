@@ -69,3 +69,13 @@ def test_repository_readme_block_is_up_to_date():
         pytest.skip("README.md has no results markers yet (the lead adds them)")
     assert block == render_results(results.ROOT), \
         "README results block is stale: run `python -m mllib bench --readme`"
+
+
+def test_readme_outside_a_checkout_says_it_needs_one(tmp_path, monkeypatch, capsys):
+    import mllib.results
+    from mllib.__main__ import main
+
+    monkeypatch.setattr(mllib.results, "ROOT", tmp_path / "site-packages")  # an installed package
+    assert main(["bench", "--readme"]) == 2
+    err = capsys.readouterr().err
+    assert "checkout" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

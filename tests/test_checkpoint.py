@@ -89,3 +89,22 @@ def test_config_differences_reports_absent_keys():
     assert config_differences({"a": 1}, {"a": 1}) == []
     assert config_differences({"a": 1}, {"a": 1, "b": 2}) == ["b: checkpoint='<absent>', requested=2"]
     assert config_differences({"a": (1, 2)}, {"a": [1, 2]}) == []  # tuples come back from JSON as lists
+
+
+# ---------------------------------------------------------------- issue 16: faults 3, 8
+def test_non_finite_parameters_are_never_saved(tmp_path):
+    params = {"w": torch.tensor([1.0, float("inf")])}
+    with pytest.raises(ValueError, match=r"w is not finite"):
+        save_checkpoint(tmp_path / "c.pt", meta_params=params, optimizer_state={}, config=CONFIG, step=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_torn_last_line_is_dropped_and_a_bad_line_is_named(tmp_path):
+    from mllib.checkpoint import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # the last write was cut short
+    assert read_metrics(path) == [{"step": 1}, {"step": 2}]
+    path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=rf"{path}, line 2"):
+        read_metrics(path)

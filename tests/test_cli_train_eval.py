@@ -67,3 +67,87 @@ def test_bad_arguments_and_missing_checkpoint(tmp_path, capsys):
 def test_module_entry_point_lists_train_and_eval():
     out = subprocess.run([sys.executable, "-m", "mllib", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "train" in out.stdout and "eval" in out.stdout
+
+
+# ---------------------------------------------------------------- issue 16: faults 3, 4, 7, 8
+def one_line_error(capsys, *parts) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    for part in parts:
+        assert str(part) in err, err
+    return err
+
+
+def test_infinite_meta_lr_is_refused_before_training(tmp_path, capsys):
+    assert main(["train", *TINY_FLAGS, "--steps", "2", "--meta-lr", "inf", "--out", str(tmp_path / "r")]) == 2
+    one_line_error(capsys, "meta_lr must be a finite number > 0, got inf")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "too_long"])
+def test_unusable_out_folder_is_one_line_naming_it(tmp_path, capsys, where):
+    (tmp_path / "plain").write_text("a file")
+    out = {"file": tmp_path / "plain", "under_file": tmp_path / "plain" / "run",
+           "too_long": tmp_path / ("x" * 300)}[where]
+    assert main(["train", *TINY_FLAGS, "--steps", "2", "--out", str(out)]) == 2
+    one_line_error(capsys, out if where != "too_long" else "x" * 300)
+
+
+def test_disk_full_says_so_with_the_path(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import mllib.checkpoint
+
+    def full(obj, handle):
+        raise OSError(errno.ENOSPC, "No space left on device")  # what a write to a full disk raises
+
+    monkeypatch.setattr(mllib.checkpoint.torch, "save", full)
+    assert main(["train", *TINY_FLAGS, "--steps", "2", "--out", str(tmp_path)]) == 2
+    one_line_error(capsys, "no space left on device", tmp_path / "best.pt")  # the first file saved
+
+
+def test_unwritable_plot_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch):
+    import mllib.cli.eval
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_FLAGS, "--steps", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    (tmp_path / "plain").write_text("a file")
+    monkeypatch.setattr(mllib.cli.eval, "evaluate", lambda *a, **k: pytest.fail("evaluated first"))
+    plot = tmp_path / "plain" / "curve.png"
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--tasks", "6", "--plot", str(plot)]) == 2
+    one_line_error(capsys, plot)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", *TINY_FLAGS, "--steps", "1", "--out", ""], "out must be a folder path"),
+    (["train", *TINY_FLAGS, "--steps", "1", "--device", "cpu:7", "--out", "x"], "device='cpu:7'"),
+    (["eval", "--checkpoint", "x.pt", "--seed", "-1"], "seed must be an integer >= 0"),
+])
+def test_bad_values_that_were_accepted_are_refused(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    one_line_error(capsys, message)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, cli_env):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "mllib", "train", *TINY_FLAGS, "--steps", "100000",
+                                "--val-every", "1000", "--checkpoint-every", "1000", "--out", str(out)], env=cli_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)  # SLURM's, docker stop's and a kernel restart's signal
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "SIGTERM" in err and "--resume" in err
+    from mllib.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoint.pt")["step"] >= 2
+    assert not (out / "run.lock").exists()

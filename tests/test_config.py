@@ -61,3 +61,15 @@ def test_full_profile_is_the_maml_paper_and_twenty_way_overrides():
     assert resolve_profile("quick", meta_steps=3).meta_steps == 3
     with pytest.raises(ValueError, match="unknown profile field"):
         resolve_profile("quick", not_a_field=1)
+
+
+def test_device_index_must_exist(monkeypatch):
+    for device in ("cpu:7", "cpu:1", "mps:1"):
+        with pytest.raises(ValueError, match=f"device={device!r}"):
+            resolve_device(device)
+    assert resolve_device("cpu:0") == torch.device("cpu:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match=r"device='cuda:2'.*2 CUDA device"):
+        resolve_device("cuda:2")

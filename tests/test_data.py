@@ -259,3 +259,60 @@ def test_cli_data_without_data_fails_with_message(tmp_path, no_env, capsys):
 
     assert main(["data", "--root", str(tmp_path / "none"), "--cache", str(tmp_path / "c")]) != 0
     assert "MLLIB_DATA" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 16: faults 4, 6, 8
+def test_partial_env_name_agrees_with_the_test_suite():
+    import conftest
+    from mllib.data import PARTIAL_ENV
+
+    assert conftest.PARTIAL_ENV == PARTIAL_ENV
+
+
+def test_unwritable_default_cache_falls_back_to_the_user_cache_and_says_so(tmp_path, tiny_root, no_env,
+                                                                            monkeypatch, capsys):
+    import mllib.data.load as load
+
+    (tmp_path / "read_only_checkout").write_text("a file: nothing can be written below it")
+    monkeypatch.setattr(load, "default_cache_dir", lambda cache_dir=None: tmp_path / "read_only_checkout" / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
+    data = load_omniglot(tiny_root, progress=False)
+    assert Path(data.cache_path).parent == tmp_path / "user" / "mllib" and Path(data.cache_path).is_file()
+    err = capsys.readouterr().err
+    assert "read_only_checkout" in err and str(tmp_path / "user" / "mllib") in err
+
+
+def test_unwritable_explicit_cache_fails_before_decoding(tmp_path, tiny_root, monkeypatch):
+    (tmp_path / "plain").write_text("a file")
+    monkeypatch.setattr(build, "decode_images", lambda *a, **k: pytest.fail("decoded before checking"))
+    with pytest.raises(OSError) as err:
+        load_omniglot(tiny_root, cache_dir=tmp_path / "plain" / "cache", progress=False)
+    assert str(tmp_path / "plain") in str(err.value)
+
+
+def test_orphaned_cache_temporary_files_of_dead_writers_are_removed(tmp_path, tiny_root):
+    from test_run_lock import dead_pid
+
+    orphan = tmp_path / f".omniglot.pt.tmp-{dead_pid()}-abc"
+    orphan.write_bytes(b"half a cache")
+    load_omniglot(tiny_root, cache_dir=tmp_path, progress=False)
+    assert not orphan.exists()
+
+
+def test_check_split_complete_names_the_missing_alphabets(monkeypatch):
+    from mllib.data import PARTIAL_ENV, check_split_complete, split_names
+
+    names = split_names("lake", "train") + split_names("lake", "test")
+    assert check_split_complete(names, "maml", ("train", "val", "test")) is None
+    assert check_split_complete(names[:10], None, ("test",)) is None  # no manifest, nothing to compare
+    partial = [n for n in names if not n.startswith(("Korean/", "Bengali/"))]
+    monkeypatch.delenv(PARTIAL_ENV, raising=False)
+    with pytest.raises(OmniglotDataError, match=r"incomplete: .*Bengali, Korean.*allow_partial_data"):
+        check_split_complete(partial, "lake", ("train",))
+    assert check_split_complete(partial, "lake", ("test",)) is None  # neither is in the evaluation set
+    with pytest.warns(UserWarning, match="non-standard"):
+        note = check_split_complete(partial, "lake", ("train",), allow=True)
+    assert "Bengali" in note and "Korean" in note
+    monkeypatch.setenv(PARTIAL_ENV, "1")
+    with pytest.warns(UserWarning):
+        assert check_split_complete(partial, "lake", ("train",)) == note

@@ -131,3 +131,73 @@ def test_evaluate_rejects_bad_arguments(run, omniglot):
         evaluate(run.best_path, data=omniglot, split="dev")
     with pytest.raises(ValueError, match="tasks"):
         evaluate(run.best_path, data=omniglot, tasks=1)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):  # as train refuses it
+        evaluate(run.best_path, data=omniglot, tasks=2, seed=-1)
+
+
+# ---------------------------------------------------------------- issue 16: faults 3, 5, 6, memory
+def test_evaluate_samples_and_scores_in_chunks_with_the_all_at_once_numbers(run, omniglot, monkeypatch):
+    monkeypatch.setattr(ev, "SAMPLE_CHUNK", 3)
+    loaded = load_run(run.best_path, "cpu")
+    at_once = task_accuracies(loaded.model, loaded.params, loaded.protocol,
+                              ev.test_tasks(omniglot, loaded.protocol, count=8), batch_size=2)
+    scored = []
+    real = ev.task_accuracies
+
+    def recording(model, params, protocol, tasks, *args, **kwargs):
+        scored.append(len(tasks))
+        return real(model, params, protocol, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "task_accuracies", recording)
+    result = evaluate(run.best_path, data=omniglot, tasks=8, device="cpu", progress=False, batch_size=2)
+    assert scored == [3, 3, 2]  # never more than SAMPLE_CHUNK tasks in memory
+    assert (result["accuracy"], result["ci95"]) == mean_ci95(at_once)
+
+
+def test_eval_refuses_a_checkpoint_with_non_finite_parameters(run, omniglot, tmp_path):
+    state = torch.load(run.best_path, weights_only=True)
+    state["meta_params"]["blocks.0.conv.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")  # as an older mllib could write it
+    with pytest.raises(ValueError, match=r"nan.pt.*blocks.0.conv.weight.*not finite"):
+        evaluate(tmp_path / "nan.pt", data=omniglot, tasks=2, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("change", ["missing", "extra", "shape"])
+def test_checkpoint_parameters_must_match_the_model(run, omniglot, tmp_path, change):
+    state = torch.load(run.best_path, weights_only=True)
+    params = state["meta_params"]
+    if change == "missing":
+        del params["blocks.1.conv.weight"]
+    elif change == "extra":
+        params["blocks.9.conv.weight"] = torch.zeros(3)
+    else:
+        params["head.weight"] = torch.zeros(5, 4)
+    torch.save(state, tmp_path / "bad.pt")
+    expected = {"missing": r"missing blocks.1.conv.weight", "extra": r"unexpected blocks.9.conv.weight",
+                "shape": r"head.weight has shape \[5, 4\] in the checkpoint, \[3, 4\] in the model"}[change]
+    with pytest.raises(ValueError, match=rf"bad.pt.*{expected}"):
+        evaluate(tmp_path / "bad.pt", data=omniglot, tasks=2, device="cpu", progress=False)
+
+
+def without_alphabet(data, alphabet=None):
+    """``data`` less every character of one alphabet (the first one with a test character of the maml split)."""
+    from mllib.data import OmniglotData, split_characters
+
+    alphabet = alphabet or data.characters[split_characters("maml", "test", data.characters)[0]].split("/")[0]
+    keep = [i for i, name in enumerate(data.characters) if not name.startswith(alphabet + "/")]
+    return OmniglotData(data.images[keep], [data.characters[i] for i in keep], [data.sets[i] for i in keep],
+                        source="partial copy"), alphabet
+
+
+def test_incomplete_omniglot_is_refused_or_marked_non_standard(run, omniglot, monkeypatch):
+    full = evaluate(run.best_path, data=omniglot, tasks=4, device="cpu", progress=False)
+    assert full["standard_protocol"] is omniglot.complete  # the synthetic data is a partial set
+    monkeypatch.delenv("MLLIB_ALLOW_PARTIAL_DATA")
+    partial, alphabet = without_alphabet(omniglot)
+    with pytest.raises(RuntimeError, match=rf"incomplete.*{alphabet}.*allow"):
+        evaluate(run.best_path, data=partial, tasks=4, device="cpu", progress=False)
+    with pytest.warns(UserWarning, match="non-standard"):
+        result = evaluate(run.best_path, data=partial, tasks=4, device="cpu", progress=False,
+                          allow_partial_data=True)
+    assert result["standard_protocol"] is False and alphabet in result["protocol_note"]
+    assert "NON-STANDARD" in format_result(result)

@@ -59,6 +59,7 @@ def test_train_command_rebuilds_the_run_config(run):
     args = build_parser().parse_args(shlex.split(command)[3:])
     rebuilt = config_from_args(args).run_dict()
     rebuilt["requested"]["progress"] = False  # the one field the command line does not carry
+    state["config"].pop("protocol_note", None)  # made by the data (the synthetic set is partial), not a flag
     assert rebuilt == state["config"]
 
 
@@ -100,3 +101,58 @@ def test_profile_label_names_what_the_run_changed():
     assert profile_label(config) == "quick (meta_batch=16, meta_lr=0.001, meta_steps=6000)"
     twenty = {"ways": 20, "profile": resolve_profile("full", 20).to_dict()}  # 20-way settings are the profile's
     assert profile_label(twenty) == "full"
+
+
+# ---------------------------------------------------------------- issue 16: no writes into the package
+def test_publish_defaults_to_a_folder_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["publish", "runs/x", "--name", "x"])
+    assert (tmp_path / args.dest).resolve() == tmp_path / "checkpoints"
+
+
+def test_unwritable_dest_is_refused_before_the_evaluation(run, tmp_path, omniglot, monkeypatch, capsys):
+    import mllib.publish
+
+    (tmp_path / "plain").write_text("a file")
+    monkeypatch.setattr(mllib.publish, "evaluate", lambda *a, **k: pytest.fail("evaluated first"))
+    monkeypatch.setattr(mllib.data, "load_omniglot", lambda *a, **k: omniglot)
+    dest = tmp_path / "plain" / "dest"
+    assert main(["publish", str(run), "--name", "x", "--dest", str(dest), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(dest.parent) in err and "Traceback" not in err
+
+
+def test_installed_package_is_never_written_to(run, tmp_path, omniglot, monkeypatch):
+    import mllib.checkpoint
+    import mllib.publish
+
+    monkeypatch.setattr(mllib.publish, "evaluate", lambda *a, **k: pytest.fail("evaluated first"))
+    monkeypatch.setattr(mllib.publish, "repo_root", lambda: None)  # as in site-packages
+    with pytest.raises(ValueError, match="inside the installed mllib package"):
+        publish(run, "x", dest=mllib.checkpoint.SHIPPED_CHECKPOINTS, data=omniglot)
+
+
+def test_card_commands_work_from_an_installed_package(run, tmp_path, omniglot, monkeypatch):
+    import mllib.checkpoint
+
+    shipped = tmp_path / "site-packages" / "mllib" / "checkpoints"
+    monkeypatch.setattr(mllib.checkpoint, "SHIPPED_CHECKPOINTS", shipped)
+    card = publish(run, "tiny_3w1s", dest=shipped, data=omniglot, device="cpu", progress=False)
+    monkeypatch.chdir(tmp_path)  # anywhere: the command names the shipped checkpoint, not a path
+    assert "--checkpoint tiny_3w1s " in card["eval_command"]
+    monkeypatch.setattr(mllib.data, "load_omniglot", lambda *a, **k: omniglot)
+    monkeypatch.setenv("CI", "1")
+    argv = shlex.split(card["eval_command"])[3:]
+    argv[argv.index("--tasks") + 1] = "4"
+    assert main(argv) == 0
+
+
+def test_non_standard_protocol_is_on_the_card(run, tmp_path, omniglot, monkeypatch):
+    from test_evaluate import without_alphabet
+
+    partial, alphabet = without_alphabet(omniglot)
+    with pytest.warns(UserWarning, match="non-standard"):
+        card = publish(run, "partial", dest=tmp_path / "dest", data=partial, device="cpu", progress=False,
+                       allow_partial_data=True)
+    assert card["standard_protocol"] is False and alphabet in card["protocol_note"]
+    assert "non-standard" in "\n".join(cards_table([("partial.json", card)]))

@@ -38,3 +38,17 @@ def test_checkpoint_agrees_with_its_card_and_beats_chance_by_far(card_path, omni
     # 40 tasks: a loose bound around the card's 600-task figure, far above chance (1 / ways).
     assert result["accuracy"] > card["accuracy"] - 0.08
     assert result["accuracy"] > 3 / card["ways"]
+
+
+def test_every_cards_eval_command_names_a_checkpoint_found_from_anywhere(tmp_path, monkeypatch):
+    """The command on a card works from an installed package, whatever the working directory."""
+    import shlex
+
+    from mllib.checkpoint import find_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    for card_path in CARDS:
+        argv = shlex.split(json.loads(card_path.read_text())["eval_command"])
+        assert argv[:4] == ["python", "-m", "mllib", "eval"]
+        name = argv[argv.index("--checkpoint") + 1]
+        assert find_checkpoint(name) == CHECKPOINTS / json.loads(card_path.read_text())["checkpoint"]

@@ -262,3 +262,105 @@ def test_trained_model_holds_the_final_meta_parameters(tmp_path, omniglot):
     result = train(tiny(tmp_path, steps=2), omniglot)
     weights = {k: v.detach() for k, v in result.model.named_parameters()}
     assert_same_params(weights, result.meta_params)
+
+
+# ---------------------------------------------------------------- issue 16: faults 3, 6, 7, 8
+@pytest.mark.parametrize("field,value", [("meta_lr", float("inf")), ("meta_lr", float("nan")),
+                                         ("inner_lr", float("inf")), ("inner_lr", -0.1),
+                                         ("sine_meta_lr", float("inf")), ("sine_inner_lr", 0)])
+def test_every_learning_rate_must_be_a_finite_number_above_zero(tmp_path, field, value):
+    with pytest.raises(ValueError, match=rf"^{field} must be a finite number > 0"):
+        tiny(tmp_path, overrides={**TINY, field: value}).resolved_profile()
+
+
+def test_parameters_that_stop_being_finite_stop_the_run_and_are_never_saved(tmp_path, omniglot):
+    # the loss and the meta-gradient are finite; the step applied is not (a gradient hook gone wrong,
+    # as a broken all-reduce would be, or a float32 overflow)
+    config = tiny(tmp_path, overrides={**TINY, "val_every": 1, "checkpoint_every": 1})
+    with pytest.raises(TrainingDiverged, match=r"step 1: meta-parameter \S+ is not finite"):
+        train(config, omniglot, grad_hook=lambda grads: {k: g * float("inf") for k, g in grads.items()})
+    assert not (tmp_path / "best.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
+    assert read_metrics(tmp_path) == []
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, omniglot):
+    from mllib.signals import Interrupted
+
+    def terminate(step, record):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled: stop after this step, then save
+
+    with pytest.raises(Interrupted) as err:
+        train(tiny(tmp_path), omniglot, callback=terminate)
+    assert err.value.signum == signal.SIGTERM
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path, omniglot):
+    full = train(tiny(tmp_path / "full"), omniglot)
+
+    def crash_at_3(step, record):
+        if step == 3:
+            raise RuntimeError("killed while writing")
+
+    with pytest.raises(RuntimeError):
+        train(tiny(tmp_path / "cut"), omniglot, callback=crash_at_3)
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 4, "lo')  # the torn line of a write cut short
+    assert [r["step"] for r in read_metrics(tmp_path / "cut")] == [1, 2, 3]
+    resumed = train(tiny(tmp_path / "cut", resume=True), omniglot)
+    assert_same_params(full.meta_params, resumed.meta_params)
+    assert without_time(read_metrics(tmp_path / "full")) == without_time(read_metrics(tmp_path / "cut"))
+
+
+def test_metrics_rewrite_on_resume_is_atomic(tmp_path, omniglot, monkeypatch):
+    def crash_at_4(step, record):
+        if step == 4:
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):  # checkpoint at step 3, metrics up to step 4
+        train(tiny(tmp_path, overrides={**TINY, "checkpoint_every": 3}), omniglot, callback=crash_at_4)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    replaced = []
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        replaced.append(os.path.basename(dst))
+        if os.path.basename(dst) == "metrics.jsonl":
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="metrics.jsonl"):
+        train(tiny(tmp_path, resume=True, overrides={**TINY, "checkpoint_every": 3}), omniglot)
+    assert "metrics.jsonl" in replaced
+    assert (tmp_path / "metrics.jsonl").read_text() == before  # untouched by the failed rewrite
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_orphaned_temporary_files_of_dead_writers_are_removed(tmp_path, omniglot):
+    from test_run_lock import dead_pid
+
+    train(tiny(tmp_path, steps=2), omniglot)
+    pid = dead_pid()
+    orphans = [tmp_path / f".checkpoint.pt.tmp-{pid}", tmp_path / f".metrics.jsonl.tmp-{pid}-x1"]
+    alive = tmp_path / f".best.pt.tmp-{os.getpid()}-other"  # a write in progress in a live process
+    for path in (*orphans, alive):
+        path.write_bytes(b"half written")
+    train(tiny(tmp_path, steps=3, resume=True), omniglot)
+    assert not any(p.exists() for p in orphans) and alive.exists()
+
+
+def test_incomplete_omniglot_is_refused_unless_allowed_and_then_marked(tmp_path, omniglot, monkeypatch):
+    from test_evaluate import without_alphabet
+
+    monkeypatch.delenv("MLLIB_ALLOW_PARTIAL_DATA")
+    partial, alphabet = without_alphabet(omniglot, omniglot.characters[0].split("/")[0])
+    with pytest.raises(RuntimeError, match=rf"incomplete.*{alphabet}.*allow_partial_data"):
+        train(tiny(tmp_path / "refused"), partial)
+    with pytest.warns(UserWarning, match="non-standard"):
+        train(tiny(tmp_path / "allowed", allow_partial_data=True), partial)
+    config = load_checkpoint(tmp_path / "allowed" / "best.pt")["config"]
+    assert alphabet in config["protocol_note"]
+    assert "non-standard" in (tmp_path / "allowed" / "train.log").read_text()

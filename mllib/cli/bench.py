@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from mllib.algorithms import ALGORITHMS
 from mllib.bench import REFERENCES, format_table, run_benchmark
 from mllib.device import resolve_device
+from mllib.files import atomic_write_text, check_output_file
 from mllib.results import update_readme
 
 QUICK = dict(meta_batch=2, filters=8, query=2, steps=2, warmup=1, repeats=1)
@@ -74,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH")
     parser.add_argument("--readme", action="store_true",
                         help="do not benchmark: regenerate the results block of README.md from "
-                             "mllib/checkpoints/*.json and benchmarks/results/*.json")
+                             "mllib/checkpoints/*.json and benchmarks/results/*.json (needs a checkout)")
     parser.add_argument("--check", action="store_true",
                         help="with --readme: only check that the block is up to date (exit 1 if not)")
     parser.set_defaults(func=run)
@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
                       ("repeats", 1)):
         if sizes[name] < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {sizes[name]}")
+    if args.out is not None:
+        check_output_file(args.out, "--out")  # before minutes of benchmarking
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     result = run_benchmark(algos=args.algos, forms=args.forms, references=args.references, ways=args.ways,
                            shots=args.shots, device=device, isolate=args.isolate, check_tasks=args.check_tasks,
@@ -105,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
     result["command"] = "python -m mllib bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
     text = json.dumps(result, indent=1)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
     print(text if args.json else format_table(result))
     if args.out and not args.json:
         print(f"wrote {args.out}")

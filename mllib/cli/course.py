@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from mllib.files import atomic_write_text, check_output_file
 
 # mllib.course is imported inside each command: it needs nbformat, an optional (test) dependency,
 # and `python -m mllib` must start without it.
@@ -39,6 +40,7 @@ def _check(args) -> int:
 def _execute(args) -> int:
     from mllib.course.execute import execute_notebooks, report_table
 
+    check_output_file(args.report, "--report")  # before the notebooks run
     result = execute_notebooks(args.paths, report=args.report, in_place=not args.no_write, timeout=args.timeout)
     print(report_table(result))
     print(f"report: {args.report}")
@@ -56,11 +58,12 @@ def _grade(args) -> int:
 def _verify(args) -> int:
     from mllib.course import verify_student_build
 
+    if args.json:
+        check_output_file(args.json, "--json")  # before the notebooks run
     report = verify_student_build(args.src, solutions=not args.skip_solutions, timeout=args.timeout,
                                   echo=lambda msg: print(msg, flush=True))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     for problem in report.problems:
         print(problem)
     print("student build verified" if report.ok else f"student build: {len(report.problems)} problem(s)")

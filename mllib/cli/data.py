@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from mllib.data import SPLITS, load_omniglot, split_characters
+import mllib.data
+from mllib.data import SPLITS, split_characters
 
 
 def run(args: argparse.Namespace) -> int:
-    data = load_omniglot(args.root, cache_dir=args.cache, download=args.download, workers=args.workers)
+    data = mllib.data.load_omniglot(args.root, cache_dir=args.cache, download=args.download, workers=args.workers)
     summary = {
         "source": {"root": data.source, **data.source_paths},
         "characters": {

@@ -4,6 +4,9 @@ Example::
 
     python -m mllib eval --checkpoint runs/demo/best.pt --tasks 600 --split test --json \\
         --plot runs/demo/learning_curve.png
+    python -m mllib eval --checkpoint maml_omniglot_5w1s      # a checkpoint shipped with the package
+
+Where the plot goes (and the metrics it is drawn from) is checked before the evaluation starts.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import sys
 from pathlib import Path
 
 from mllib.algorithms import BN_MODES
-from mllib.checkpoint import METRICS_NAME
+from mllib.checkpoint import METRICS_NAME, find_checkpoint
 from mllib.data.splits import PARTS
 from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result
+from mllib.files import check_output_file
 from mllib.plots import save_learning_curve
 
 
@@ -24,7 +28,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Adapt to each of --tasks fixed test tasks and report mean query accuracy with a "
                     "95%% confidence interval (1.96 sd / sqrt(n)).",
     )
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `mllib train` (best.pt)")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `mllib train` (best.pt), "
+                        "or the name of a shipped one (e.g. maml_omniglot_5w1s)")
     parser.add_argument("--tasks", type=int, default=600, help="number of test tasks (protocol: >= 600)")
     parser.add_argument("--split", choices=PARTS, default="test")
     parser.add_argument("--inner-steps", type=int, default=None, help="inner steps at test (default: the profile's)")
@@ -36,19 +41,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="also write the run's learning curve (from its metrics.jsonl) as a PNG")
+    parser.add_argument("--allow-partial-data", action="store_true",
+                        help="evaluate on a copy of Omniglot that lacks characters of the split (refused "
+                             "otherwise): a warning, and the result is marked non-standard")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot is not None:  # checked before minutes of evaluation
+        check_output_file(args.plot, "--plot")
+        metrics = find_checkpoint(args.checkpoint).parent / METRICS_NAME
+        if not metrics.is_file():
+            raise FileNotFoundError(f"--plot draws the run's {METRICS_NAME}, and there is none at {metrics}")
     if args.tasks < 600:
         print(f"note: {args.tasks} tasks; the published protocol uses at least 600", file=sys.stderr)
     result = evaluate(args.checkpoint, tasks=args.tasks, split=args.split, inner_steps=args.inner_steps,
                       query=args.query, bn=args.bn, device=args.device, seed=args.seed,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, allow_partial_data=args.allow_partial_data)
     print(dumps(result) if args.json else format_result(result))
-    if args.plot:
-        metrics = Path(args.checkpoint).parent / METRICS_NAME
+    if args.plot is not None:
         path = save_learning_curve(metrics, args.plot,
                                    title=f"{result['algo']} {result['ways']}-way {result['shots']}-shot")
         print(f"wrote learning curve to {path}", file=sys.stderr if args.json else sys.stdout)

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from mllib import distributed
+from mllib.signals import exit_code, signal_name
 from mllib.algorithms import ALGORITHMS, BN_MODES, FORMS
 from mllib.config import PROFILE_CHOICES
 from mllib.train import SPLIT_CHOICES, TrainConfig
@@ -26,7 +27,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train", help="meta-train a learner on Omniglot",
         description="Meta-train on Omniglot. Writes checkpoint.pt, best.pt, metrics.jsonl and train.log "
-                    "into --out. Ctrl-C saves a checkpoint; --resume continues exactly where it stopped.",
+                    "into --out (locked by run.lock while the run goes on). Ctrl-C or SIGTERM saves a "
+                    "checkpoint (exit 130 / 143); --resume continues exactly where it stopped.",
     )
     parser.add_argument("--algo", choices=ALGORITHMS, default="maml")
     parser.add_argument("--ways", type=int, default=5)
@@ -49,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--form", choices=FORMS, default="auto",
                         help="loop over tasks or vmap (default auto: loop on CPU, vmap on CUDA)")
     parser.add_argument("--split", choices=SPLIT_CHOICES, default="maml", help="character split manifest")
+    parser.add_argument("--allow-partial-data", action="store_true",
+                        help="train on a copy of Omniglot that lacks characters of the split (refused "
+                             "otherwise): a warning, and the run is marked non-standard")
     group = parser.add_argument_group("profile overrides")
     for name, kind in PROFILE_FLAGS.items():
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
@@ -61,8 +66,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         algo=args.algo, ways=args.ways, shots=args.shots, query=args.query, profile=args.profile,
         overrides=overrides, steps=args.steps, device=args.device, seed=args.seed,
-        out=args.out or f"runs/{args.algo}-{args.ways}w{args.shots}s", bn=args.bn, form=args.form,
-        resume=args.resume, split=args.split, max_seconds=args.max_seconds,
+        out=f"runs/{args.algo}-{args.ways}w{args.shots}s" if args.out is None else args.out, bn=args.bn,
+        form=args.form, resume=args.resume, split=args.split, max_seconds=args.max_seconds,
+        allow_partial_data=args.allow_partial_data,
     )
 
 
@@ -70,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         result = distributed.train(config)  # meta_train(config), on every rank when run by torchrun
-    except KeyboardInterrupt:
-        print(f"interrupted: resume with the same command plus --resume (out: {config.out})", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"stopped by {signal_name(err)}: resume with the same command plus --resume (out: {config.out})",
+              file=sys.stderr)
+        return exit_code(err)
     if result is None:  # a rank other than 0 of a torchrun job: rank 0 reports
         return 0
     best = "-" if result.best_val_accuracy is None else f"{100 * result.best_val_accuracy:.2f}%"

@@ -20,7 +20,6 @@ import hashlib
 import io
 import os
 import sys
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mllib.files import atomic_write
 from mllib.progress import progress_bar
 
 from .locate import SETS, OmniglotDataError, OmniglotSource
@@ -234,23 +234,9 @@ def decode_images(source: OmniglotSource, listing: Listing, workers: int | None 
 
 
 def write_cache_atomic(path: Path, payload: dict) -> None:
-    """``torch.save(payload)`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
+    """``torch.save(payload)`` to a temporary file beside ``path``, then ``os.replace`` it into place
+    (``mllib.files.atomic_write``: the temporary file of a killed build is removed by the next load)."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a cache is as readable as any file
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)

@@ -12,14 +12,17 @@ LANCZOS resize). ``images.float() / 255`` gives the MAML paper's inputs (strokes
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from mllib.files import check_output_dir, describe_os_error, remove_orphaned_temp_files
+
 from . import build
-from .locate import OmniglotSource, default_cache_dir, locate_omniglot
+from .locate import CACHE_ENV, OmniglotSource, default_cache_dir, locate_omniglot, user_cache_dir
 
 FULL_CHARACTERS = 1623
 
@@ -106,6 +109,23 @@ def _read_cache(path: Path, fingerprint: str):
     return images, characters, sets
 
 
+def _writable_cache_folder(folder: Path, explicit: bool) -> Path:
+    """``folder`` if a cache can be written there (checked before the images are decoded).
+
+    A default folder that is not writable (a read-only checkout) gives way to the user cache folder,
+    with a note on stderr; an explicit one (``cache_dir``, ``$MLLIB_CACHE``) raises ``OSError``.
+    """
+    try:
+        return check_output_dir(folder, "the cache folder")
+    except OSError as err:
+        fallback = user_cache_dir()
+        if explicit or folder == fallback:
+            raise
+        print(f"note: cannot write the Omniglot cache to {folder} ({describe_os_error(err)}); using "
+              f"{fallback} instead (set {CACHE_ENV} to choose)", file=sys.stderr)
+        return check_output_dir(fallback, "the user cache folder")
+
+
 def load_omniglot(
     root: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
@@ -114,8 +134,9 @@ def load_omniglot(
     progress: bool = True,
 ) -> OmniglotData:
     """Locate Omniglot (``root`` -> ``$MLLIB_DATA`` -> ``data/`` -> download when ``download``),
-    build the 28x28 cache on first use (``cache_dir`` -> ``$MLLIB_CACHE`` -> ``<repo>/data/cache``),
-    and return it as :class:`OmniglotData`.
+    build the 28x28 cache on first use (``cache_dir`` -> ``$MLLIB_CACHE`` -> ``<repo>/data/cache``,
+    or the user cache folder when that default is not writable), and return it as :class:`OmniglotData`.
+    The cache folder is checked before any image is decoded (``OSError`` naming it).
 
     ``workers``: processes that decode the PNGs during a build (default: 2 on Linux, else 1).
     Raises :class:`~mllib.data.OmniglotDataError` when the data is missing or corrupt.
@@ -127,6 +148,12 @@ def load_omniglot(
     cached = _read_cache(cache_path, fingerprint) if cache_path.is_file() else None
     hit = cached is not None
     if cached is None:
+        explicit = cache_dir is not None or bool(os.environ.get(CACHE_ENV))
+        cache_path = _writable_cache_folder(cache_path.parent, explicit) / cache_path.name
+        cached = _read_cache(cache_path, fingerprint) if cache_path.is_file() else None  # the fallback's copy
+        hit = cached is not None
+    if cached is None:
+        remove_orphaned_temp_files(cache_path.parent)  # of builds that were killed
         listing = build.list_source(source)
         images = torch.from_numpy(build.decode_images(source, listing, workers=workers, progress=progress))
         payload = {

@@ -20,13 +20,25 @@ The *canonical order* of the 1,623 characters is Lake's ``background`` set, then
   the file system.
 
 ``split_characters(split, part)`` maps a part to indices into ``OmniglotData.images``.
+
+A copy of Omniglot with characters missing (a partial download or extraction) would change a
+part silently, and with it the protocol. ``check_split_complete(characters, split, parts)``
+refuses such data (``OmniglotDataError`` naming the missing alphabets); with ``allow=True`` or
+``MLLIB_ALLOW_PARTIAL_DATA=1`` (:data:`PARTIAL_ENV`; the unit tests set it for their synthetic
+Omniglot) it warns and returns a note that training and evaluation record as "non-standard".
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import warnings
 from functools import lru_cache
 from importlib import resources
+
+from .locate import OmniglotDataError
+
+PARTIAL_ENV = "MLLIB_ALLOW_PARTIAL_DATA"
 
 PARTS = ("train", "val", "test")  # every part name a split may have
 SPLITS = {"lake": ("train", "test"), "maml": ("train", "val", "test"), "vinyals": ("train", "val", "test")}
@@ -82,6 +94,39 @@ def split_characters(split: str = "maml", part: str = "train", characters: list[
     wanted = set(_manifest(split)["parts"][part])
     names = canonical_characters() if characters is None else characters
     return [i for i, name in enumerate(names) if name in wanted]
+
+
+def check_split_complete(characters: list[str], split: str | None, parts: tuple[str, ...],
+                         allow: bool | None = None) -> str | None:
+    """``None`` when ``characters`` hold every character of ``parts`` of ``split`` (the standard protocol).
+
+    Otherwise ``OmniglotDataError`` naming the missing alphabets, unless ``allow`` (``None``: read
+    :data:`PARTIAL_ENV`): then a ``UserWarning`` and the returned note, e.g.
+    ``"non-standard: 40 of 423 characters of maml test missing (alphabets Korean)"``.
+    ``split=None`` (all characters, no manifest) has nothing to compare with and returns ``None``.
+    """
+    if split is None:
+        return None
+    present = set(characters)
+    wanted = [name for part in parts for name in split_names(split, part)]
+    missing = [name for name in wanted if name not in present]
+    if not missing:
+        return None
+    alphabets = sorted({name.split("/")[0] for name in missing})
+    shown = ", ".join(alphabets[:8]) + (f" and {len(alphabets) - 8} more" if len(alphabets) > 8 else "")
+    what = (f"{len(missing)} of {len(wanted)} characters of the {split} split's {'+'.join(parts)} missing "
+            f"(alphabets {shown})")
+    if allow is None:
+        allow = os.environ.get(PARTIAL_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    if not allow:
+        raise OmniglotDataError(
+            f"this copy of Omniglot is incomplete: {what}, so the test protocol would change. Restore the "
+            f"full data set (python -m mllib data --download), or run a non-standard protocol on purpose "
+            f"with allow_partial_data=True (--allow-partial-data, or {PARTIAL_ENV}=1)"
+        )
+    note = f"non-standard: {what}"
+    warnings.warn(f"Omniglot is incomplete; results are {note}", UserWarning, stacklevel=2)
+    return note
 
 
 def make_manifests(characters: list[str], sets: list[str]) -> dict:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 from tqdm import tqdm
 
+from mllib.arguments import check_positive
 from mllib.inner import adapt
 
 from .env import PointNavigation
@@ -59,12 +60,6 @@ def _non_negative_int(name: str, value) -> int:
     return value
 
 
-def _positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
 def _check_estimator(estimator: str) -> None:
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
@@ -81,7 +76,7 @@ def adapt_policies(policy: nn.Module, params: Mapping[str, Tensor], episodes: Ep
     ``first_order`` and ``evaluation`` as in ``mllib.inner.adapt`` (the graph through the inner
     gradient is kept unless one of them is set).
     """
-    _positive_float("lr", lr)
+    check_positive("lr", lr)
     loss_fn = policy_loss_fn(policy)
 
     def one_task(p: Params, ep: Episodes) -> Params:
@@ -171,7 +166,7 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
            resume: TrainRun | None, progress: bool, settings: dict, desc: str) -> TrainRun:
     _non_negative_int("iterations", iterations)
     _positive_int("meta_batch", meta_batch)
-    _positive_float("meta_lr", lr)
+    check_positive("meta_lr", lr)
     if resume is not None and resume.settings != settings:
         raise ValueError(f"resume comes from a run with other settings: {resume.settings} != {settings}")
     dtype = next(policy.parameters()).dtype
@@ -224,7 +219,7 @@ def meta_train(policy: nn.Module, env: PointNavigation, iterations: int, meta_ba
     """
     _check_estimator(estimator)
     _positive_int("episodes", episodes)
-    _positive_float("inner_lr", inner_lr)
+    check_positive("inner_lr", inner_lr)
 
     def gradient(params: Params, goals: Tensor, generator: torch.Generator):
         return meta_gradient(policy, params, env, goals, episodes, inner_lr, estimator, generator)
@@ -292,7 +287,7 @@ def tuned_adaptation_returns(policy: nn.Module, params: Mapping[str, Tensor], en
     if len(lrs) == 0:
         raise ValueError("lrs must hold at least one learning rate")
     _positive_int("steps", steps)
-    lrs = [_positive_float("lrs", lr) for lr in lrs]
+    lrs = [check_positive("lrs", lr) for lr in lrs]
     validation = {lr: adaptation_returns(policy, params, env, validation_goals, episodes, steps, lr,
                                          torch.Generator().manual_seed(seed))[0].mean(0) for lr in lrs}
     chosen = [None] + [max(lrs, key=lambda lr: float(validation[lr][k])) for k in range(1, steps + 1)]
