@@ -1,0 +1,376 @@
+"""A black-box (in-context) meta-learner: the learning algorithm is one forward pass.
+
+MAML learns a start and keeps gradient descent as the learning algorithm; a learned optimizer
+learns the update rule. A black-box meta-learner (Santoro et al. 2016; Mishra et al. 2018; Garg et
+al. 2022 for regression) learns the whole algorithm: a network *reads* the support set, as a set
+of (input, label) pairs, together with a query input and outputs the query's prediction. There is
+no gradient step at test time; everything a task teaches is carried by activations.
+
+``InContextLearner`` is a small set-style transformer:
+
+1. every input goes through an ``encoder`` (the conv blocks of ``mllib.models`` for Omniglot, a
+   small MLP for sinusoids): ``e(x) [N, feature_dim]``;
+2. tokens: support ``s_j = W_x e(x_j) + W_y y_j`` (``y_j`` one-hot for classification, the value
+   for regression); query ``q_i = W_x e(x_i) + u`` with a learned "label unknown" vector ``u``;
+3. ``depth`` pre-norm transformer blocks. In each, every token (support and query) attends to the
+   *support* tokens only (``attend``: ``softmax(Q K^T / sqrt(d)) V``, multi-head), then an MLP.
+   There is no positional encoding, so the output does not depend on the order of the support set
+   (tested), and queries never see each other, so each query's prediction is independent of the
+   others;
+4. a linear readout of each query token: ``ways`` logits, or one number for regression.
+
+Batch norm in the conv encoder uses the statistics of the support images only
+(``stats_rows = S``): a query image never influences another prediction (not transductive).
+
+API (shapes for one task; ``T`` tasks in the batched forms):
+
+* ``model(support_x [S, ...], support_y [S] | [S, 1], query_x [Q, ...]) -> [Q, out]``;
+* ``predict_tasks(model, support_x [T, S, ...], support_y, query_x [T, Q, ...]) -> [T, Q, out]``
+  (``torch.func.vmap`` over tasks);
+* ``task_loss_fn(model) -> fn(params, support_x, support_y, query_x, query_y) -> (loss, metric)``,
+  through ``torch.func.functional_call`` as the MAML family of ``mllib.algorithms`` (cross-entropy
+  and accuracy for long labels, MSE twice for float labels);
+* ``train_incontext(model, tasks, steps, ...)``: plain Adam on the mean task loss;
+* ``evaluate_incontext(model, batch) -> [T]`` per-task accuracy or MSE, no graph.
+
+Factories: ``sine_incontext()`` (regression) and ``omniglot_incontext(ways)`` (classification).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from tqdm import tqdm
+
+from mllib.algorithms import loss_and_metric
+from mllib.models import ConvBlock
+from mllib.tasks.batch import TaskBatch
+
+Params = dict[str, Tensor]
+
+
+def _int_at_least(name: str, value, low: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _batched(t: Tensor) -> bool:
+    """True for a tensor seen inside ``torch.func.vmap`` (data-dependent checks are impossible there)."""
+    try:
+        from torch._C._functorch import is_batchedtensor
+        return bool(is_batchedtensor(t))
+    except Exception:  # private API moved: skip the data-dependent checks rather than break vmap
+        return True
+
+
+# ----------------------------------------------------------------------------- attention
+
+def attend(query: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+    """Scaled dot-product attention of queries over a set: ``softmax(q k^T / sqrt(d)) v``.
+
+    ``query [..., Q, d]``, ``keys [..., S, d]``, ``values [..., S, d_v]`` -> ``[..., Q, d_v]``.
+    Row ``i`` of the result is a weighted mean of the ``values`` rows, with weights (summing to 1 over
+    the ``S`` set elements) growing with the dot product of query ``i`` and each key. The result
+    does not depend on the order of the set's rows.
+    """
+    if query.shape[-1] != keys.shape[-1] or keys.shape[-2] != values.shape[-2]:
+        raise ValueError(f"query [..., Q, d], keys [..., S, d] and values [..., S, d_v] do not match: "
+                         f"{tuple(query.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}")
+    weights = torch.softmax(query @ keys.transpose(-1, -2) / math.sqrt(query.shape[-1]), dim=-1)
+    return weights @ values
+
+
+class SupportAttention(nn.Module):
+    """Multi-head attention of all tokens ``[N, d]`` over the first ``S`` (support) tokens."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim={dim} must be divisible by heads={heads}")
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, tokens: Tensor, support: int) -> Tensor:
+        n, d = tokens.shape
+        h = self.heads
+        q = self.q(tokens).view(n, h, d // h).transpose(0, 1)                           # [h, N, d/h]
+        k, v = self.kv(tokens[:support]).view(support, 2, h, d // h).permute(1, 2, 0, 3)  # [h, S, d/h] each
+        return self.out(attend(q, k, v).transpose(0, 1).reshape(n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))`` over the support, then ``x + mlp(norm(x))``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 2) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SupportAttention(dim, heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, tokens: Tensor, support: int) -> Tensor:
+        tokens = tokens + self.attn(self.norm1(tokens), support)
+        return tokens + self.mlp(self.norm2(tokens))
+
+
+# ----------------------------------------------------------------------------- encoders
+
+class MLPEncoder(nn.Module):
+    """``x [N, in_dim]`` -> ``[N, hidden]``: two linear layers with ReLU (for sinusoid inputs)."""
+
+    def __init__(self, in_dim: int = 1, hidden: int = 64) -> None:
+        super().__init__()
+        _int_at_least("in_dim", in_dim, 1)
+        _int_at_least("hidden", hidden, 1)
+        self.feature_dim = hidden
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+
+    def forward(self, x: Tensor, stats_rows: int | None = None) -> Tensor:
+        return self.net(x)
+
+
+class ConvEncoder(nn.Module):
+    """``depth`` conv blocks of ``mllib.models`` (conv 3x3, batch norm, ReLU, max-pool 2x2), flattened.
+
+    ``x [N, 1, 28, 28]`` -> ``[N, filters]`` for the default 4 blocks; batch norm statistics come
+    from the first ``stats_rows`` rows (the support set) when given.
+    """
+
+    def __init__(self, in_channels: int = 1, filters: int = 64, depth: int = 4, image_size: int = 28) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("filters", filters), ("depth", depth)):
+            _int_at_least(name, value, 1)
+        side = image_size
+        for _ in range(depth):
+            side //= 2
+        if side < 1:
+            raise ValueError(f"depth={depth} halves image_size={image_size} to nothing")
+        self.feature_dim = filters * side * side
+        self.blocks = nn.ModuleList([ConvBlock(in_channels if i == 0 else filters, filters) for i in range(depth)])
+
+    def forward(self, x: Tensor, stats_rows: int | None = None) -> Tensor:
+        for block in self.blocks:
+            x = block(x, stats_rows)
+        return x.flatten(1)
+
+
+# ----------------------------------------------------------------------------- the learner
+
+class InContextLearner(nn.Module):
+    """A set transformer that predicts query labels from (input, label) support pairs in one pass.
+
+    * ``encoder``: a module ``(x [N, ...], stats_rows=None) -> [N, encoder.feature_dim]``.
+    * ``ways``: the number of classes (labels are long, ``0..ways-1``), or ``None`` for regression
+      (labels are float ``[S, 1]``, one output per query).
+    * ``dim``, ``depth``, ``heads``: token width, number of blocks, attention heads.
+    """
+
+    def __init__(self, encoder: nn.Module, ways: int | None = None, dim: int = 64, depth: int = 2,
+                 heads: int = 4, mlp_ratio: int = 2) -> None:
+        super().__init__()
+        if ways is not None:
+            _int_at_least("ways", ways, 2)
+        for name, value in (("dim", dim), ("depth", depth), ("heads", heads), ("mlp_ratio", mlp_ratio)):
+            _int_at_least(name, value, 1)
+        feature_dim = getattr(encoder, "feature_dim", None)
+        if not isinstance(feature_dim, int):
+            raise ValueError("encoder must have an integer attribute feature_dim (its output width)")
+        self.ways = ways
+        self.encoder = encoder
+        self.embed_x = nn.Linear(feature_dim, dim)
+        self.embed_y = nn.Linear(ways if ways is not None else 1, dim)
+        self.unknown = nn.Parameter(torch.zeros(dim))
+        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.readout = nn.Linear(dim, ways if ways is not None else 1)
+
+    @property
+    def classification(self) -> bool:
+        return self.ways is not None
+
+    def label_vectors(self, support_y: Tensor) -> Tensor:
+        """``[S, ways]`` one-hot rows (classification) or ``[S, 1]`` values (regression)."""
+        if self.classification:
+            return (support_y[:, None] == torch.arange(self.ways, device=support_y.device)).to(self.unknown.dtype)
+        return support_y.to(self.unknown.dtype)
+
+    def check_inputs(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> None:
+        """``ValueError`` naming the argument for inconsistent shapes or labels (one task)."""
+        if support_x.dim() < 2 or query_x.dim() != support_x.dim() or query_x.shape[1:] != support_x.shape[1:]:
+            raise ValueError(f"support_x [S, ...] and query_x [Q, ...] must have the same example shape, got "
+                             f"{tuple(support_x.shape)} and {tuple(query_x.shape)}")
+        if support_x.shape[0] < 1 or query_x.shape[0] < 1:
+            raise ValueError("support_x and query_x need at least one example each")
+        if self.classification:
+            if support_y.shape != support_x.shape[:1] or torch.is_floating_point(support_y):
+                raise ValueError(f"support_y must be integer class labels [S={support_x.shape[0]}] for a "
+                                 f"{self.ways}-way classifier, got {support_y.dtype} {tuple(support_y.shape)}")
+            if not _batched(support_y) and (int(support_y.min()) < 0 or int(support_y.max()) >= self.ways):
+                raise ValueError(f"support_y labels must be in 0..{self.ways - 1}, got "
+                                 f"{int(support_y.min())}..{int(support_y.max())}")
+        elif support_y.shape != (support_x.shape[0], 1) or not torch.is_floating_point(support_y):
+            raise ValueError(f"support_y must be float values [S={support_x.shape[0]}, 1] for regression, "
+                             f"got {support_y.dtype} {tuple(support_y.shape)}")
+
+    def forward(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        """Query outputs ``[Q, ways]`` (logits) or ``[Q, 1]`` (regression) for one task."""
+        self.check_inputs(support_x, support_y, query_x)
+        s = support_x.shape[0]
+        features = self.encoder(torch.cat([support_x, query_x]), stats_rows=s)          # [S + Q, F]
+        tokens = self.embed_x(features)
+        labels = torch.cat([self.embed_y(self.label_vectors(support_y)),
+                            self.unknown.expand(query_x.shape[0], -1)])
+        tokens = tokens + labels                                                         # [S + Q, dim]
+        for block in self.blocks:
+            tokens = block(tokens, s)
+        return self.readout(self.norm(tokens[s:]))
+
+
+def sine_incontext(dim: int = 64, depth: int = 2, heads: int = 4, hidden: int = 64) -> InContextLearner:
+    """An in-context regressor for 1-D inputs (sinusoid tasks): MLP encoder, float labels ``[S, 1]``."""
+    return InContextLearner(MLPEncoder(1, hidden), ways=None, dim=dim, depth=depth, heads=heads)
+
+
+def omniglot_incontext(ways: int = 5, filters: int = 64, dim: int = 64, depth: int = 2,
+                       heads: int = 4) -> InContextLearner:
+    """An in-context ``ways``-way classifier of ``[N, 1, 28, 28]`` images: 4 conv blocks, then the transformer."""
+    return InContextLearner(ConvEncoder(1, filters), ways=ways, dim=dim, depth=depth, heads=heads)
+
+
+# ----------------------------------------------------------------------------- functional API
+
+def _params(model: nn.Module, params: Mapping[str, Tensor] | None) -> Params:
+    return dict(model.named_parameters()) if params is None else dict(params)
+
+
+def task_loss_fn(model: InContextLearner):
+    """``fn(params, support_x, support_y, query_x, query_y) -> (loss, metric)`` for one task.
+
+    ``params``: a dict of the model's parameters (``functional_call``); long labels give
+    ``(cross-entropy, accuracy)``, float labels ``(MSE, MSE)``, as ``mllib.algorithms.loss_and_metric``.
+    Works inside ``torch.func.vmap`` over tasks.
+    """
+    def fn(params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor, query_x: Tensor,
+           query_y: Tensor) -> tuple[Tensor, Tensor]:
+        outputs = functional_call(model, dict(params), (support_x, support_y, query_x))
+        return loss_and_metric(outputs, query_y)
+    return fn
+
+
+def _check_batch(model: InContextLearner, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> None:
+    if support_x.dim() < 3 or support_y.shape[:1] != support_x.shape[:1] or query_x.shape[:1] != support_x.shape[:1]:
+        raise ValueError(f"support_x [T, S, ...], support_y [T, S(, 1)] and query_x [T, Q, ...] need the same "
+                         f"number of tasks T; got {tuple(support_x.shape)}, {tuple(support_y.shape)}, "
+                         f"{tuple(query_x.shape)}")
+    model.check_inputs(support_x[0], support_y[0], query_x[0])
+    if model.classification and (int(support_y.min()) < 0 or int(support_y.max()) >= model.ways):
+        raise ValueError(f"support_y labels must be in 0..{model.ways - 1}")
+
+
+def predict_tasks(model: InContextLearner, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+                  params: Mapping[str, Tensor] | None = None) -> Tensor:
+    """Outputs ``[T, Q, out]`` for ``T`` tasks (``support_x [T, S, ...]``), ``vmap`` over tasks."""
+    _check_batch(model, support_x, support_y, query_x)
+    p = _params(model, params)
+    return vmap(lambda sx, sy, qx: functional_call(model, p, (sx, sy, qx)))(support_x, support_y, query_x)
+
+
+def batch_loss(model: InContextLearner, batch: TaskBatch, params: Mapping[str, Tensor] | None = None,
+               form: str = "vmap") -> tuple[Tensor, Tensor]:
+    """``(mean loss, per-task metric [T])`` of a ``TaskBatch``; ``form`` ``"vmap"`` or ``"loop"`` (same numbers)."""
+    if form not in ("vmap", "loop"):
+        raise ValueError(f"form must be 'vmap' or 'loop', got {form!r}")
+    _check_batch(model, batch.support_x, batch.support_y, batch.query_x)
+    p, fn = _params(model, params), task_loss_fn(model)
+    tasks = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+    if form == "vmap":
+        losses, metrics = vmap(fn, in_dims=(None, 0, 0, 0, 0))(p, *tasks)
+    else:
+        outs = [fn(p, *(t[i] for t in tasks)) for i in range(batch.num_tasks)]
+        losses, metrics = torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+    return losses.mean(), metrics
+
+
+def evaluate_incontext(model: InContextLearner, batch: TaskBatch, params: Mapping[str, Tensor] | None = None,
+                       chunk: int = 50) -> Tensor:
+    """Per-task query accuracy (classification) or MSE (regression), ``[T]``; one forward pass, no graph."""
+    _int_at_least("chunk", chunk, 1)
+    p = {k: v.detach() for k, v in _params(model, params).items()}
+    with torch.no_grad():
+        return torch.cat([batch_loss(model, batch[i:i + chunk], p)[1] for i in range(0, batch.num_tasks, chunk)])
+
+
+def train_incontext(
+    model: InContextLearner,
+    tasks,
+    steps: int,
+    meta_batch: int = 16,
+    lr: float = 1e-3,
+    support_sizes: Sequence[int] | None = None,
+    form: str = "vmap",
+    seed: int = 0,
+    clip: float | None = 1.0,
+    progress: bool = True,
+) -> dict[str, list]:
+    """Train ``model`` in place with Adam (rate ``lr``) on the mean task loss; returns the history.
+
+    ``tasks``: any sampler with ``sample(n) -> TaskBatch`` (``SinusoidTasks``, ``OmniglotTasks``).
+    Each of the ``steps`` steps samples ``meta_batch`` tasks, optionally keeps only the first ``k``
+    support points with ``k`` drawn from ``support_sizes`` (seeded by ``seed``: the model then works
+    for every support size in that list), and takes one Adam step; gradients are clipped to total
+    norm ``clip`` (``None``: no clipping). ``history``: ``{"step", "loss", "metric"}`` per step and
+    ``"interrupted"`` (Ctrl-C stops after the current step, keeping what was learned).
+    """
+    _int_at_least("steps", steps, 0)
+    _int_at_least("meta_batch", meta_batch, 1)
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    if support_sizes is not None and (not support_sizes or any(
+            not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in support_sizes)):
+        raise ValueError(f"support_sizes must be None or a non-empty list of integers >= 1, got {support_sizes!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    rng = random.Random(seed)
+    history: dict[str, list] = {"step": [], "loss": [], "metric": [], "interrupted": False}
+    bar = tqdm(total=steps, desc="train in-context", disable=bool(os.environ.get("CI")) or not progress,
+               dynamic_ncols=True)
+    model.train()
+    try:
+        for step in range(1, steps + 1):
+            batch = tasks.sample(meta_batch)
+            if support_sizes is not None:
+                k = rng.choice(list(support_sizes))
+                if k > batch.support_x.shape[1]:
+                    raise ValueError(f"support size {k} exceeds the {batch.support_x.shape[1]} support points "
+                                     "the sampler gives")
+                batch = TaskBatch(batch.support_x[:, :k], batch.support_y[:, :k], batch.query_x, batch.query_y)
+            loss, metrics = batch_loss(model, batch, form=form)
+            optimizer.zero_grad()
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+            history["step"].append(step)
+            history["loss"].append(float(loss.detach()))
+            history["metric"].append(float(metrics.detach().mean()))
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+    except KeyboardInterrupt:
+        history["interrupted"] = True
+    finally:
+        bar.close()
+    return history
+
+
+__all__ = ["attend", "SupportAttention", "Block", "MLPEncoder", "ConvEncoder", "InContextLearner", "sine_incontext",
+           "omniglot_incontext", "task_loss_fn", "predict_tasks", "batch_loss", "evaluate_incontext",
+           "train_incontext"]
