@@ -113,6 +113,22 @@ def test_no_gradient_is_taken_at_test_time(trained_classifier, monkeypatch):
                        MetaConfig(inner_steps=1, inner_lr=0.01, form="loop"))
 
 
+def test_attention_readout_probabilities_are_attention_mass_on_each_class():
+    torch.manual_seed(0)
+    model = InContextLearner(MLPEncoder(8, 16), ways=4, dim=16, depth=1, heads=2)
+    batch = ClusterTasks(ways=4, shots=2, seed=3).sample(1)
+    with torch.no_grad():
+        logits = model(batch.support_x[0], batch.support_y[0], batch.query_x[0])
+        probs = logits.exp()
+        assert torch.allclose(probs.sum(-1), torch.ones(len(probs)), atol=1e-4)   # a distribution over classes
+        # a class missing from the support set gets (almost) no probability
+        keep = batch.support_y[0] != 2
+        missing = model(batch.support_x[0][keep], batch.support_y[0][keep], batch.query_x[0]).exp()
+        assert float(missing[:, 2].max()) < 1e-5 and float(probs[:, 2].min()) > 1e-3
+    linear = InContextLearner(MLPEncoder(8, 16), ways=4, dim=16, depth=1, heads=2, readout="linear")
+    assert linear(batch.support_x[0], batch.support_y[0], batch.query_x[0]).shape == (16, 4)
+
+
 def test_shapes_and_the_functional_api_agree():
     torch.manual_seed(0)
     model = omniglot_incontext(ways=5, filters=8, dim=32)
@@ -128,14 +144,16 @@ def test_shapes_and_the_functional_api_agree():
                                                               batch.query_y)))
     want = torch.nn.functional.cross_entropy(out[1], batch.query_y[1])
     assert torch.allclose(loss, want, atol=1e-5) and 0 <= float(acc) <= 1
-    v_loss, v_acc = batch_loss(model, batch, form="vmap")
     l_loss, l_acc = batch_loss(model, batch, form="loop")
-    assert torch.allclose(v_loss, l_loss, atol=1e-5) and torch.allclose(v_acc, l_acc)
-    grads_v = torch.autograd.grad(v_loss, list(model.parameters()))
-    grads_l = torch.autograd.grad(batch_loss(model, batch, form="loop")[0], list(model.parameters()))
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads_v, grads_l))
+    grads_l = torch.autograd.grad(l_loss, list(model.parameters()))
+    for form in ("batched", "vmap"):
+        loss, acc = batch_loss(model, batch, form=form)
+        assert torch.allclose(loss, l_loss, atol=1e-5) and torch.allclose(acc, l_acc), form
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, grads_l)), form
     sine = sine_incontext(dim=32)
     sb = SinusoidTasks(shots=6, query=9, seed=0).sample(4)
+    assert torch.allclose(batch_loss(sine, sb)[1], batch_loss(sine, sb, form="loop")[1], atol=1e-5)
     assert predict_tasks(sine, sb.support_x, sb.support_y, sb.query_x).shape == (4, 9, 1)
     assert evaluate_incontext(sine, sb).shape == (4,)
 
@@ -170,6 +188,10 @@ def test_bad_input_is_named():
         sine_incontext(dim=30, heads=4)
     with pytest.raises(ValueError, match="ways"):
         InContextLearner(MLPEncoder(), ways=1)
+    with pytest.raises(ValueError, match="readout"):
+        InContextLearner(MLPEncoder(), ways=None, readout="attention")
+    with pytest.raises(ValueError, match="readout"):
+        InContextLearner(MLPEncoder(), ways=3, readout="mean")
     with pytest.raises(ValueError, match="feature_dim"):
         InContextLearner(torch.nn.Linear(1, 4))
     with pytest.raises(ValueError, match="form"):

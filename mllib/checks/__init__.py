@@ -12,7 +12,8 @@ Layout:
 * ``nbNN_<notebook>``: the checks of one notebook (``notebooks/NN_<notebook>.ipynb``), each a
   reference implementation ``_<exercise>_reference``, a seeded case factory and one
   ``run_check`` call: ``nb01_learning_bias``, ``nb02_task_sampling``, ``nb03_inner_loop``,
-  ``nb04_outer_loop``, ``nb05_maml_omniglot``, ``nb06_learning_the_learning_algorithm``.
+  ``nb04_outer_loop``, ``nb05_maml_omniglot``, ``nb06_learning_the_learning_algorithm``,
+  ``nb07_learning_the_update_rule``.
 * ``sine_inputs``: the seeded ``SineMLP`` and sinusoid inputs shared by notebooks 03 and 04.
 
 A new exercise's check goes into its notebook's module (a new notebook gets a new module);
@@ -36,6 +37,9 @@ from .nb05_maml_omniglot import _ci95_reference, _prototypes_reference, check_co
 from .nb06_learning_the_learning_algorithm import (
     _anil_step_reference, _metasgd_step_reference, check_anil_step, check_metasgd_step,
 )
+from .nb07_learning_the_update_rule import (
+    _learned_update_reference, _support_attention_reference, check_learned_update, check_support_attention,
+)
 
 # The reference implementations (``_<exercise>_reference``) are re-exported too, though not in
 # __all__: tests compare against them and a notebook cell may import one by this path.
@@ -44,5 +48,5 @@ __all__ = [
     "strict_mode", "check_confidence_interval", "check_label_remap", "STRICT_ENV", "RECORD_ENV",
     "check_support_query_split", "check_polynomial_fit", "check_sgd_step", "check_adaptation_curve",
     "check_task_meta_gradient", "check_reptile_update", "check_prototypes", "check_metasgd_step",
-    "check_anil_step",
+    "check_anil_step", "check_learned_update", "check_support_attention",
 ]
