@@ -8,8 +8,8 @@ no gradient step at test time; everything a task teaches is carried by activatio
 
 ``InContextLearner`` is a small set-style transformer:
 
-1. every input goes through an ``encoder`` (for Omniglot the 4 conv blocks of the course's learner,
-   with per-image normalisation; for sinusoids a small MLP): ``e(x) [N, feature_dim]``;
+1. every input goes through an ``encoder`` (for Omniglot the 4 conv blocks of the course's learner;
+   for sinusoids a small MLP): ``e(x) [N, feature_dim]``;
 2. tokens: support ``s_j = W_x e(x_j) + W_y y_j`` (``y_j`` one-hot for classification, the value
    for regression); query ``q_i = W_x e(x_i) + u`` with a learned "label unknown" vector ``u``;
 3. ``depth`` pre-norm transformer blocks. In each, every token (support and query) attends to the
@@ -28,11 +28,10 @@ no gradient step at test time; everything a task teaches is carried by activatio
    permutes with the label names, and nothing is adapted by gradient at test time.
    ``readout="linear"`` (``ways`` logits from a linear layer) is the fully black-box variant.
 
-The conv encoder normalises each image on its own (``GroupNorm`` with one group: a layer norm over
-channels and pixels) instead of the learner's batch norm: no statistics are shared between images,
-so a query never influences another prediction (nothing transductive), and all the images of a
-meta-batch of tasks go through the encoder in one call. (The course's ``ConvBlock`` would need
-per-task support statistics: measured 1.7x slower per image on a CPU, and one call per task.)
+The conv encoder is the course learner's four conv blocks with batch norm in ``support`` mode
+(``mllib.models``): each task is normalised with the statistics of its support images only, so a
+query never influences another prediction (nothing transductive). It is written for ``T`` tasks at
+once (``SupportConvBlock``): all the images of a meta-batch go through each convolution in one call.
 
 API (shapes for one task; ``T`` tasks in the batched forms):
 
@@ -122,13 +121,22 @@ class SupportAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm(x))`` over the support, then ``x + mlp(norm(x))``."""
+    """Pre-norm transformer block: ``x + attn(norm(x))`` over the support, then ``x + mlp(norm(x))``.
+
+    The last layer of both branches starts at zero, so a new block is the identity and a new model
+    starts as its readout over the embeddings; measured on Omniglot 5-way 1-shot, this made the
+    two-block model learn as fast in its first 150 steps as a model without blocks (74% against 50%
+    validation accuracy at step 150 with random-initialised branches).
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: int = 2) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = SupportAttention(dim, heads)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        for layer in (self.attn.out, self.mlp[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, tokens: Tensor, support: int) -> Tensor:
         tokens = tokens + self.attn(self.norm1(tokens), support)
@@ -154,7 +162,8 @@ class LabelAttention(nn.Module):
 # ----------------------------------------------------------------------------- encoders
 
 class MLPEncoder(nn.Module):
-    """``x [N, in_dim]`` -> ``[N, hidden]``: two linear layers with ReLU (for sinusoid inputs)."""
+    """``x [..., in_dim]`` -> ``[..., hidden]``: two linear layers with ReLU (for sinusoid inputs); each
+    example on its own (``support`` is accepted and ignored)."""
 
     def __init__(self, in_dim: int = 1, hidden: int = 64) -> None:
         super().__init__()
@@ -163,28 +172,50 @@ class MLPEncoder(nn.Module):
         self.feature_dim = hidden
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, support: int | None = None) -> Tensor:
         return self.net(x)
 
 
-class ImageNormBlock(nn.Module):
-    """The learner's conv block with per-image normalisation: conv 3x3 (padding 1, no bias),
-    ``GroupNorm(1, C)`` (each image normalised over its channels and pixels), ReLU, max-pool 2x2."""
+class SupportBatchNorm(nn.Module):
+    """Batch norm per task with the statistics of its support images only (``mllib.models``' ``support``
+    mode, for many tasks at once): ``x [T, N, C, H, W]``, the first ``support`` rows of each task
+    give the per-channel mean and (biased) variance; learnable ``weight`` and ``bias`` ``[C]``."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor, support: int) -> Tensor:
+        ref = x[:, :support]
+        mean = ref.mean((3, 4), keepdim=True).mean(1, keepdim=True)                        # [T, 1, C, 1, 1]
+        var = (ref - mean).square().mean((3, 4), keepdim=True).mean(1, keepdim=True)
+        return (x - mean) * (self.weight[:, None, None] * torch.rsqrt(var + self.eps)) + self.bias[:, None, None]
+
+
+class SupportConvBlock(nn.Module):
+    """The course learner's conv block (``mllib.models.ConvBlock``) for ``T`` tasks at once: conv 3x3
+    (padding 1, no bias), batch norm with each task's support statistics, max-pool 2x2, ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.norm = nn.GroupNorm(1, out_channels)
+        self.norm = SupportBatchNorm(out_channels)
         nn.init.xavier_uniform_(self.conv.weight)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, C_in, H, W]`` -> ``[N, C_out, H // 2, W // 2]`` (max-pool then ReLU: the same function)."""
-        return torch.relu(F.max_pool2d(self.norm(self.conv(x)), 2))
+    def forward(self, x: Tensor, support: int) -> Tensor:
+        """``[T, N, C_in, H, W]`` -> ``[T, N, C_out, H // 2, W // 2]``."""
+        t, n = x.shape[:2]
+        y = self.conv(x.flatten(0, 1))
+        y = self.norm(y.view(t, n, *y.shape[1:]), support)
+        return torch.relu(F.max_pool2d(y.flatten(0, 1), 2)).view(t, n, y.shape[2], y.shape[3] // 2, y.shape[4] // 2)
 
 
 class ConvEncoder(nn.Module):
-    """``depth`` conv blocks (``ImageNormBlock``), flattened: ``x [N, 1, 28, 28]`` -> ``[N, filters]``
-    for the default 4 blocks (28 -> 14 -> 7 -> 3 -> 1). Every image is embedded on its own."""
+    """``depth`` conv blocks (``SupportConvBlock``), flattened: ``x [T, N, 1, 28, 28]`` ->
+    ``[T, N, filters]`` for the default 4 blocks (28 -> 14 -> 7 -> 3 -> 1). Batch norm uses the
+    statistics of the first ``support`` images of each task: a query never changes another's embedding."""
 
     def __init__(self, in_channels: int = 1, filters: int = 64, depth: int = 4, image_size: int = 28) -> None:
         super().__init__()
@@ -196,13 +227,13 @@ class ConvEncoder(nn.Module):
         if side < 1:
             raise ValueError(f"depth={depth} halves image_size={image_size} to nothing")
         self.feature_dim = filters * side * side
-        self.blocks = nn.ModuleList([ImageNormBlock(in_channels if i == 0 else filters, filters)
+        self.blocks = nn.ModuleList([SupportConvBlock(in_channels if i == 0 else filters, filters)
                                      for i in range(depth)])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, support: int) -> Tensor:
         for block in self.blocks:
-            x = block(x)
-        return x.flatten(1)
+            x = block(x, support)
+        return x.flatten(2)
 
 
 # ----------------------------------------------------------------------------- the learner
@@ -210,8 +241,9 @@ class ConvEncoder(nn.Module):
 class InContextLearner(nn.Module):
     """A set transformer that predicts query labels from (input, label) support pairs in one pass.
 
-    * ``encoder``: a module ``x [N, ...] -> [N, encoder.feature_dim]`` that embeds each example on
-      its own (the set-invariance and query-independence of the model rely on that).
+    * ``encoder``: a module ``(x [T, N, ...], support) -> [T, N, encoder.feature_dim]`` where the
+      first ``support`` of the ``N`` examples of each task are its support set; a query's embedding
+      must not depend on the other queries, nor on the order of the support set.
     * ``ways``: the number of classes (labels are long, ``0..ways-1``), or ``None`` for regression
       (labels are float ``[S, 1]``, one output per query).
     * ``dim``, ``depth``, ``heads``: token width, number of blocks, attention heads.
@@ -288,8 +320,7 @@ class InContextLearner(nn.Module):
             self.check_inputs(support_x, support_y, query_x)
             support_x, support_y, query_x = support_x[None], support_y[None], query_x[None]
         t, s, q = support_x.shape[0], support_x.shape[1], query_x.shape[1]
-        images = torch.cat([support_x, query_x], 1)                                       # [T, S + Q, ...]
-        features = self.encoder(images.reshape(t * (s + q), *images.shape[2:])).view(t, s + q, -1)
+        features = self.encoder(torch.cat([support_x, query_x], 1), s)                    # [T, S + Q, F]
         labels = torch.cat([self.embed_y(self.label_vectors(support_y)), self.unknown.expand(t, q, -1)], 1)
         tokens = self.embed_x(features) + labels                                          # [T, S + Q, dim]
         for block in self.blocks:

@@ -70,6 +70,8 @@ def test_predictions_do_not_depend_on_support_order_and_queries_are_independent(
                           torch.rand(1, 4, 1, 28, 28, generator=gen), torch.arange(4)[None])
     sx, sy, qx = batch.support_x[0], batch.support_y[0], batch.query_x[0]
     with torch.no_grad():
+        for p in model.parameters():      # new blocks are the identity (zero last layers): use random ones
+            p.add_(0.2 * torch.randn_like(p))
         out = model(sx, sy, qx)
         perm = torch.randperm(sx.shape[0])
         assert torch.allclose(model(sx[perm], sy[perm], qx), out, atol=1e-5)
@@ -200,3 +202,18 @@ def test_bad_input_is_named():
         train_incontext(sine, SinusoidTasks(seed=0), steps=1, support_sizes=[0])
     with pytest.raises(ValueError, match="lr"):
         train_incontext(sine, SinusoidTasks(seed=0), steps=1, lr=0)
+
+
+def test_support_batch_norm_is_the_course_support_mode_for_many_tasks():
+    from mllib.incontext import SupportBatchNorm
+    from mllib.models import BatchNorm
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 4, 5, 5, dtype=torch.float64)
+    ours, course = SupportBatchNorm(4).double(), BatchNorm(4).double()
+    with torch.no_grad():
+        for norm in (ours, course):
+            norm.weight.copy_(torch.arange(1.0, 5.0))
+            norm.bias.copy_(torch.arange(4.0) / 10)
+        got = ours(x, support=2)
+        for t in range(3):
+            assert torch.allclose(got[t], course(x[t], stats_rows=2))
