@@ -14,8 +14,9 @@ phase U[0, pi], 10 support points) and the same adaptation budget of ``--inner-s
     nice -n 10 python benchmarks/make_nb07_sine_models.py --out mllib/checkpoints/nb07_sine_models.pt
 
 writes the ``.pt`` file (``{"models": {name: state dict or meta-parameters}, "config", "card"}``)
-and a JSON card next to it (``.json``: the command, per-model training seconds and steps, the
-machine, git commit). Seeded: the same arguments give the same models on the same machine.
+and its card as text next to it (``.train.log``: the command, per-model training seconds and steps,
+the machine, git commit; not ``.json``, which in ``mllib/checkpoints`` means an Omniglot model card
+of ``python -m mllib publish``). Seeded: the same arguments give the same models on the same machine.
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=10)
     ap.add_argument("--maml-steps", type=int, default=4000)
     ap.add_argument("--meta-batch", type=int, default=10)
+    ap.add_argument("--maml-lr", type=float, default=1e-3, help="meta learning rate of MAML")
+    ap.add_argument("--metasgd-lr", type=float, default=3e-4, help="meta learning rate of Meta-SGD")
+    ap.add_argument("--metasgd-steps", type=int, default=2000)
     ap.add_argument("--lo-steps", type=int, default=1500)
     ap.add_argument("--lo-batch", type=int, default=16)
     ap.add_argument("--lo-lr", type=float, default=3e-3)
@@ -69,13 +73,15 @@ def main() -> None:
         print(f"{name}: {runs[name]['seconds']} s", flush=True)
         return result
 
-    for algo in ("maml", "metasgd"):
+    for algo, steps, lr in (("maml", args.maml_steps, args.maml_lr), ("metasgd", args.metasgd_steps, args.metasgd_lr)):
         if algo in wanted:
             _, params, history = timed(algo, lambda: meta_train_sinusoid(
-                algo, steps=args.maml_steps, meta_batch=args.meta_batch, shots=args.shots, inner_lr=args.inner_lr,
-                inner_steps=args.inner_steps, seed=args.seed, progress=False))
+                algo, steps=steps, meta_batch=args.meta_batch, shots=args.shots, inner_lr=args.inner_lr,
+                meta_lr=lr, inner_steps=args.inner_steps, seed=args.seed, progress=False))
+            if not all(torch.isfinite(v).all() for v in params.values()):
+                raise SystemExit(f"{algo} diverged (non-finite meta-parameters): lower its meta learning rate or steps")
             models[algo] = {k: v.detach().clone() for k, v in params.items()}
-            runs[algo] |= {"steps": args.maml_steps, "final_loss": round(sum(history["loss"][-100:]) / 100, 4)}
+            runs[algo] |= {"steps": steps, "meta_lr": lr, "final_loss": round(sum(history["loss"][-100:]) / 100, 4)}
 
     for name, start in (("lo_random", None), ("lo_maml", "maml")):
         if name in wanted:
@@ -107,7 +113,7 @@ def main() -> None:
         "torch": torch.__version__, "git_commit": git_commit(),
     }
     atomic_save({"models": models, "config": config, "card": card}, args.out)
-    args.out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    args.out.with_suffix(".train.log").write_text(json.dumps(card, indent=1) + "\n")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
 
 

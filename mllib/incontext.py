@@ -415,7 +415,7 @@ def batch_loss(model: InContextLearner, batch: TaskBatch, params: Mapping[str, T
 
 
 def evaluate_incontext(model: InContextLearner, batch: TaskBatch, params: Mapping[str, Tensor] | None = None,
-                       chunk: int = 50) -> Tensor:
+                       chunk: int = 16) -> Tensor:
     """Per-task query accuracy (classification) or MSE (regression), ``[T]``; one forward pass, no graph."""
     _int_at_least("chunk", chunk, 1)
     p = {k: v.detach() for k, v in _params(model, params).items()}
