@@ -221,3 +221,34 @@ def test_bad_inputs_are_named():
         LearnedOptimizer()(torch.zeros(5, 3), torch.zeros(5))
     with pytest.raises(ValueError, match="rates"):
         tune_rate(model, SGD, [], random_starts(model, 3), batch, 1)
+
+
+def test_one_meta_step_is_one_adam_step_on_the_unrolled_loss_and_truncation_changes_it():
+    torch.manual_seed(0)
+    model = SineMLP()
+    start = {k: v.detach() for k, v in model.named_parameters()}
+    batch = SinusoidTasks(shots=10, query=10, seed=2).sample(4)
+
+    class Fixed:
+        def sample(self, n):
+            return batch
+
+    def fresh():
+        torch.manual_seed(1)
+        opt = LearnedOptimizer(hidden=6)
+        with torch.no_grad():
+            opt.mlp[-1].weight.normal_(0, 0.1)
+        return opt
+
+    opt = fresh()
+    phi, _ = meta_train_optimizer(opt, model, start=start, steps=1, meta_batch=4, horizon=4, tasks=Fixed(),
+                                  meta_lr=1e-2, progress=False)
+    ref = fresh()
+    loss = meta_loss(model, ref, dict(ref.named_parameters()), expand_start(model, start, 4), batch, 4)
+    adam = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    loss.backward()
+    adam.step()
+    assert all(torch.allclose(phi[k], v, atol=1e-6) for k, v in ref.named_parameters())
+    truncated, _ = meta_train_optimizer(fresh(), model, start=start, steps=1, meta_batch=4, horizon=4, truncation=2,
+                                        tasks=Fixed(), meta_lr=1e-2, progress=False)
+    assert not torch.allclose(truncated["mlp.0.weight"], phi["mlp.0.weight"])
