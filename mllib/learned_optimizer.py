@@ -406,7 +406,6 @@ def meta_train_optimizer(
     history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
     bar = tqdm(total=steps, desc="meta-train optimizer", disable=bool(os.environ.get("CI")) or not progress,
                dynamic_ncols=True)
-    flat = FlatParams(model)
     rule = LearnedRule(optimizer, phi)
     try:
         for step in range(1, steps + 1):
@@ -435,7 +434,6 @@ def meta_train_optimizer(
         history["interrupted"] = True
     finally:
         bar.close()
-    del flat
     return {k: v.detach().clone() for k, v in phi.items()}, history
 
 
