@@ -179,8 +179,21 @@ def sync_readme(text: str, cfg: CourseConfig, notebooks: list[str]) -> str:
     return text[: start + len(README_START)] + "\n" + readme_block(cfg, notebooks) + "\n" + text[end:]
 
 
+CITATION_KEYS = ("repository-code", "url")
+
+
+def sync_citation(text: str, cfg: CourseConfig) -> str:
+    """``CITATION.cff`` with ``repository-code`` and ``url`` set to the repository (removed while unpublished)."""
+    lines = [line for line in text.splitlines() if not line.startswith(tuple(k + ":" for k in CITATION_KEYS))]
+    if cfg.published:
+        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("license:")), len(lines))
+        lines[at:at] = [f'{key}: "{cfg.repository}"' for key in CITATION_KEYS]
+    return "\n".join(lines) + "\n"
+
+
 def sync_course(root: str | Path = ".", cfg: CourseConfig | None = None, readme: bool = True) -> list[Path]:
-    """Regenerate badges, setup cells and GPU metadata of every notebook (and the README block).
+    """Regenerate badges, setup cells and GPU metadata of every notebook (the README block and
+    ``CITATION.cff``'s repository too).
 
     Returns the files that changed.
     """
@@ -195,6 +208,12 @@ def sync_course(root: str | Path = ".", cfg: CourseConfig | None = None, readme:
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(path)
+    citation = root / "CITATION.cff"
+    if citation.is_file():
+        text = citation.read_text(encoding="utf-8")
+        if sync_citation(text, cfg) != text:
+            citation.write_text(sync_citation(text, cfg), encoding="utf-8")
+            changed.append(citation)
     return changed
 
 
@@ -248,4 +267,9 @@ def check_course(root: str | Path = ".", cfg: CourseConfig | None = None, readme
                                 "(run `python -m mllib course sync`)")
         except ValueError as err:
             problems.append(f"README.md: {err}")
+    citation = root / "CITATION.cff"
+    if citation.is_file() and sync_citation(citation.read_text(encoding="utf-8"), cfg) != citation.read_text(
+            encoding="utf-8"):
+        problems.append("CITATION.cff: repository-code/url do not match course_config.json "
+                        "(run `python -m mllib course sync`)")
     return problems
