@@ -32,11 +32,11 @@ def worker(steps: int, warmup: int) -> None:
     import torch
 
     from mllib import distributed
-    from mllib.algorithms import init_meta_params, meta_gradient
+    from mllib.algorithms import MetaConfig, init_meta_params, meta_gradient
     from mllib.config import resolve_profile
     from mllib.data import load_omniglot
+    from mllib.models import build_conv_learner
     from mllib.tasks import OmniglotTasks
-    from mllib.train import build_model, meta_config_for
 
     env = distributed.detect()
     rank, world = (env.rank, env.world_size) if env else (0, 1)
@@ -45,10 +45,10 @@ def worker(steps: int, warmup: int) -> None:
 
         torch.distributed.init_process_group("gloo", timeout=timedelta(seconds=300))
     profile = resolve_profile("quick", 5)
-    cfg = meta_config_for("maml", profile, "batch", "loop")
+    cfg = MetaConfig.from_profile("maml", profile, "batch", "loop")
     data = load_omniglot(progress=False)
     torch.manual_seed(0)
-    model = build_model(5, profile.filters)
+    model = build_conv_learner(5, profile.filters)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in init_meta_params(model, cfg).items()}
     optimizer = torch.optim.Adam(list(params.values()), lr=profile.meta_lr)
     tasks = OmniglotTasks(data, "maml", "train", ways=5, shots=1, query=profile.query, seed=0)

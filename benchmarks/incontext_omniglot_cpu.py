@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from mllib.checkpoint import atomic_save, git_commit
+from mllib.checkpoint import atomic_save
+from mllib.provenance import git_commit
 from mllib.data import load_omniglot
 from mllib.evaluate import TEST_SEED, mean_ci95
 from mllib.incontext import evaluate_incontext, omniglot_incontext, train_incontext

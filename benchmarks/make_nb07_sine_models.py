@@ -4,7 +4,7 @@ Every model sees the course's sinusoid family (``mllib.tasks.SinusoidTasks``: am
 phase U[0, pi], 10 support points) and the same adaptation budget of ``--inner-steps`` steps:
 
 * ``maml``, ``metasgd``: starts (and Meta-SGD's per-weight rates) meta-trained with
-  ``mllib.sinusoid.meta_train_sinusoid`` with ``inner_steps = --inner-steps`` at ``--inner-lr``;
+  ``mllib.sine_experiments.meta_train_sinusoid`` with ``inner_steps = --inner-steps`` at ``--inner-lr``;
 * ``lo_random``: the learned optimizer (``mllib.learned_optimizer``) meta-trained from a fresh random
   initialisation per task, unroll horizon ``--inner-steps`` (no truncation);
 * ``lo_maml``: the same, every task starting from MAML's start;
@@ -29,11 +29,12 @@ from pathlib import Path
 
 import torch
 
-from mllib.checkpoint import atomic_save, git_commit
+from mllib.checkpoint import atomic_save
+from mllib.provenance import git_commit
 from mllib.incontext import sine_incontext, train_incontext
 from mllib.learned_optimizer import LearnedOptimizer, meta_train_optimizer
 from mllib.models import SineMLP
-from mllib.sinusoid import meta_train_sinusoid
+from mllib.sine_experiments import meta_train_sinusoid
 from mllib.tasks import SinusoidTasks
 
 

@@ -1,13 +1,14 @@
-"""The outer loop: meta-gradients of the MAML family and of prototypical networks.
+"""The outer loop (外循环): meta-gradients of the MAML family and of prototypical networks.
 
-One task's story, the same for every algorithm (``task_outcome``):
+Taught in notebook 04 (MAML, FOMAML, Reptile), 05 (MAML and prototypical networks on Omniglot)
+and 06 (Meta-SGD, ANIL). One task's story, the same for every algorithm (``query_loss_and_metric``):
 
 1. adapt the meta-parameters on the support set (``mllib.inner.adapt``);
 2. predict the query set with the adapted parameters (``predict``, batch norm per ``cfg.bn``);
 3. score the prediction: cross-entropy and accuracy (long labels) or mean squared error (float labels).
 
 ``meta_gradient`` averages the gradient of step 3 with respect to the meta-parameters over the
-tasks of a ``TaskBatch``, in one of two forms that agree (tested):
+tasks of a ``TaskBatch``, and ``meta_step`` applies it with an optimiser. Two forms agree (tested):
 
 * ``loop``: a Python loop over tasks, one backward pass per task (fastest on a CPU, least memory);
 * ``vmap``: ``torch.func.vmap`` over the task dimension, one backward pass (fastest on a GPU).
@@ -28,16 +29,18 @@ the query rows are normalised with support statistics (see ``predict``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
+from mllib.arguments import check_choice, check_int, check_positive
 from mllib.inner import adapt
-from mllib.models import head_names, params_of
+from mllib.models import call_model, head_names, params_of
 from mllib.tasks.batch import TaskBatch
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")
@@ -59,6 +62,11 @@ class MetaConfig:
       or ``"support"`` (query normalised with support statistics). See ``mllib.models``.
     * ``form``: ``"loop"``, ``"vmap"`` or ``"auto"`` (``pick_form`` of the data's device).
     * ``reptile_data``: the data Reptile's inner SGD trains on in meta-training.
+
+    Notebook 04, section 2 (one config per algorithm), notebooks 05 and 06.
+
+        >>> MetaConfig(algo="fomaml", inner_lr=0.01).first_order
+        True
     """
 
     algo: str = "maml"
@@ -71,12 +79,19 @@ class MetaConfig:
     def __post_init__(self) -> None:
         for name, allowed in (("algo", ALGORITHMS), ("bn", BN_MODES), ("form", FORMS),
                               ("reptile_data", REPTILE_DATA)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        if not isinstance(self.inner_steps, int) or isinstance(self.inner_steps, bool) or self.inner_steps < 0:
-            raise ValueError(f"inner_steps must be an integer >= 0, got {self.inner_steps!r}")
-        if not (isinstance(self.inner_lr, (int, float)) and self.inner_lr > 0):
-            raise ValueError(f"inner_lr must be a number > 0, got {self.inner_lr!r}")
+            check_choice(name, getattr(self, name), allowed)
+        check_int("inner_steps", self.inner_steps, 0)
+        check_positive("inner_lr", self.inner_lr)
+
+    @classmethod
+    def from_profile(cls, algo: str, profile, bn: str = "batch", form: str = "auto") -> "MetaConfig":
+        """The config of meta-training with a ``mllib.config.Profile`` (or its dict): its inner loop.
+
+            >>> MetaConfig.from_profile("maml", {"inner_steps": 1, "inner_lr": 0.4}, bn="support").bn
+            'support'
+        """
+        get = profile.get if isinstance(profile, Mapping) else lambda name: getattr(profile, name)
+        return cls(algo=algo, inner_steps=get("inner_steps"), inner_lr=get("inner_lr"), bn=bn, form=form)
 
     @property
     def first_order(self) -> bool:
@@ -84,14 +99,33 @@ class MetaConfig:
 
 
 def pick_form(device: torch.device | str) -> str:
-    """``"vmap"`` on CUDA (one big batched kernel per op), ``"loop"`` elsewhere (measured faster on CPU)."""
+    """``"vmap"`` on CUDA (one big batched kernel per op), ``"loop"`` elsewhere (measured faster on CPU).
+
+    The two forms compute the same meta-gradient (notebook 04, section 4: what each costs).
+
+        >>> pick_form("cpu"), pick_form("cuda")
+        ('loop', 'vmap')
+    """
     return "vmap" if torch.device(device).type == "cuda" else "loop"
+
+
+def resolve_form(form: str, device: torch.device | str) -> str:
+    """``form``, with ``"auto"`` replaced by ``pick_form(device)`` (notebook 04, section 4).
+
+        >>> resolve_form("auto", "cpu"), resolve_form("vmap", "cpu")
+        ('loop', 'vmap')
+    """
+    return pick_form(device) if check_choice("form", form, FORMS) == "auto" else form
 
 
 def init_meta_params(model: nn.Module, cfg: MetaConfig) -> Params:
     """The meta-parameters: the model's parameters, plus ``"lr.<name>"`` rates for Meta-SGD.
 
-    Meta-SGD's rates have the shape of their parameter and start at ``cfg.inner_lr``.
+    Meta-SGD's rates have the shape of their parameter and start at ``cfg.inner_lr`` (notebook 06).
+
+        >>> from mllib.models import SineMLP
+        >>> sorted(init_meta_params(SineMLP(), MetaConfig(algo="metasgd")))[:2]
+        ['body.0.bias', 'body.0.weight']
     """
     params = params_of(model)
     if cfg.algo == "metasgd":
@@ -101,36 +135,38 @@ def init_meta_params(model: nn.Module, cfg: MetaConfig) -> Params:
 
 
 def split_meta_params(meta_params: Mapping[str, Tensor]) -> tuple[Params, Params | None]:
-    """``(model params, Meta-SGD rates keyed by param name or None)``."""
+    """``(model params, Meta-SGD rates keyed by param name or None)`` (notebook 06, section 1).
+
+        >>> split_meta_params({"w": torch.ones(2), "lr.w": torch.full((2,), 0.1)})[1]
+        {'w': tensor([0.1000, 0.1000])}
+    """
     params = {k: v for k, v in meta_params.items() if not k.startswith(LR_PREFIX)}
     rates = {k[len(LR_PREFIX):]: v for k, v in meta_params.items() if k.startswith(LR_PREFIX)}
     return params, (rates or None)
 
 
-# ---------------------------------------------------------------------------- one task
+def load_into_model(model: nn.Module, meta_params: Mapping[str, Tensor]) -> nn.Module:
+    """Copy the model parameters of ``meta_params`` into ``model`` (Meta-SGD's rates stay out).
 
-class _Features(nn.Module):
-    """A view of ``model`` whose forward is ``model.features`` (parameter names prefixed ``"model."``)."""
+    The one rule for trained weights: ``mllib.train.meta_train`` and
+    ``mllib.sine_experiments.meta_train_sinusoid`` both hand back their model holding the
+    final meta-parameters, so ``model(x)`` is the meta-learned start. Returns ``model``.
+    Notebooks 01 (section 6) and 05 (section 2) use models trained this way.
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor, **kwargs) -> Tensor:
-        return self.model.features(x, **kwargs)
-
-
-def forward(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, stats_rows: int | None = None,
-            features: bool = False) -> Tensor:
-    """``model(x)`` with ``params`` (or ``model.features(x)`` if ``features``); ``[N, ...]`` -> ``[N, out]``.
-
-    ``stats_rows`` is passed to the model only when given (models without batch norm ignore it).
+        >>> from mllib.models import SineMLP
+        >>> model = SineMLP()
+        >>> zero = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+        >>> load_into_model(model, zero)(torch.ones(1, 1))
+        tensor([[0.]], grad_fn=<AddmmBackward0>)
     """
-    kwargs = {} if stats_rows is None else {"stats_rows": stats_rows}
-    if features:
-        return functional_call(_Features(model), {"model." + k: v for k, v in params.items()}, (x,), kwargs)
-    return functional_call(model, dict(params), (x,), kwargs)
+    params, _ = split_meta_params(meta_params)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name])
+    return model
 
+
+# ---------------------------------------------------------------------------- one task
 
 def predict(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, query_x: Tensor,
             bn: str = "batch", features: bool = False) -> Tensor:
@@ -138,21 +174,35 @@ def predict(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, q
 
     ``bn="batch"``: the query is forwarded alone (normalised with its own statistics).
     ``bn="support"``: ``cat([support_x, query_x])`` is forwarded with ``stats_rows=S`` and the
-    query rows are returned, so each query row is normalised with support statistics only.
+    query rows are returned, so each query row is normalised with support statistics only
+    (notebook 05, section 5).
+
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model = ConvLearner(ways=5, filters=4)
+        >>> predict(model, params_of(model), torch.rand(5, 1, 28, 28), torch.rand(10, 1, 28, 28), "support").shape
+        torch.Size([10, 5])
     """
     if bn == "support":
         n = support_x.shape[0]
-        return forward(model, params, torch.cat([support_x, query_x]), stats_rows=n, features=features)[n:]
-    return forward(model, params, query_x, features=features)
+        return call_model(model, params, torch.cat([support_x, query_x]), stats_rows=n, features=features)[n:]
+    return call_model(model, params, query_x, features=features)
 
 
 def proto_logits(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
                  query_x: Tensor, ways: int, bn: str = "batch") -> Tensor:
     """Prototypical-network logits ``[Q, ways]``: minus squared distances to class-mean embeddings.
 
-    ``support_x [S, ...]``, ``support_y [S]`` (long, ``0..ways-1``), ``query_x [Q, ...]``.
+    ``support_x [S, ...]``, ``support_y [S]`` (long, ``0..ways-1``), ``query_x [Q, ...]`` (notebook 05,
+    section 4).
+
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model = ConvLearner(ways=2, filters=4)
+        >>> support_x = torch.rand(4, 1, 28, 28)
+        >>> logits = proto_logits(model, params_of(model), support_x, torch.tensor([0, 0, 1, 1]), support_x, ways=2)
+        >>> logits.shape, bool((logits <= 0).all())                 # minus squared distances
+        (torch.Size([4, 2]), True)
     """
-    support = forward(model, params, support_x, features=True)
+    support = call_model(model, params, support_x, features=True)
     query = predict(model, params, support_x, query_x, bn, features=True)            # [Q, D]
     one_hot = (support_y[:, None] == torch.arange(ways, device=support_y.device)).to(support.dtype)
     prototypes = one_hot.T @ support / one_hot.sum(0)[:, None]                          # [ways, D]
@@ -160,52 +210,87 @@ def proto_logits(model: nn.Module, params: Mapping[str, Tensor], support_x: Tens
 
 
 def is_classification(labels: Tensor) -> bool:
-    """Long labels: classification (cross-entropy, accuracy); float labels: regression (MSE)."""
+    """Long labels: classification (cross-entropy, accuracy); float labels: regression (MSE).
+
+    The same algorithms serve sinusoids (notebooks 01-04) and Omniglot (notebook 05).
+
+        >>> is_classification(torch.tensor([0, 2])), is_classification(torch.zeros(2, 1))
+        (True, False)
+    """
     return not torch.is_floating_point(labels)
 
 
 def loss_and_metric(outputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """``(cross-entropy, accuracy)`` for long labels ``[N]``, ``(MSE, MSE)`` for float labels ``[N, 1]``."""
+    """``(cross-entropy, accuracy)`` for long labels ``[N]``, ``(MSE, MSE)`` for float labels ``[N, 1]``.
+
+    ``outputs``: logits ``[N, ways]`` or predictions ``[N, 1]``. Notebook 04, section 1 (the query loss).
+
+        >>> loss_and_metric(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))[1]
+        tensor(0.5000)
+    """
     if is_classification(labels):
         return F.cross_entropy(outputs, labels), (outputs.argmax(-1) == labels).to(outputs.dtype).mean()
     mse = F.mse_loss(outputs, labels)
     return mse, mse
 
 
-def support_loss_fn(model: nn.Module):
-    """``loss(params, (x, y))`` on one task's adaptation data, as ``adapt`` expects."""
+def support_loss_fn(model: nn.Module) -> Callable[[Params, tuple[Tensor, Tensor]], Tensor]:
+    """``loss(params, (x, y))`` on one task's adaptation data, as ``adapt`` expects (notebook 03, section 1).
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> model = SineMLP()
+        >>> support_loss_fn(model)(params_of(model), (torch.zeros(10, 1), torch.zeros(10, 1))).shape
+        torch.Size([])
+    """
     def loss(params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
         x, y = data
-        return loss_and_metric(forward(model, params, x), y)[0]
+        return loss_and_metric(call_model(model, params, x), y)[0]
     return loss
 
 
-def task_outcome(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
-                 query_x: Tensor, query_y: Tensor, cfg: MetaConfig, steps: int | None = None,
-                 evaluation: bool = False) -> tuple[Tensor, Tensor]:
+def query_loss_and_metric(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
+                          support_y: Tensor, query_x: Tensor, query_y: Tensor, cfg: MetaConfig,
+                          steps: int | None = None, evaluation: bool = False) -> tuple[Tensor, Tensor]:
     """One task: adapt on the support set, then ``(query loss, query metric)`` (scalars).
 
     Shapes are one task's: ``support_x [S, 1, 28, 28]``, ``support_y [S]``, ``query_x [Q, ...]``,
-    ``query_y [Q]`` (or ``[K, 1]`` float tensors for sinusoids). Works inside ``vmap``.
+    ``query_y [Q]`` (or ``[K, 1]`` float tensors for sinusoids). ``steps`` defaults to
+    ``cfg.inner_steps``. Works inside ``vmap``. Notebook 04, section 2.
+
+        >>> from mllib.models import SineMLP
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, cfg = SineMLP(), MetaConfig(algo="maml", inner_lr=0.01)
+        >>> (task,) = SinusoidTasks(seed=0).sample(1)      # one task: support_x, support_y, query_x, query_y
+        >>> loss, mse = query_loss_and_metric(model, params_of(model), *task, cfg)
+        >>> bool(loss == mse), loss.requires_grad       # regression: the metric is the loss
+        (True, True)
     """
     params, rates = split_meta_params(meta_params)
-    steps = cfg.inner_steps if steps is None else steps
     if cfg.algo == "protonet":
-        outputs = proto_logits(model, params, support_x, support_y, query_x, _ways(model, params), cfg.bn)
+        outputs = proto_logits(model, params, support_x, support_y, query_x, _ways(model), cfg.bn)
     else:
-        adapted = adapt(params, support_loss_fn(model), (support_x, support_y), steps,
+        adapted = adapt(params, support_loss_fn(model), (support_x, support_y),
+                        cfg.inner_steps if steps is None else steps,
                         rates if rates is not None else cfg.inner_lr, first_order=cfg.first_order,
                         names=head_names(model) if cfg.algo == "anil" else None, evaluation=evaluation)
         outputs = predict(model, adapted, support_x, query_x, cfg.bn)
     return loss_and_metric(outputs, query_y)
 
 
-def reptile_outcome(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
-                    query_x: Tensor, query_y: Tensor, cfg: MetaConfig) -> tuple[Params, Tensor, Tensor]:
+def reptile_adapt_and_score(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
+                            support_y: Tensor, query_x: Tensor, query_y: Tensor,
+                            cfg: MetaConfig) -> tuple[Params, Tensor, Tensor]:
     """One Reptile task: ``(adapted params, query loss, query metric)``, no graph kept.
 
     The inner SGD trains on ``cfg.reptile_data``; with ``"support+query"`` the query scores are
-    training scores (optimistic), reported only to follow progress.
+    training scores (optimistic), reported only to follow progress. Notebook 04, section 3.
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, (task,) = SineMLP(), SinusoidTasks(seed=0).sample(1)
+        >>> adapted, loss, mse = reptile_adapt_and_score(model, params_of(model), *task, MetaConfig(inner_lr=0.01))
+        >>> sorted(adapted) == sorted(params_of(model)), loss.requires_grad
+        (True, False)
     """
     data = (support_x, support_y)
     if cfg.reptile_data == "support+query":
@@ -216,7 +301,7 @@ def reptile_outcome(model: nn.Module, meta_params: Mapping[str, Tensor], support
     return adapted, loss, metric
 
 
-def _ways(model: nn.Module, params: Mapping[str, Tensor]) -> int:
+def _ways(model: nn.Module) -> int:
     ways = getattr(model, "ways", None)
     if ways is None:
         raise ValueError(f"protonet needs a classifier with a 'ways' attribute; {type(model).__name__} has none")
@@ -225,12 +310,7 @@ def _ways(model: nn.Module, params: Mapping[str, Tensor]) -> int:
 
 # ---------------------------------------------------------------------------- task batches
 
-def resolve_form(cfg: MetaConfig, device: torch.device | str) -> str:
-    """``cfg.form``, with ``"auto"`` replaced by ``pick_form(device)``."""
-    return pick_form(device) if cfg.form == "auto" else cfg.form
-
-
-def _check(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig) -> bool:
+def _check(meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig) -> bool:
     classification = is_classification(batch.query_y)
     if cfg.algo == "protonet" and not classification:
         raise ValueError("algo='protonet' needs classification tasks (long labels); got float labels")
@@ -248,72 +328,124 @@ def meta_gradient(model: nn.Module, meta_params: Mapping[str, Tensor], batch: Ta
                   cfg: MetaConfig) -> tuple[Params, dict[str, float]]:
     """The meta-gradient averaged over the ``T`` tasks of ``batch``, and ``{"loss", "accuracy"}``.
 
-    ``grads`` has the keys of ``meta_params``; apply it with
-    ``for k, p in meta_params.items(): p.grad = grads[k]`` then ``optimizer.step()``.
+    ``grads`` has the keys of ``meta_params``; ``meta_step`` applies it with an optimiser.
     Reptile's "gradient" is ``meta_params - mean(adapted)`` (plain SGD with rate 1 = Reptile's step).
     ``loss``/``accuracy``: mean query scores after adaptation (``accuracy`` is NaN for regression).
-    """
-    classification = _check(model, meta_params, batch, cfg)
-    form = resolve_form(cfg, batch.support_x.device)
-    tasks = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-    T = batch.num_tasks
-    if cfg.algo == "reptile":
-        if form == "loop":
-            outcomes = [reptile_outcome(model, meta_params, *(x[t] for x in tasks), cfg) for t in range(T)]
-            mean_adapted = {k: sum(o[0][k] for o in outcomes) / T for k in meta_params}
-            losses, metrics = (torch.stack([o[i] for o in outcomes]) for i in (1, 2))
-        else:
-            adapted, losses, metrics = vmap(lambda p, *task: reptile_outcome(model, p, *task, cfg),
-                                            in_dims=(None, 0, 0, 0, 0))(meta_params, *tasks)
-            mean_adapted = {k: v.mean(0) for k, v in adapted.items()}
-        grads = {k: meta_params[k].detach() - mean_adapted[k] for k in meta_params}
-        return grads, _stats(losses, metrics, classification)
+    Notebook 04, sections 1-3.
 
+        >>> from mllib.models import SineMLP
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, cfg = SineMLP(), MetaConfig(algo="maml", inner_lr=0.01)
+        >>> params = init_meta_params(model, cfg)
+        >>> grads, stats = meta_gradient(model, params, SinusoidTasks(seed=0).sample(4), cfg)
+        >>> grads.keys() == params.keys(), sorted(stats)
+        (True, ['accuracy', 'loss'])
+    """
+    classification = _check(meta_params, batch, cfg)
+    form = resolve_form(cfg.form, batch.support_x.device)
+    gradient = _reptile_gradient if cfg.algo == "reptile" else _query_loss_gradient
+    grads, losses, metrics = gradient(model, meta_params, batch, cfg, form)
+    return grads, _stats(losses.detach(), metrics.detach(), classification)
+
+
+def _reptile_gradient(model, meta_params, batch: TaskBatch, cfg: MetaConfig, form: str):
+    """Reptile's direction ``meta_params - mean(adapted)``, per-task losses and metrics ``[T]``."""
+    if form == "loop":
+        outcomes = [reptile_adapt_and_score(model, meta_params, *task, cfg) for task in batch]
+        mean_adapted = {k: sum(o[0][k] for o in outcomes) / len(batch) for k in meta_params}
+        losses, metrics = (torch.stack([o[i] for o in outcomes]) for i in (1, 2))
+    else:
+        adapted, losses, metrics = vmap(lambda p, *task: reptile_adapt_and_score(model, p, *task, cfg),
+                                        in_dims=(None, 0, 0, 0, 0))(meta_params, *batch.tensors())
+        mean_adapted = {k: v.mean(0) for k, v in adapted.items()}
+    return {k: meta_params[k].detach() - mean_adapted[k] for k in meta_params}, losses, metrics
+
+
+def _query_loss_gradient(model, meta_params, batch: TaskBatch, cfg: MetaConfig, form: str):
+    """The mean over tasks of d(query loss)/d(meta_params), per-task losses and metrics ``[T]``."""
     keys = list(meta_params)
     inputs = [meta_params[k] for k in keys]
-    if form == "loop":
+    if form == "loop":  # one backward pass per task: the graph of only one task is alive at a time
         sums = [torch.zeros_like(p) for p in inputs]
         losses, metrics = [], []
-        for t in range(T):
-            loss, metric = task_outcome(model, meta_params, *(x[t] for x in tasks), cfg)
+        for task in batch:
+            loss, metric = query_loss_and_metric(model, meta_params, *task, cfg)
             for total, g in zip(sums, torch.autograd.grad(loss, inputs, allow_unused=True)):
                 if g is not None:
                     total += g
             losses.append(loss.detach())
             metrics.append(metric.detach())
-        grads = {k: total / T for k, total in zip(keys, sums)}
-        losses, metrics = torch.stack(losses), torch.stack(metrics)
-    else:
-        losses, metrics = vmap(lambda p, *task: task_outcome(model, p, *task, cfg),
-                               in_dims=(None, 0, 0, 0, 0))(meta_params, *tasks)
-        raw = torch.autograd.grad(losses.mean(), inputs, allow_unused=True)
-        grads = {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(keys, inputs, raw)}
-    return grads, _stats(losses.detach(), metrics.detach(), classification)
+        return {k: total / len(batch) for k, total in zip(keys, sums)}, torch.stack(losses), torch.stack(metrics)
+    losses, metrics = vmap(lambda p, *task: query_loss_and_metric(model, p, *task, cfg),
+                           in_dims=(None, 0, 0, 0, 0))(meta_params, *batch.tensors())
+    raw = torch.autograd.grad(losses.mean(), inputs, allow_unused=True)
+    return {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(keys, inputs, raw)}, losses, metrics
+
+
+class MetaGradientNotFinite(FloatingPointError):
+    """``meta_step`` met a loss or meta-gradient that is not finite (nothing was applied)."""
+
+
+def meta_step(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig,
+              optimizer: torch.optim.Optimizer, grad_hook: Callable[[Params], Params] | None = None,
+              check_finite: bool = False) -> tuple[Params, dict[str, float]]:
+    """One outer-loop update: ``meta_gradient``, then ``p.grad = g`` and ``optimizer.step()``.
+
+    ``optimizer`` optimises ``meta_params.values()`` (Adam in the course). ``grad_hook(grads)``
+    may replace the gradients before they are applied (distributed training averages them
+    across processes there). ``check_finite``: raise ``MetaGradientNotFinite`` (before the hook,
+    applying nothing) when the loss or a gradient is not finite. Returns ``meta_gradient``'s
+    ``(grads, stats)``. Notebook 01, section 8, and notebook 04, section 1.
+
+        >>> from mllib.models import SineMLP
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, cfg = SineMLP(), MetaConfig(algo="maml", inner_lr=0.01)
+        >>> params = init_meta_params(model, cfg)
+        >>> before = params["head.bias"].detach().clone()
+        >>> optimizer = torch.optim.Adam(params.values(), lr=1e-3)
+        >>> grads, stats = meta_step(model, params, SinusoidTasks(seed=0).sample(4), cfg, optimizer)
+        >>> bool(params["head.bias"] != before)      # the start moved
+        True
+    """
+    grads, stats = meta_gradient(model, meta_params, batch, cfg)
+    if check_finite:
+        bad = [k for k, g in grads.items() if not torch.isfinite(g).all()]
+        if not math.isfinite(stats["loss"]) or bad:
+            raise MetaGradientNotFinite(f"loss is {stats['loss']}" if not math.isfinite(stats["loss"])
+                                        else f"meta-gradient of {bad[0]} is not finite")
+    if grad_hook is not None:
+        grads = grad_hook(grads)
+    for k, p in meta_params.items():
+        p.grad = grads[k].detach()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grads, stats
 
 
 def evaluate_tasks(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig,
-                   inner_steps: int | None = None, chunk: int = 32) -> Tensor:
+                   inner_steps: int | None = None) -> Tensor:
     """Per-task query accuracy (classification) or MSE (regression), ``[T]``, building no graph.
 
     Every algorithm adapts on the support set only (Reptile included), ``inner_steps``
     (default ``cfg.inner_steps``) steps at ``cfg.inner_lr`` (Meta-SGD: its learned rates).
-    The vmap form handles ``chunk`` tasks at a time to bound memory.
+    The vmap form adapts all ``T`` tasks at once (``mllib.evaluate.task_accuracies`` feeds it
+    chunks of tasks). Notebook 05, section 3.
+
+        >>> from mllib.models import SineMLP
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, cfg = SineMLP(), MetaConfig(inner_lr=0.01, form="loop")
+        >>> evaluate_tasks(model, init_meta_params(model, cfg), SinusoidTasks(seed=0).sample(3), cfg).shape
+        torch.Size([3])
     """
-    _check(model, meta_params, batch, cfg)
-    if inner_steps is not None and (not isinstance(inner_steps, int) or inner_steps < 0):
-        raise ValueError(f"inner_steps must be an integer >= 0 or None, got {inner_steps!r}")
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
-    form = resolve_form(cfg, batch.support_x.device)
-    tasks = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-    detached = {k: v.detach() for k, v in meta_params.items()}
+    _check(meta_params, batch, cfg)
+    if inner_steps is not None:
+        check_int("inner_steps", inner_steps, 0)
+    params = {k: v.detach() for k, v in meta_params.items()}
 
     def one(p, *task):
-        return task_outcome(model, p, *task, cfg, steps=inner_steps, evaluation=True)[1]
+        return query_loss_and_metric(model, p, *task, cfg, steps=inner_steps, evaluation=True)[1]
 
     with torch.no_grad():
-        if form == "loop":
-            return torch.stack([one(detached, *(x[t] for x in tasks)) for t in range(batch.num_tasks)])
-        batched = vmap(one, in_dims=(None, 0, 0, 0, 0))
-        return torch.cat([batched(detached, *(x[i:i + chunk] for x in tasks))
-                          for i in range(0, batch.num_tasks, chunk)])
+        if resolve_form(cfg.form, batch.support_x.device) == "loop":
+            return torch.stack([one(params, *task) for task in batch])
+        return vmap(one, in_dims=(None, 0, 0, 0, 0))(params, *batch.tensors())

@@ -25,17 +25,17 @@ the ``*_accuracies`` functions return per-task query accuracies ``[T]`` (float, 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from mllib.algorithms import BN_MODES, loss_and_metric, predict, support_loss_fn
+from mllib.arguments import check_choice, check_int, check_positive
 from mllib.inner import adapt
 from mllib.models import ConvLearner, head_names, params_of
+from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 from mllib.tasks.omniglot import OmniglotTasks, stream_seed
 
@@ -44,21 +44,6 @@ FINETUNE_MODES = ("head", "all")
 HEAD_INITS = ("zeros", "random")
 
 Params = dict[str, Tensor]
-
-
-def _int_at_least(name: str, value, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _positive(name: str, value) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-
-
-def _choice(name: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _ways_of(batch: TaskBatch) -> int:
@@ -83,9 +68,9 @@ def train_on_support(model: nn.Module, params: Mapping[str, Tensor], support_x: 
     ``mllib.inner.adapt(..., evaluation=True)``; ``"adam"`` runs ``torch.optim.Adam`` on a copy.
     ``names``: train only these parameters (the others are returned unchanged).
     """
-    _int_at_least("steps", steps, 0)
-    _positive("lr", lr)
-    _choice("optimizer", optimizer, OPTIMIZERS)
+    check_int("steps", steps, 0)
+    check_positive("lr", lr)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     loss_fn = support_loss_fn(model)
     if optimizer == "sgd":
         return adapt(params, loss_fn, (support_x, support_y), steps, lr, names=names, evaluation=True)
@@ -111,11 +96,11 @@ def scratch_accuracies(batch: TaskBatch, *, steps: int = 50, lr: float = 1e-2, o
     forked RNG (the caller's random state is untouched; the result does not depend on which
     other tasks are in ``batch``).
     """
-    _choice("bn", bn, BN_MODES)
-    _int_at_least("seed", seed, 0)
+    check_choice("bn", bn, BN_MODES)
+    check_int("seed", seed, 0)
     ways = _ways_of(batch)
     accs = []
-    for t in tqdm(range(batch.num_tasks), desc="scratch", disable=bool(os.environ.get("CI")) or not progress):
+    for t in progress_bar(range(batch.num_tasks), desc="scratch", enabled=progress):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + t)
             model = ConvLearner(ways, in_channels=batch.support_x.shape[2], filters=filters, depth=depth,
@@ -147,7 +132,7 @@ class ClassBatches:
 
     def sample(self, batch_size: int) -> tuple[Tensor, Tensor]:
         """``(x [B, 1, 28, 28] float in [0, 1], y [B] long class ids)``; classes and drawers uniform."""
-        _int_at_least("batch_size", batch_size, 1)
+        check_int("batch_size", batch_size, 1)
         g, rpc = self.generator, self.tasks.rotations_per_class
         classes = torch.randint(self.num_classes, (batch_size,), generator=g)
         drawer = torch.randint(self.drawers, (batch_size,), generator=g)
@@ -199,8 +184,8 @@ def pretrain(data_or_batches, *, steps: int = 500, batch_size: int = 64, lr: flo
     """
     for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 2), ("filters", filters, 1),
                              ("depth", depth, 1), ("seed", seed, 0)):
-        _int_at_least(name, value, low)
-    _positive("lr", lr)
+        check_int(name, value, low)
+    check_positive("lr", lr)
     batches = data_or_batches
     if not hasattr(batches, "sample") or not hasattr(batches, "num_classes"):
         batches = ClassBatches(data_or_batches, split=split, part=part, rotations=rotations, seed=seed,
@@ -213,7 +198,7 @@ def pretrain(data_or_batches, *, steps: int = 500, batch_size: int = 64, lr: flo
     params = params_of(model)
     opt = torch.optim.Adam(params.values(), lr=lr)
     result = Pretrained(model, params, batches.num_classes, filters, depth, x0.shape[1], x0.shape[-1])
-    bar = tqdm(range(steps), desc="pretrain", disable=bool(os.environ.get("CI")) or not progress)
+    bar = progress_bar(range(steps), desc="pretrain", enabled=progress)
     for step in bar:
         x, y = batches.sample(batch_size)
         opt.zero_grad(set_to_none=True)
@@ -237,8 +222,8 @@ def new_head(pretrained: Pretrained, ways: int, init: str = "zeros", seed: int =
     ``init="zeros"``: a zero head (every class starts equally likely; deterministic);
     ``"random"``: the model's default head initialisation, seeded with ``seed``.
     """
-    _int_at_least("ways", ways, 2)
-    _choice("init", init, HEAD_INITS)
+    check_int("ways", ways, 2)
+    check_choice("init", init, HEAD_INITS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ConvLearner(ways, in_channels=pretrained.in_channels, filters=pretrained.filters,
@@ -260,7 +245,7 @@ def finetune(model: ConvLearner, params: Mapping[str, Tensor], support_x: Tensor
     ``support_x [S, 1, 28, 28]``, ``support_y [S]``; returns the fine-tuned dict (detached);
     with ``mode="head"`` every body tensor is returned unchanged.
     """
-    _choice("mode", mode, FINETUNE_MODES)
+    check_choice("mode", mode, FINETUNE_MODES)
     names = head_names(model) if mode == "head" else None
     return train_on_support(model, params, support_x, support_y, steps, lr, optimizer, names=names)
 
@@ -269,11 +254,10 @@ def finetune_accuracies(pretrained: Pretrained, batch: TaskBatch, *, steps: int 
                         mode: str = "head", optimizer: str = "sgd", bn: str = "batch",
                         head_init: str = "zeros", seed: int = 0, progress: bool = True) -> Tensor:
     """Per-task query accuracy ``[T]`` after a new head and :func:`finetune` on each support set."""
-    _choice("bn", bn, BN_MODES)
+    check_choice("bn", bn, BN_MODES)
     model, start = new_head(pretrained, _ways_of(batch), head_init, seed)
     accs = []
-    for t in tqdm(range(batch.num_tasks), desc=f"fine-tune ({mode})",
-                  disable=bool(os.environ.get("CI")) or not progress):
+    for t in progress_bar(range(batch.num_tasks), desc=f"fine-tune ({mode})", enabled=progress):
         tuned = finetune(model, start, batch.support_x[t], batch.support_y[t], steps, lr, mode, optimizer)
         accs.append(_score(model, tuned, batch.support_x[t], batch.query_x[t], batch.query_y[t], bn))
     return torch.stack(accs).float().cpu()

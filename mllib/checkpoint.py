@@ -17,41 +17,39 @@ A checkpoint is a plain dict saved with ``torch.save``::
 
 Files are written atomically (a temporary file in the same folder, then ``os.replace``),
 so a crash or a Ctrl-C while saving never leaves a half-written checkpoint behind.
+
+A run folder (``mllib.train.meta_train``'s ``out``) holds::
+
+    checkpoint.pt    CHECKPOINT_NAME: latest state (resume from here)
+    best.pt          BEST_NAME: meta-parameters with the best validation accuracy so far
+    metrics.jsonl    METRICS_NAME: one JSON line per meta-step (``read_metrics``)
+    train.log        LOG_NAME: the log lines printed during training
 """
 from __future__ import annotations
 
+import json
 import os
-import subprocess
 import zipfile
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
 
 import mllib
+from mllib.provenance import git_commit  # noqa: F401  (re-exported: checkpoints record it)
 
 FORMAT = "mllib-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("meta_params", "optimizer", "step", "config", "version")
 
+CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
+METRICS_NAME = "metrics.jsonl"
+LOG_NAME = "train.log"
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: damaged, not ours, or trained with another config."""
-
-
-@lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The git commit of the mllib source tree (``None`` outside a git checkout)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit or None
 
 
 def code_version() -> dict:
@@ -164,6 +162,19 @@ def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any], igno
     out: list[str] = []
     _diff(dict(saved), dict(wanted), "", ignore, out)
     return out
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file (a folder is read as ``folder/metrics.jsonl``).
+
+    Each record: ``{"step", "loss", "accuracy", "val_accuracy" (None between validations), "seconds"}``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics file at {path} (meta_train writes it into its out folder)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _diff(a: dict, b: dict, prefix: str, ignore: set, out: list[str]) -> None:

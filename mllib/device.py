@@ -4,14 +4,20 @@
 falls back to ``auto``. ``auto`` picks CUDA, then Apple's MPS, then the CPU. Asking
 for a device that is not there is an error, never a silent fallback: a learner who
 asked for a GPU must know when they did not get one.
+
+CPU threads, set in one place: ``use_cpu_threads(device)`` (a notebook's first cell) and the
+``cpu_threads(n)`` block (small tensor work, such as sinusoid networks and task sampling).
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
 DEVICE_ENV = "MLLIB_DEVICE"
+THREADS_ENV = "MLLIB_THREADS"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -62,3 +68,33 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device.type
+
+
+def use_cpu_threads(device: torch.device, threads: int | None = None) -> int:
+    """On a CPU ``device``, use ``threads`` torch threads (default ``$MLLIB_THREADS``, else 1).
+
+    The course's networks are small: splitting their operations over threads gains little and is
+    much slower on a busy shared CPU. Other devices are left alone. Returns torch's thread count.
+    """
+    if device.type == "cpu":
+        torch.set_num_threads(threads or int(os.environ.get(THREADS_ENV, 1)))
+    return torch.get_num_threads()
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op CPU threads, restored afterwards (``None``: unchanged).
+
+    >>> with cpu_threads(1):
+    ...     torch.get_num_threads()
+    1
+    """
+    previous = torch.get_num_threads()
+    change = threads is not None and threads != previous
+    if change:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(previous)

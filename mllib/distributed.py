@@ -48,6 +48,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+import mllib.data
+from mllib.device import resolve_device
+from mllib.train import meta_train
+
 TIMEOUT_ENV = "MLLIB_DIST_TIMEOUT"
 FAULT_ENV = "MLLIB_DIST_FAULT"
 DEFAULT_TIMEOUT_S = 600.0
@@ -273,9 +277,6 @@ def train(config, *, data=None, environ: Mapping[str, str] | None = None):
     Returns the ``TrainResult`` on rank 0 (and in a single process), ``None`` on the other ranks.
     Raises ``RuntimeError`` with a clear message when another rank dies or stops answering.
     """
-    from mllib.device import resolve_device
-    from mllib.train import meta_train
-
     env = detect(environ)
     if env is None:
         return meta_train(config, data=data)
@@ -313,8 +314,6 @@ def train(config, *, data=None, environ: Mapping[str, str] | None = None):
 
 def _load_data_rank0_first(env: DistEnv):
     """Rank 0 loads (and builds the cache if needed) first; the others then read the cache."""
-    import mllib.data
-
     data = mllib.data.load_omniglot() if env.is_main else None
     dist.barrier()
     return data if env.is_main else mllib.data.load_omniglot()

@@ -1,11 +1,18 @@
-"""Evaluation: mean accuracy with a 95% confidence interval over fixed, seeded test tasks.
+"""Evaluation (评估): mean accuracy with a 95% confidence interval over fixed, seeded test tasks.
 
-The protocol of the MAML paper: adapt to each of (at least) 600 unseen test tasks from its support
-set, score the query set, report the mean and ``1.96 * sd / sqrt(n)``. The test tasks are drawn
-from a generator seeded with ``seed`` (default :data:`TEST_SEED`), in fixed chunks of
-:data:`SAMPLE_CHUNK` tasks, so every model is scored on exactly the same tasks whatever its
-``batch_size``. The result dict carries the protocol with the number: split, ways, shots,
-query, inner steps and learning rate at test, batch-norm mode, transductive or not.
+Taught in notebook 05, section 3. The protocol of the MAML paper: adapt to each of (at least)
+600 unseen test tasks from its support set, score the query set, report the mean and
+``1.96 * sd / sqrt(n)``. Three steps, one function each::
+
+    run = load_run("runs/demo/best.pt")                # model, meta-parameters, protocol
+    tasks = test_tasks(data, run.protocol, 600)        # the same 600 tasks for every model
+    accuracies = task_accuracies(run.model, run.params, run.protocol, tasks)     # [600]
+    mean, ci95 = mean_ci95(accuracies)
+
+``evaluate(source)`` does all of it and returns the number with its protocol: split, ways,
+shots, query, inner steps and learning rate at test, batch-norm mode, transductive or not.
+The test tasks are drawn from a generator seeded with ``seed`` (default :data:`TEST_SEED`), in
+fixed chunks of :data:`SAMPLE_CHUNK` tasks, so every model is scored on exactly the same tasks.
 """
 from __future__ import annotations
 
@@ -13,21 +20,34 @@ import json
 import math
 import os
 import time
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from torch import Tensor, nn
+
+from mllib.algorithms import MetaConfig, evaluate_tasks, resolve_form
+from mllib.arguments import check_choice, check_int
+from mllib.checkpoint import load_checkpoint
+from mllib.data import OmniglotData, load_omniglot
+from mllib.data.splits import PARTS
+from mllib.device import resolve_device
+from mllib.models import build_conv_learner
+from mllib.progress import progress_bar
+from mllib.tasks import OmniglotTasks, TaskBatch
 
 TEST_SEED = 600  # the seed of the test tasks: the same tasks for every model
 SAMPLE_CHUNK = 100  # test tasks are sampled this many at a time (part of the protocol)
-PART_CHOICES = ("train", "val", "test")
 
 
-def mean_ci95(values: Sequence[float] | torch.Tensor) -> tuple[float, float]:
+def mean_ci95(values: Sequence[float] | Tensor) -> tuple[float, float]:
     """``(mean, 1.96 * sd / sqrt(n))`` with the sample standard deviation (``n - 1`` denominator).
 
-    ``values``: per-task accuracies (or any scores), at least two of them.
+    ``values``: per-task accuracies (or any scores), at least two of them. Notebook 05, section 3
+    (exercise ``confidence_interval``).
+
+        >>> mean_ci95([1.0, 0.0, 1.0, 1.0])          # sd = 0.5, n = 4: 1.96 * 0.5 / 2
+        (0.75, 0.49)
     """
     x = torch.as_tensor(values, dtype=torch.float64).flatten()
     if x.numel() < 2:
@@ -37,143 +57,189 @@ def mean_ci95(values: Sequence[float] | torch.Tensor) -> tuple[float, float]:
     return float(x.mean()), float(1.96 * x.std(unbiased=True) / math.sqrt(x.numel()))
 
 
-def task_accuracies(model, meta_params: Mapping[str, torch.Tensor], batch, cfg, inner_steps: int,
-                    device: torch.device | str | None = None, batch_size: int = 50) -> torch.Tensor:
-    """Per-task query accuracy ``[T]`` (CPU, float) of ``batch`` after ``inner_steps`` of adaptation.
+@dataclass(frozen=True)
+class Protocol:
+    """How a meta-learner is tested: which tasks, and how it adapts to each (notebook 05, section 3).
 
-    Runs ``mllib.algorithms.evaluate_tasks`` on groups of ``batch_size`` tasks moved to ``device``.
+    * ``meta_config``: the algorithm, inner learning rate, batch-norm mode and form;
+    * ``ways``, ``shots``, ``query``: the task shape (``query`` images per class);
+    * ``inner_steps``: adaptation steps at test time;
+    * ``split``: the character split manifest (``"maml"``, ``"vinyals"``; ``None``: all characters).
+
+        >>> protocol = Protocol(MetaConfig(algo="maml"), ways=5, shots=1, query=15, inner_steps=10)
+        >>> protocol.with_changes(query=5, bn="support").query
+        5
     """
-    from mllib.algorithms import evaluate_tasks
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device) if device is not None else next(iter(meta_params.values())).device
-    params = {k: v.detach() for k, v in meta_params.items()}
-    out = []
-    for start in range(0, batch.num_tasks, batch_size):
-        part = batch[start : start + batch_size].to(device)
-        out.append(evaluate_tasks(model, params, part, cfg, inner_steps).detach().float().cpu())
-    return torch.cat(out)
+    meta_config: MetaConfig
+    ways: int
+    shots: int
+    query: int
+    inner_steps: int
+    split: str | None = "maml"
+
+    def with_changes(self, query: int | None = None, inner_steps: int | None = None, bn: str | None = None,
+                     form: str | None = None) -> "Protocol":
+        """This protocol with the given settings changed (``None``: unchanged)."""
+        meta = replace(self.meta_config, bn=bn or self.meta_config.bn, form=form or self.meta_config.form)
+        return replace(self, meta_config=meta, query=self.query if query is None else query,
+                       inner_steps=self.inner_steps if inner_steps is None else inner_steps)
 
 
-def evaluate(
-    source,
-    *,
-    data=None,
-    tasks: int = 600,
-    split: str = "test",
-    inner_steps: int | None = None,
-    query: int | None = None,
-    bn: str | None = None,
-    device: str | torch.device | None = "auto",
-    form: str = "auto",
-    seed: int = TEST_SEED,
-    batch_size: int = 50,
-    progress: bool = True,
-    meta_config=None,
-    ways: int | None = None,
-    shots: int | None = None,
-    split_name: str = "maml",
-) -> dict:
-    """Accuracy and 95% CI of a meta-learner on ``tasks`` fixed test tasks.
+@dataclass
+class Run:
+    """A meta-learner ready to test: its model, meta-parameters (on one device) and protocol.
 
-    ``source`` is a checkpoint path, a loaded checkpoint dict, a ``TrainResult`` (its final
-    meta-parameters) or ``(model, meta_params)``;
-    for the last, give ``meta_config`` (an ``mllib.algorithms.MetaConfig``), ``ways``, ``shots``,
-    and ``inner_steps``. ``split`` is the part of the split manifest (``"test"``, ``"val"``,
-    ``"train"``). Defaults come from the checkpoint's config: query = ``test_query``,
-    inner steps = ``inner_steps_test``, batch norm = the training mode.
+    Made by :func:`load_run` (which has an example), or by hand from a model and its parameters."""
+
+    model: nn.Module
+    params: dict[str, Tensor]
+    protocol: Protocol
+    step: int | None = None
+    checkpoint: str | None = None
+
+
+def load_run(source, device: str | torch.device | None = "auto", *, query: int | None = None,
+             inner_steps: int | None = None, bn: str | None = None, form: str | None = None) -> Run:
+    """The meta-learner of ``source`` on ``device``, with the protocol it was trained for (notebook 05).
+
+    ``source``: a checkpoint path, a loaded checkpoint dict, a ``mllib.train.TrainResult`` (its
+    final meta-parameters) or a :class:`Run`. The protocol's defaults come from the training
+    config: query = ``test_query``, inner steps = ``inner_steps_test``, batch norm = the training
+    mode; the keyword arguments change them (``None``: unchanged). A form of ``"auto"`` becomes
+    the form for ``device`` (``mllib.algorithms.pick_form``).
+
+        >>> from mllib.models import params_of
+        >>> model = build_conv_learner(ways=5, filters=4)
+        >>> protocol = Protocol(MetaConfig(), ways=5, shots=1, query=15, inner_steps=10)
+        >>> run = load_run(Run(model, params_of(model), protocol), "cpu", query=5, bn="support")
+        >>> run.protocol.query, run.protocol.meta_config.bn, run.protocol.meta_config.form    # auto -> loop
+        (5, 'support', 'loop')
+    """
+    dev = resolve_device(device)
+    run = source if isinstance(source, Run) else _run_from_checkpoint(source)
+    protocol = run.protocol.with_changes(query, inner_steps, bn, form)
+    protocol = protocol.with_changes(form=resolve_form(protocol.meta_config.form, dev))
+    params = {k: v.to(dev) for k, v in run.params.items()}  # detached once, in evaluate_tasks
+    return Run(run.model.to(dev), params, protocol, run.step, run.checkpoint)
+
+
+def _run_from_checkpoint(source) -> Run:
+    checkpoint = None
+    if isinstance(source, (str, os.PathLike)):
+        checkpoint, source = str(source), load_checkpoint(source)
+    elif hasattr(source, "meta_params") and hasattr(source, "config"):  # a TrainResult
+        source = {"config": source.config, "meta_params": source.meta_params, "step": source.step}
+    if not isinstance(source, Mapping) or "config" not in source:
+        raise ValueError("source must be a checkpoint path, a checkpoint dict, a TrainResult or a Run; "
+                         f"got {type(source).__name__}")
+    config, profile = source["config"], source["config"]["profile"]
+    protocol = Protocol(MetaConfig.from_profile(config["algo"], profile, bn=config["bn"]),
+                        ways=config["ways"], shots=config["shots"], query=profile["test_query"],
+                        inner_steps=profile["inner_steps_test"], split=config.get("split", "maml"))
+    model = build_conv_learner(config["ways"], profile["filters"], config.get("depth", 4))
+    return Run(model, dict(source["meta_params"]), protocol, source["step"], checkpoint)
+
+
+def test_tasks(data: OmniglotData, protocol: Protocol, count: int = 600, part: str = "test",
+               seed: int = TEST_SEED) -> TaskBatch:
+    """The ``count`` fixed tasks of ``protocol`` from ``part`` of its split: the same for every model.
+
+    Drawn from ``OmniglotTasks(..., seed=seed)`` :data:`SAMPLE_CHUNK` tasks at a time (the
+    chunks are part of the protocol). Notebook 05, section 1. Shapes: ``support_x [count, ways*shots, 1, 28, 28]``,
+    ``query_x [count, ways*query, 1, 28, 28]``.
+
+        >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
+        >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
+        >>> protocol = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> tuple(test_tasks(data, protocol, count=4).query_x.shape)
+        (4, 10, 1, 28, 28)
+    """
+    check_choice("part", part, PARTS)
+    check_int("count", count, 1)
+    sampler = OmniglotTasks(data, split=protocol.split, part=part, ways=protocol.ways, shots=protocol.shots,
+                            query=protocol.query, seed=seed)
+    return TaskBatch.cat([sampler.sample(min(SAMPLE_CHUNK, count - start)) for start in range(0, count, SAMPLE_CHUNK)])
+
+
+test_tasks.__test__ = False  # a library function whose name starts with "test": not a pytest test
+
+
+def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Protocol, tasks: TaskBatch,
+                    batch_size: int = 50, progress: bool = False) -> Tensor:
+    """Per-task query accuracy ``[T]`` (CPU, float) of ``tasks`` after ``protocol.inner_steps`` of adaptation.
+
+    The tasks go to the parameters' device ``batch_size`` at a time (the one chunking loop of
+    evaluation) and are scored by ``mllib.algorithms.evaluate_tasks``. Notebook 05, section 3.
+
+        >>> from mllib.models import params_of
+        >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
+        >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
+        >>> protocol = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> model = build_conv_learner(ways=5, filters=4)
+        >>> task_accuracies(model, params_of(model), protocol, test_tasks(data, protocol, count=4)).shape
+        torch.Size([4])
+    """
+    check_int("batch_size", batch_size, 1)
+    device = next(iter(params.values())).device
+    accuracies = []
+    with progress_bar(total=len(tasks), desc="eval", enabled=progress) as bar:
+        for start in range(0, len(tasks), batch_size):
+            chunk = tasks[start:start + batch_size].to(device)
+            scores = evaluate_tasks(model, params, chunk, protocol.meta_config, protocol.inner_steps)
+            accuracies.append(scores.float().cpu())
+            bar.update(len(chunk))
+    return torch.cat(accuracies)
+
+
+def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, split: str = "test",
+             seed: int = TEST_SEED, device: str | torch.device | None = "auto", batch_size: int = 50,
+             progress: bool = True, **protocol_changes) -> dict:
+    """Accuracy and 95% CI of a meta-learner on ``tasks`` fixed tasks of ``split`` (``"test"``, ``"val"``,
+    ``"train"``: the part of the split manifest).
+
+    ``source``: whatever :func:`load_run` takes; ``protocol_changes``: its ``query``,
+    ``inner_steps``, ``bn`` and ``form``. ``data`` defaults to ``mllib.data.load_omniglot()``.
 
     Returns ``{"accuracy", "ci95", "algo", "ways", "shots", "query", "tasks", "inner_steps",
     "inner_lr", "inner_lr_learned", "bn", "transductive", "split", "split_name", "seed", "seconds",
-    "device", "form", "step", "checkpoint"}`` (accuracy and ci95 as fractions in 0..1).
+    "device", "form", "step", "checkpoint"}`` (accuracy and ci95 as fractions in 0..1). Notebook 05, section 3.
+
+        >>> from mllib.models import params_of
+        >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
+        >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
+        >>> model = build_conv_learner(ways=5, filters=4)
+        >>> protocol = Protocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> result = evaluate(Run(model, params_of(model), protocol), data=data, tasks=4, device="cpu", progress=False)
+        >>> result["tasks"], result["query"], result["transductive"], 0 <= result["accuracy"] <= 1
+        (4, 2, True, True)
     """
-    from mllib.algorithms import MetaConfig, pick_form
-    from mllib.checkpoint import load_checkpoint
-    from mllib.device import resolve_device
-    from mllib.tasks import OmniglotTasks
-
-    if split not in PART_CHOICES:
-        raise ValueError(f"split must be one of {', '.join(PART_CHOICES)}, got {split!r}")
-    if not isinstance(tasks, int) or tasks < 2:
-        raise ValueError(f"tasks must be an integer >= 2 (the protocol uses >= 600), got {tasks!r}")
+    check_choice("split", split, PARTS)
+    check_int("tasks", tasks, 2)
     dev = resolve_device(device)
-    checkpoint_path, step = None, None
-    if isinstance(source, (str, os.PathLike)):
-        checkpoint_path = str(source)
-        source = load_checkpoint(source)
-    if hasattr(source, "meta_params") and hasattr(source, "config"):  # a TrainResult
-        source = {"config": source.config, "meta_params": source.meta_params, "step": source.step}
-    if isinstance(source, dict):
-        from mllib.train import build_model
-
-        config, profile = source["config"], source["config"]["profile"]
-        algo, ways, shots, step = config["algo"], config["ways"], config["shots"], source["step"]
-        split_name = config.get("split", split_name)
-        query = profile["test_query"] if query is None else query
-        inner_steps = profile["inner_steps_test"] if inner_steps is None else inner_steps
-        bn = bn or config["bn"]
-        model = build_model(ways, profile["filters"], config.get("depth", 4)).to(dev)
-        meta_params = {k: v.to(dev) for k, v in source["meta_params"].items()}
-        cfg_form = pick_form(dev) if form == "auto" else form
-        cfg = MetaConfig(algo=algo, inner_steps=profile["inner_steps"], inner_lr=profile["inner_lr"],
-                         bn=bn, form=cfg_form)
-    else:
-        try:
-            model, meta_params = source
-        except (TypeError, ValueError):
-            raise ValueError("source must be a checkpoint path, a checkpoint dict or (model, meta_params)") from None
-        if meta_config is None or ways is None or shots is None:
-            raise ValueError("with (model, meta_params), give meta_config, ways and shots")
-        model = model.to(dev)
-        meta_params = {k: v.detach().to(dev) for k, v in meta_params.items()}
-        cfg_form = pick_form(dev) if form == "auto" else form
-        bn = bn or meta_config.bn
-        cfg = MetaConfig(algo=meta_config.algo, inner_steps=meta_config.inner_steps,
-                         inner_lr=meta_config.inner_lr, bn=bn, form=cfg_form,
-                         reptile_data=getattr(meta_config, "reptile_data", "support+query"))
-        algo = cfg.algo
-        query = 15 if query is None else query
-        inner_steps = cfg.inner_steps if inner_steps is None else inner_steps
-
-    sampler = OmniglotTasks(data if data is not None else _load_data(), split=split_name, part=split,
-                            ways=ways, shots=shots, query=query, seed=seed)
-    t0 = time.perf_counter()
-    accs = []
-    with tqdm(total=tasks, desc=f"eval {split}", disable=bool(os.environ.get("CI")) or not progress,
-              dynamic_ncols=True) as bar:
-        for start in range(0, tasks, SAMPLE_CHUNK):
-            batch = sampler.sample(min(SAMPLE_CHUNK, tasks - start))
-            accs.append(task_accuracies(model, meta_params, batch, cfg, inner_steps, dev, batch_size))
-            bar.update(batch.num_tasks)
-    acc = torch.cat(accs)
-    mean, ci = mean_ci95(acc)
+    run = load_run(source, dev, **protocol_changes)
+    start = time.perf_counter()
+    batch = test_tasks(data if data is not None else load_omniglot(), run.protocol, tasks, split, seed)
+    accuracy, ci95 = mean_ci95(task_accuracies(run.model, run.params, run.protocol, batch, batch_size, progress))
+    protocol, meta = run.protocol, run.protocol.meta_config
     return {
-        "accuracy": mean,
-        "ci95": ci,
-        "algo": algo,
-        "ways": ways,
-        "shots": shots,
-        "query": query,
-        "tasks": tasks,
-        "inner_steps": inner_steps,
-        "inner_lr": float(cfg.inner_lr),
-        "inner_lr_learned": algo == "metasgd",
-        "bn": bn,
-        "transductive": bn == "batch",
-        "split": split,
-        "split_name": split_name,
-        "seed": seed,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "device": str(dev),
-        "form": cfg_form,
-        "step": step,
-        "checkpoint": checkpoint_path,
+        "accuracy": accuracy, "ci95": ci95, "algo": meta.algo, "ways": protocol.ways, "shots": protocol.shots,
+        "query": protocol.query, "tasks": tasks, "inner_steps": protocol.inner_steps,
+        "inner_lr": float(meta.inner_lr), "inner_lr_learned": meta.algo == "metasgd", "bn": meta.bn,
+        "transductive": meta.bn == "batch", "split": split, "split_name": protocol.split, "seed": seed,
+        "seconds": round(time.perf_counter() - start, 3), "device": str(dev),
+        "form": meta.form, "step": run.step, "checkpoint": run.checkpoint,
     }
 
 
 def format_result(result: Mapping[str, Any]) -> str:
-    """One line, e.g. ``maml 5-way 1-shot: 97.10% +- 0.52% (95% CI, 600 test tasks, ...)``."""
+    """One line, e.g. ``maml 5-way 1-shot: 97.10% +- 0.52% (95% CI, 600 test tasks, ...)`` (notebook 05).
+
+        >>> result = dict(algo="maml", ways=5, shots=1, accuracy=0.9259, ci95=0.0056, tasks=600, split="test",
+        ...               query=5, inner_steps=3, inner_lr=0.4, bn="batch", transductive=True, device="cpu", seconds=9)
+        >>> format_result(result)[:55]
+        'maml 5-way 1-shot: 92.59% +- 0.56% (95% CI, 600 test ta'
+    """
     return (
         f"{result['algo']} {result['ways']}-way {result['shots']}-shot: "
         f"{100 * result['accuracy']:.2f}% +- {100 * result['ci95']:.2f}% "
@@ -183,58 +249,6 @@ def format_result(result: Mapping[str, Any]) -> str:
         f"bn={result['bn']} ({'transductive' if result['transductive'] else 'not transductive'}), "
         f"{result['device']}, {result['seconds']:.0f} s)"
     )
-
-
-def plot_learning_curve(metrics, path: str | os.PathLike, title: str | None = None, smooth: int = 25) -> Path:
-    """Write a PNG learning curve: training loss and accuracy (smoothed over ``smooth`` steps) and
-    validation accuracy against the meta-step. ``metrics``: records or a ``metrics.jsonl`` path/folder."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, works headless and in notebooks
-
-    from mllib.train import read_metrics
-
-    records = metrics if isinstance(metrics, list) else read_metrics(metrics)
-    if not records:
-        raise ValueError("metrics has no records: nothing to plot")
-    steps = [r["step"] for r in records]
-
-    def smoothed(key):
-        vals = [r[key] for r in records]
-        out, total = [], 0.0
-        for i, v in enumerate(vals):
-            total += v
-            if i >= smooth:
-                total -= vals[i - smooth]
-            out.append(total / min(i + 1, smooth))
-        return out
-
-    fig = Figure(figsize=(10, 4))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    ax_loss.plot(steps, smoothed("loss"), color="tab:red")
-    ax_loss.set_xlabel("meta-step")
-    ax_loss.set_ylabel("query loss (training tasks)")
-    ax_acc.plot(steps, smoothed("accuracy"), label="training tasks (after adaptation)", color="tab:blue")
-    val = [(r["step"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None]
-    if val:
-        ax_acc.plot(*zip(*val), "o-", label="validation tasks", color="tab:green")
-    ax_acc.set_xlabel("meta-step")
-    ax_acc.set_ylabel("query accuracy")
-    ax_acc.set_ylim(0, 1)
-    ax_acc.legend(loc="lower right")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def _load_data():
-    from mllib.data import load_omniglot
-
-    return load_omniglot()
 
 
 def dumps(result: Mapping[str, Any]) -> str:

@@ -1,10 +1,10 @@
-"""The inner loop: a few steps of gradient descent from the meta-learned start.
+"""The inner loop (内循环): a few steps of gradient descent from the meta-learned start.
 
-``adapt`` is plain functional SGD on a dict of parameters. It works unchanged inside a Python
-loop over tasks and inside ``torch.func.vmap`` over the task dimension, because it takes its
-gradients with ``torch.func.grad``. That gradient is itself differentiable: when the starting
-parameters require grad, the outer ``torch.autograd.grad`` differentiates through the inner
-gradient (the second-order term of MAML, what ``create_graph=True`` gives in plain autograd).
+Taught in notebook 03 (section "The inner loop in mllib"). ``adapt`` is plain SGD on a dict of
+parameters, ``params[n] - lr * grad[n]``. With ``create_graph=True`` the inner gradient is itself
+differentiable: when the start requires grad, the outer ``torch.autograd.grad`` differentiates
+through it (the second-order term of MAML). The same function runs inside a Python loop over
+tasks and inside ``torch.func.vmap`` over the task dimension (see ``inner_gradients``).
 """
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor
+
+from mllib.arguments import check_int
+from mllib.fast_ops import under_vmap
 
 Params = dict[str, Tensor]
 
@@ -22,28 +25,57 @@ def adapt(params: Mapping[str, Tensor], loss_fn: Callable[[Params, object], Tens
     """``steps`` SGD steps on ``loss_fn(params, support)``; returns the adapted dict (same keys).
 
     * ``lr``: a float, or a dict of per-parameter rates with the parameters' shapes (Meta-SGD).
-    * ``first_order``: the inner gradients are detached (FOMAML): the outer gradient treats
-      them as constants. Otherwise the graph through them is kept (second order, MAML).
+    * ``first_order``: the inner gradients are constants for the outer loop (FOMAML).
+      Otherwise the graph through them is kept (second order, MAML).
     * ``names``: adapt only these parameters (ANIL: the head); the others stay as they are.
     * ``evaluation``: build no autograd graph at all (meta-test time); the result is detached.
+
+    Notebook 03, section 1 (exercise ``sgd_step`` is one step of it). Example: one step on
+    ``loss = sum(w ** 2)``, whose gradient is ``2 w``::
+
+        >>> w = {"w": torch.tensor([1.0, -2.0], requires_grad=True)}
+        >>> adapt(w, lambda p, data: (p["w"] ** 2).sum(), None, steps=1, lr=0.25)["w"]
+        tensor([ 0.5000, -1.0000], grad_fn=<SubBackward0>)
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    if evaluation:
-        with torch.no_grad():  # torch.func.grad still computes the inner gradients
-            rates = lr if not isinstance(lr, Mapping) else {k: v.detach() for k, v in lr.items()}
-            return adapt({k: v.detach() for k, v in params.items()}, loss_fn, support, steps, rates, names=names)
-    params = dict(params)
+    check_int("steps", steps, 0)
     names = list(params) if names is None else list(names)
-    inner_grad = torch.func.grad(lambda fast, rest: loss_fn({**rest, **fast}, support))
+    rates = lr if isinstance(lr, Mapping) else dict.fromkeys(names, lr)
+    if evaluation:  # meta-test time: no graph; constant inner gradients cost the same either way
+        params, rates, first_order = _detached(params), _detached(rates), True
+    params = dict(params)
     for _ in range(steps):
-        if first_order:
-            # the inner gradient is a constant for the outer loop: compute it on detached copies so
-            # that no outer graph is recorded for it (same values, less work and memory)
-            grads = inner_grad({n: params[n].detach() for n in names}, {k: v.detach() for k, v in params.items()})
-        else:
-            grads = inner_grad({n: params[n] for n in names}, params)
+        grads = inner_gradients(loss_fn, params, support, names, create_graph=not first_order)
         for n in names:
-            g = grads[n].detach() if first_order else grads[n]
-            params[n] = params[n] - (lr[n] if isinstance(lr, Mapping) else lr) * g
+            params[n] = params[n] - rates[n] * grads[n]
     return params
+
+
+def inner_gradients(loss_fn: Callable[[Params, object], Tensor], params: Mapping[str, Tensor], support,
+                    names: list[str], create_graph: bool) -> Params:
+    """``{n: d loss_fn(params, support) / d params[n]}`` for ``n`` in ``names``.
+
+    ``create_graph=True`` keeps the graph through the gradient (MAML's second-order term);
+    otherwise the gradient is computed on detached copies, a constant for any outer gradient.
+    Plain ``torch.autograd.grad`` computes it (so ``torch.autograd.graph`` hooks see every
+    saved tensor); under ``torch.func.vmap``, where ``autograd.grad`` cannot run, the same
+    gradient comes from ``torch.func.grad`` (equal values, tested). Notebook 03, section 5.
+
+        >>> w = {"w": torch.tensor([3.0], requires_grad=True)}
+        >>> inner_gradients(lambda p, data: (p["w"] ** 2).sum(), w, None, ["w"], create_graph=True)
+        {'w': tensor([6.], grad_fn=<MulBackward0>)}
+    """
+    if not create_graph:
+        params = {k: v.detach() for k, v in params.items()}
+    if under_vmap():
+        grad = torch.func.grad(lambda fast, rest: loss_fn({**rest, **fast}, support))
+        return grad({n: params[n] for n in names}, params)
+    # a tensor that does not require grad has no outer graph: differentiate a detached copy of it
+    params = {k: v if k not in names or v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
+    with torch.enable_grad():
+        loss = loss_fn(params, support)
+        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
+    return dict(zip(names, grads))
+
+
+def _detached(values: Mapping[str, Tensor | float]) -> dict:
+    return {k: v.detach() if isinstance(v, Tensor) else v for k, v in values.items()}

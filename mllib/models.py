@@ -1,12 +1,12 @@
-"""The two learners of the course, used through ``torch.func.functional_call``.
+"""The two learners of the course, used through ``torch.func.functional_call`` (notebooks 03, 05).
 
 * ``SineMLP``: 1 -> 40 -> 40 -> 1 with ReLU (the MAML paper's sinusoid regressor).
 * ``ConvLearner``: ``depth`` blocks of [3x3 conv (padding 1), batch norm, ReLU, 2x2 max-pool],
   then a linear head to ``ways`` logits (the MAML paper's Omniglot learner for ``filters=64, depth=4``).
 
 Parameters live in plain dicts (``params_of(model)``), so an adapted learner is just another dict:
-``functional_call(model, adapted, (x,))``. Every parameter of the head has a name starting
-with ``"head."`` (``head_names``); everything else is the body.
+``call_model(model, adapted, x)`` (``functional_call`` underneath). Every parameter of the head has
+a name starting with ``"head."`` (``head_names``); everything else is the body.
 
 Batch norm: an explicit choice, never hidden state
 -------------------------------------------------
@@ -23,29 +23,32 @@ running statistics, so nothing is shared between tasks. Two modes are built on i
 It is written with elementary operations (means, ``square`` and ``torch.rsqrt``) on purpose:
 ``torch.func.vmap`` over the native ``F.batch_norm`` gives second-order meta-gradients that are
 off by about 1% (measured on torch 2.14), while this version matches finite differences.
-Outside vmap (the loop form), ``batch`` mode calls the native kernel, which is exact there and faster.
+
+Speed: the layers below read as the textbook block; ``mllib.fast_ops`` computes three of its
+steps faster with exactly the same numbers (and says why each is exact).
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
-
-def _under_vmap() -> bool:
-    """True inside ``torch.func.vmap`` (any level), where the native batch norm's 2nd derivative is off."""
-    try:
-        from torch._C._functorch import TransformType
-        from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
-        return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
-    except Exception:  # private API moved: assume vmap, i.e. always use the exact elementary version
-        return True
+from mllib import fast_ops
+from mllib.arguments import check_int
 
 
 class BatchNorm(nn.Module):
     """Per-channel normalisation with the statistics of (the first ``stats_rows`` rows of) ``x``.
 
-    Learnable ``weight`` and ``bias`` ``[C]``; no running statistics; biased variance.
+    Learnable ``weight`` and ``bias`` ``[C]``; no running statistics; biased variance
+    (notebook 05, section 5).
+
+        >>> x = torch.randn(8, 3, 4, 4) * 5 + 2
+        >>> y = BatchNorm(3)(x).detach()          # weight 1, bias 0: mean 0 and variance 1 per channel
+        >>> round(float(y.mean()), 4) == 0.0, round(float(y.var(unbiased=False)), 2)
+        (True, 1.0)
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
@@ -56,11 +59,8 @@ class BatchNorm(nn.Module):
 
     def forward(self, x: Tensor, stats_rows: int | None = None) -> Tensor:
         """``x [N, C, H, W]`` -> ``[N, C, H, W]``, statistics from ``x[:stats_rows]`` (all rows if None)."""
-        if stats_rows is None and not _under_vmap():
-            # Outside vmap the fused native kernel computes the same function with exact first and
-            # second derivatives (float64: 1e-14 from the elementary version) and makes a second-order
-            # MAML meta-step about 25% faster on a CPU (mllib.bench). Under vmap it is not exact.
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        if stats_rows is None and not fast_ops.under_vmap():  # the same function, one fused kernel
+            return fast_ops.native_batch_norm(x, self.weight, self.bias, self.eps)
         ref = x if stats_rows is None else x[:stats_rows]
         # mean over (H, W) then over N: the same numbers as one mean over (N, H, W), and
         # about 30% faster on a CPU than torch.var_mean's strided reduction (forward + both backwards).
@@ -72,7 +72,10 @@ class BatchNorm(nn.Module):
 class ConvBlock(nn.Module):
     """3x3 conv (padding 1, no bias: batch norm's shift replaces it), batch norm, ReLU, 2x2 max-pool.
 
-    Computed as conv, batch norm, max-pool, ReLU (identical results, less work).
+    One block of ``ConvLearner`` (notebook 05, section 1).
+
+        >>> ConvBlock(1, 8)(torch.rand(2, 1, 28, 28)).shape
+        torch.Size([2, 8, 14, 14])
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -83,20 +86,9 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: Tensor, stats_rows: int | None = None) -> Tensor:
         """``[N, C_in, H, W]`` -> ``[N, C_out, H // 2, W // 2]``."""
-        weight = self.conv.weight
-        if x.device.type == "cpu" and not _under_vmap():
-            # channels-last weights make oneDNN keep activations channels-last (no layout reorders)
-            weight = weight.contiguous(memory_format=torch.channels_last)
-        x = self.norm(F.conv2d(x, weight, padding=1), stats_rows)
-        # max-pool, then ReLU: the same function and gradients as ReLU then max-pool (ReLU is monotone,
-        # so it commutes with max), with the ReLU on a 4x smaller tensor. Together with channels-last
-        # this makes the CPU meta-step ~15% faster (mllib.bench).
-        return torch.relu(F.max_pool2d(x, 2))
-
-
-def _check_int(name: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        x = fast_ops.conv3x3(x, self.conv.weight)        # F.conv2d(x, weight, padding=1)
+        x = self.norm(x, stats_rows)
+        return fast_ops.relu_max_pool(x)                 # F.max_pool2d(torch.relu(x), 2)
 
 
 class ConvLearner(nn.Module):
@@ -104,14 +96,18 @@ class ConvLearner(nn.Module):
 
     Input ``x [N, in_channels, image_size, image_size]`` (Omniglot: ``[N, 1, 28, 28]``), output
     logits ``[N, ways]``. With the defaults the embedding has ``filters`` features (28 -> 14 -> 7 -> 3 -> 1).
+    Taught in notebook 05, section 1 (the learner and the data).
+
+        >>> ConvLearner(ways=5, filters=8)(torch.zeros(3, 1, 28, 28)).shape
+        torch.Size([3, 5])
     """
 
     def __init__(self, ways: int, in_channels: int = 1, filters: int = 64, depth: int = 4,
                  image_size: int = 28) -> None:
         super().__init__()
-        for name, value, low in (("ways", ways, 1), ("in_channels", in_channels, 1),
-                                 ("filters", filters, 1), ("depth", depth, 1), ("image_size", image_size, 1)):
-            _check_int(name, value, low)
+        for name, value in (("ways", ways), ("in_channels", in_channels), ("filters", filters),
+                            ("depth", depth), ("image_size", image_size)):
+            check_int(name, value, 1)
         side = image_size
         for _ in range(depth):
             side //= 2
@@ -142,11 +138,15 @@ class ConvLearner(nn.Module):
 
 
 class SineMLP(nn.Module):
-    """1 -> 40 -> 40 -> 1 with ReLU: ``x [N, 1]`` -> ``y [N, 1]``."""
+    """1 -> 40 -> 40 -> 1 with ReLU: ``x [N, 1]`` -> ``y [N, 1]`` (notebook 03, section 1).
+
+        >>> SineMLP()(torch.zeros(10, 1)).shape
+        torch.Size([10, 1])
+    """
 
     def __init__(self, hidden: int = 40) -> None:
         super().__init__()
-        _check_int("hidden", hidden, 1)
+        check_int("hidden", hidden, 1)
         self.body = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, 1)
         self.feature_dim = hidden
@@ -160,15 +160,66 @@ class SineMLP(nn.Module):
         return self.head(self.body(x))
 
 
+def build_conv_learner(ways: int, filters: int, depth: int = 4) -> ConvLearner:
+    """The conv learner for ``[N, 1, 28, 28]`` Omniglot images, as meta-training builds it (notebook 05).
+
+        >>> build_conv_learner(ways=5, filters=32).feature_dim
+        32
+    """
+    return ConvLearner(ways, in_channels=1, filters=filters, depth=depth)
+
+
 def params_of(model: nn.Module) -> dict[str, Tensor]:
-    """A copy of the model's parameters as a flat dict of detached leaf tensors requiring grad."""
+    """A copy of the model's parameters as a flat dict of detached leaf tensors requiring grad.
+
+    Notebook 03, section 1 (parameters as a dict).
+
+        >>> {name: tuple(p.shape) for name, p in params_of(SineMLP(hidden=8)).items()}["head.weight"]
+        (1, 8)
+    """
     return {name: p.detach().clone().requires_grad_(True) for name, p in model.named_parameters()}
 
 
 def head_names(model: nn.Module) -> list[str]:
-    """Names of the head's parameters (those starting with ``"head."``); the rest is the body."""
+    """Names of the head's parameters (those starting with ``"head."``); the rest is the body.
+
+    ANIL adapts only these (notebook 06, section 2).
+
+        >>> head_names(SineMLP())
+        ['head.weight', 'head.bias']
+    """
     names = [name for name, _ in model.named_parameters() if name.startswith("head.")]
     if not names:
         raise ValueError(f"model {type(model).__name__} has no parameters named 'head.*'; "
                          "ANIL needs a submodule called 'head'")
     return names
+
+
+class _Features(nn.Module):
+    """A view of ``model`` whose forward is ``model.features`` (parameter names prefixed ``"model."``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, **kwargs) -> Tensor:
+        return self.model.features(x, **kwargs)
+
+
+def call_model(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, stats_rows: int | None = None,
+               features: bool = False) -> Tensor:
+    """``model(x)`` computed with ``params`` (or ``model.features(x)`` if ``features``).
+
+    ``x [N, ...]`` -> ``[N, out]``. ``stats_rows`` is passed to the model only when given (models
+    without batch norm ignore it). Notebook 03, section 1.
+
+        >>> model = SineMLP()
+        >>> zero = {name: torch.zeros_like(p) for name, p in params_of(model).items()}
+        >>> call_model(model, zero, torch.ones(2, 1))
+        tensor([[0.],
+                [0.]])
+    """
+    kwargs = {} if stats_rows is None else {"stats_rows": stats_rows}
+    if features:
+        return functional_call(_Features(model), {"model." + k: v for k, v in params.items()}, (x,), kwargs)
+    return functional_call(model, dict(params), (x,), kwargs)

@@ -24,8 +24,10 @@ from typing import Any
 
 import torch
 
-from mllib.checkpoint import atomic_save, load_checkpoint
-from mllib.train import BEST_NAME, LOG_NAME, read_metrics, time_to_accuracy
+from mllib.checkpoint import BEST_NAME, LOG_NAME, atomic_save, load_checkpoint, read_metrics
+from mllib.config import resolve_profile
+from mllib.evaluate import evaluate
+from mllib.train import time_to_accuracy
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 # What a published checkpoint keeps of a training checkpoint (the rest only serves --resume).
@@ -59,8 +61,6 @@ def train_command(config: dict) -> str:
 
 def profile_label(config: dict) -> str:
     """The profile's name plus every field the run changed, e.g. ``quick (meta_batch=16, meta_steps=6000)``."""
-    from mllib.config import resolve_profile
-
     used = config["profile"]
     base = resolve_profile(used["name"], config["ways"]).to_dict()
     changed = [f"{k}={_text(used[k])}" for k in sorted(used) if k != "name" and used[k] != base.get(k)]
@@ -108,8 +108,6 @@ def publish(
     (the published protocol; fewer is refused); ``card`` describes the training machine
     (default: this machine, :func:`describe_machine`); ``extra`` adds keys to the card.
     """
-    from mllib.evaluate import evaluate
-
     run = Path(run)
     if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
         raise ValueError(f"name must be a file stem of letters, digits, '_' and '-', got {name!r}")

@@ -1,12 +1,9 @@
-"""Meta-training: the outer loop around :func:`mllib.algorithms.meta_gradient`.
+"""Meta-training: the outer loop around :func:`mllib.algorithms.meta_step` (notebook 05, section 2).
 
 One meta-step, in words::
 
-    batch  = train_tasks.sample(meta_batch)                  # [T, ways*shots, 1, 28, 28] + queries
-    grads, stats = meta_gradient(model, meta_params, batch, cfg)   # averaged over the T tasks
-    grads  = grad_hook(grads)                                # e.g. an all-reduce across ranks
-    for k, p in meta_params.items(): p.grad = grads[k]
-    optimizer.step()                                         # Adam on the meta-parameters
+    batch = train_tasks.sample(meta_batch)                    # [T, ways*shots, 1, 28, 28] + queries
+    meta_step(model, meta_params, batch, cfg, optimizer)      # meta-gradient over the T tasks, Adam step
 
 Around it, :func:`meta_train` adds what a real run needs: periodic validation on a fixed,
 seeded set of validation tasks (the ``val`` part of the split), ``best.pt`` kept by
@@ -15,7 +12,7 @@ validation accuracy, ``checkpoint.pt`` every ``checkpoint_every`` steps and on C
 (``max_seconds``: stop after the meta-step that uses it up, validate, save) for time-to-accuracy
 runs, and a clear stop when the loss stops being finite.
 
-Output folder ``out``::
+Output folder ``out`` (the names are in :mod:`mllib.checkpoint`)::
 
     checkpoint.pt    latest state (resume from here)
     best.pt          meta-parameters with the best validation accuracy so far
@@ -26,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -35,23 +31,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
-from mllib.checkpoint import load_checkpoint, save_checkpoint
+import mllib.data
+from mllib.algorithms import (ALGORITHMS, BN_MODES, FORMS, MetaConfig, MetaGradientNotFinite, init_meta_params,
+                              load_into_model, meta_step, resolve_form)
+from mllib.arguments import check_choice, check_int
+from mllib.checkpoint import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, load_checkpoint, save_checkpoint
 from mllib.config import Profile, resolve_profile
+from mllib.data.splits import SPLITS
 from mllib.device import describe_device, resolve_device
-from mllib.evaluate import task_accuracies
+from mllib.evaluate import Protocol, task_accuracies
+from mllib.models import build_conv_learner
+from mllib.progress import progress_bar, write
+from mllib.tasks import OmniglotTasks, TaskBatch
 
-ALGO_CHOICES = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")
-BN_CHOICES = ("batch", "support")
-FORM_CHOICES = ("auto", "loop", "vmap")
-SPLIT_CHOICES = ("maml", "vinyals")
+SPLIT_CHOICES = tuple(s for s, parts in SPLITS.items() if "val" in parts)  # training validates on "val"
 VAL_SEED = 2017  # the validation tasks are the same for every run (and every training seed)
-
-CHECKPOINT_NAME = "checkpoint.pt"
-BEST_NAME = "best.pt"
-METRICS_NAME = "metrics.jsonl"
-LOG_NAME = "train.log"
 
 # Config keys that may change between a run and its resumption (they do not change the result).
 RESUME_FREE_KEYS = (
@@ -74,7 +69,10 @@ class TrainConfig:
     images per class in training tasks; ``max_seconds`` (optional) is a training-time budget:
     the run stops after the meta-step that reaches it (the clock is ``metrics.jsonl``'s
     ``seconds``: meta-steps plus validations, summed over resumptions), validating and saving
-    there as at the last step.
+    there as at the last step. Notebook 05, section 2.
+
+        >>> TrainConfig(algo="maml", ways=20, profile="quick").resolved_profile().inner_steps   # 20-way: 3
+        3
     """
 
     algo: str = "maml"
@@ -97,19 +95,18 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and its allowed values."""
-        _choice("algo", self.algo, ALGO_CHOICES)
-        _choice("bn", self.bn, BN_CHOICES)
-        _choice("form", self.form, FORM_CHOICES)
-        _choice("split", self.split, SPLIT_CHOICES)
-        _at_least("ways", self.ways, 2)
-        _at_least("shots", self.shots, 1)
-        _at_least("depth", self.depth, 1)
+        check_choice("algo", self.algo, ALGORITHMS)
+        check_choice("bn", self.bn, BN_MODES)
+        check_choice("form", self.form, FORMS)
+        check_choice("split", self.split, SPLIT_CHOICES)
+        check_int("ways", self.ways, 2)
+        check_int("shots", self.shots, 1)
+        check_int("depth", self.depth, 1)
         if self.query is not None:
-            _at_least("query", self.query, 1)
+            check_int("query", self.query, 1)
         if self.steps is not None:
-            _at_least("steps", self.steps, 1)
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+            check_int("steps", self.steps, 1)
+        check_int("seed", self.seed, 0)
         if self.max_seconds is not None and not (
             isinstance(self.max_seconds, (int, float)) and not isinstance(self.max_seconds, bool)
             and math.isfinite(self.max_seconds) and self.max_seconds > 0
@@ -127,9 +124,9 @@ class TrainConfig:
         profile = resolve_profile(self.profile, self.ways, **overrides)
         for name in ("meta_steps", "meta_batch", "query", "filters", "val_every", "val_tasks",
                      "test_query", "checkpoint_every"):
-            _at_least(name, getattr(profile, name), 1)
-        _at_least("inner_steps", profile.inner_steps, 0)
-        _at_least("inner_steps_test", profile.inner_steps_test, 0)
+            check_int(name, getattr(profile, name), 1)
+        check_int("inner_steps", profile.inner_steps, 0)
+        check_int("inner_steps_test", profile.inner_steps_test, 0)
         if not profile.meta_lr > 0 or not profile.inner_lr > 0:
             raise ValueError(f"meta_lr and inner_lr must be > 0, got {profile.meta_lr} and {profile.inner_lr}")
         return profile
@@ -153,11 +150,14 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`meta_train` hands back; ``meta_params`` are the final (last-step) ones."""
+    """What :func:`meta_train` hands back; ``meta_params`` are the final (last-step) ones, and
+    ``model`` holds them too (``mllib.algorithms.load_into_model``: ``model(x)`` is the learned start).
+
+    Notebook 05, section 2; :func:`meta_train` has an example."""
 
     model: torch.nn.Module
     meta_params: dict
-    meta_config: Any
+    meta_config: MetaConfig
     config: dict
     step: int
     best_val_accuracy: float | None
@@ -188,20 +188,6 @@ class TrainingDiverged(RuntimeError):
         self.step = step
 
 
-def build_model(ways: int, filters: int, depth: int = 4) -> torch.nn.Module:
-    """The conv learner for 1x28x28 Omniglot images."""
-    from mllib.models import ConvLearner
-
-    return ConvLearner(ways, in_channels=1, filters=filters, depth=depth)
-
-
-def meta_config_for(algo: str, profile: Profile, bn: str, form: str):
-    """The :class:`mllib.algorithms.MetaConfig` used in meta-training."""
-    from mllib.algorithms import MetaConfig
-
-    return MetaConfig(algo=algo, inner_steps=profile.inner_steps, inner_lr=profile.inner_lr, bn=bn, form=form)
-
-
 def meta_train(
     config: TrainConfig,
     *,
@@ -228,15 +214,106 @@ def meta_train(
       record; raising ``KeyboardInterrupt`` there behaves like Ctrl-C (checkpoint, then re-raise).
 
     Raises :class:`TrainingDiverged` when the loss is not finite (nothing of that step is applied
-    or saved) and re-raises ``KeyboardInterrupt`` after saving ``checkpoint.pt``.
-    """
-    from mllib.algorithms import init_meta_params, meta_gradient, pick_form
-    from mllib.tasks import OmniglotTasks
+    or saved) and re-raises ``KeyboardInterrupt`` after saving ``checkpoint.pt``. Notebook 05, section 2.
 
-    config.validate()
+    Example: two meta-steps on blank 28x28 images that carry real character names (so the split
+    manifests find them), with a tiny learner::
+
+        >>> import tempfile
+        >>> from mllib.data import OmniglotData
+        >>> from mllib.data.synthetic import synthetic_characters
+        >>> names = list(synthetic_characters(per_part=5))
+        >>> images = torch.zeros(len(names), 20, 28, 28, dtype=torch.uint8)     # [characters, drawers, 28, 28]
+        >>> data = OmniglotData(images, names, ["background"] * len(names))
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     config = TrainConfig(ways=3, profile="quick", steps=2, device="cpu", out=out, progress=False,
+        ...                          overrides=dict(filters=4, meta_batch=2, val_tasks=2))
+        ...     result = meta_train(config, data=data, log=lambda message: None)
+        ...     sorted(path.name for path in result.out.iterdir())
+        ['best.pt', 'checkpoint.pt', 'metrics.jsonl', 'train.log']
+        >>> result.step, sorted(result.meta_params) == sorted(dict(result.model.named_parameters()))
+        (2, True)
+    """
+    run = _start(config, data, train_tasks, rank, world_size, log)
+    stop = _StopRequest()
+    bar = progress_bar(total=run.profile.meta_steps, initial=run.step,
+                       desc=f"{config.algo} {config.ways}w{config.shots}s", enabled=config.progress and run.is_main)
+    consistent = True  # False while a meta-step is half done
+    stop.install()
+    try:
+        while run.step < run.profile.meta_steps and not _budget_spent(config.max_seconds, run.elapsed):
+            consistent = False
+            record, out_of_time = _train_step(run, grad_hook, rank, world_size)
+            consistent = True
+            _report(run, bar, record)
+            if callback is not None:
+                callback(run.step, record)
+            if stop.requested:
+                raise KeyboardInterrupt
+            if out_of_time:
+                run.say(f"time budget of {config.max_seconds:g} s used up after step "
+                        f"{run.step}/{run.profile.meta_steps}")
+                break
+    except KeyboardInterrupt:
+        _save_on_interrupt(run, consistent)
+        raise
+    finally:
+        stop.uninstall()
+        bar.close()
+    run.say(f"done: {run.step} steps in {run.elapsed:.0f} s; best val acc "
+            f"{'-' if run.best_val is None else f'{run.best_val:.4f}'} at step {run.best_step}; wrote {run.out}")
+    return run.result()
+
+
+@dataclass
+class _Run:
+    """One meta-training run in progress: what :func:`meta_train`'s loop reads and updates."""
+
+    config: TrainConfig
+    profile: Profile
+    run_dict: dict
+    device: torch.device
+    meta_cfg: MetaConfig
+    model: torch.nn.Module
+    meta_params: dict
+    optimizer: torch.optim.Optimizer
+    train_tasks: Any
+    val_tasks: TaskBatch
+    val_protocol: Protocol
+    is_main: bool
+    say: Callable[[str], None]
+    step: int = 0
+    best_val: float | None = None
+    best_step: int | None = None
+    elapsed: float = 0.0
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    def save(self, name: str) -> None:
+        """Write the run's state to ``out/name`` (rank 0 only)."""
+        if self.is_main:
+            save_checkpoint(
+                self.out / name, meta_params=self.meta_params, optimizer_state=self.optimizer.state_dict(),
+                config=self.run_dict, step=self.step, sampler_state=self.train_tasks.state_dict(),
+                torch_rng=torch.get_rng_state(), best_val_accuracy=self.best_val, best_step=self.best_step,
+                elapsed=self.elapsed,
+            )
+
+    def result(self) -> TrainResult:
+        meta_params = {k: v.detach() for k, v in self.meta_params.items()}
+        return TrainResult(
+            model=load_into_model(self.model, meta_params), meta_params=meta_params, meta_config=self.meta_cfg,
+            config=self.run_dict, step=self.step, best_val_accuracy=self.best_val, best_step=self.best_step,
+            seconds=self.elapsed, device=str(self.device), form=self.meta_cfg.form, out=self.out,
+        )
+
+
+def _check_layout(config: TrainConfig, profile: Profile, rank: int, world_size: int) -> None:
+    """The checks of a run's process layout that ``TrainConfig.validate`` cannot make alone."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in 0..{world_size - 1} (world_size={world_size}), got {rank}")
-    profile = config.resolved_profile()
     if config.max_seconds is not None and world_size > 1:
         raise ValueError(
             "max_seconds works in one process only: each rank would read its own clock and stop at a "
@@ -247,189 +324,164 @@ def meta_train(
             f"meta_batch={profile.meta_batch} must be divisible by world_size={world_size} "
             f"so that every rank gets the same number of tasks"
         )
+
+
+def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, log) -> _Run:
+    """Check the config, build the learner, the optimiser and the task streams; resume if asked."""
+    config.validate()
+    profile = config.resolved_profile()
+    _check_layout(config, profile, rank, world_size)
     device = resolve_device(config.device)
-    form = pick_form(device) if config.form == "auto" else config.form
-    meta_cfg = meta_config_for(config.algo, profile, config.bn, form)
-    run_dict = config.run_dict(profile)
+    meta_cfg = MetaConfig.from_profile(config.algo, profile, config.bn, resolve_form(config.form, device))
     is_main = rank == 0
-    out = Path(config.out)
-    ckpt_path, best_path, metrics_path = out / CHECKPOINT_NAME, out / BEST_NAME, out / METRICS_NAME
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    say = _Logger(out / LOG_NAME if is_main else None, log)
-
-    if data is None:
-        from mllib.data import load_omniglot
-
-        data = load_omniglot()
-
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+    say = _Logger(Path(config.out) / LOG_NAME if is_main else None, log)
+    data = mllib.data.load_omniglot() if data is None else data
     # Every random stream comes from config.seed: the initial weights (torch's global generator)
     # and the training tasks (the sampler's own generator). Validation tasks use VAL_SEED.
     torch.manual_seed(config.seed)
-    model = build_model(config.ways, profile.filters, config.depth).to(device)
-    meta_params = {
-        k: v.detach().clone().to(device).requires_grad_(True) for k, v in init_meta_params(model, meta_cfg).items()
-    }
-    optimizer = torch.optim.Adam(list(meta_params.values()), lr=profile.meta_lr)
+    model = build_conv_learner(config.ways, profile.filters, config.depth).to(device)
+    meta_params = {k: v.detach().clone().to(device).requires_grad_(True)
+                   for k, v in init_meta_params(model, meta_cfg).items()}
     if train_tasks is None:
-        train_tasks = OmniglotTasks(
-            data, split=config.split, part="train", ways=config.ways, shots=config.shots,
-            query=profile.query, seed=config.seed, device=device,  # batches built on the device
-        )
-    val_batch = OmniglotTasks(
-        data, split=config.split, part="val", ways=config.ways, shots=config.shots,
-        query=profile.test_query, seed=VAL_SEED,
-    ).sample(profile.val_tasks)
+        train_tasks = OmniglotTasks(data, split=config.split, part="train", ways=config.ways, shots=config.shots,
+                                    query=profile.query, seed=config.seed, device=device)  # built on the device
+    val_tasks = OmniglotTasks(data, split=config.split, part="val", ways=config.ways, shots=config.shots,
+                              query=profile.test_query, seed=VAL_SEED).sample(profile.val_tasks)
+    val_protocol = Protocol(meta_cfg, config.ways, config.shots, profile.test_query, profile.inner_steps_test,
+                            config.split)
+    run = _Run(config, profile, config.run_dict(profile), device, meta_cfg, model, meta_params,
+               torch.optim.Adam(list(meta_params.values()), lr=profile.meta_lr), train_tasks, val_tasks,
+               val_protocol, is_main, say)
+    _resume_or_begin(run)
+    say(_banner(run, rank, world_size))
+    return run
 
-    step, best_val, best_step, elapsed = 0, None, None, 0.0
-    if config.resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, expected_config=run_dict, ignore=RESUME_FREE_KEYS)
-        missing = set(meta_params) ^ set(state["meta_params"])
+
+def _resume_or_begin(run: _Run) -> None:
+    """Restore the state of ``checkpoint.pt`` (``resume=True``), or begin a fresh ``metrics.jsonl``."""
+    ckpt_path, metrics_path = run.out / CHECKPOINT_NAME, run.out / METRICS_NAME
+    if run.config.resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, expected_config=run.run_dict, ignore=RESUME_FREE_KEYS)
+        missing = set(run.meta_params) ^ set(state["meta_params"])
         if missing:
             raise ValueError(f"checkpoint {ckpt_path} has different parameter names: {sorted(missing)}")
         with torch.no_grad():
-            for k, p in meta_params.items():
+            for k, p in run.meta_params.items():
                 p.copy_(state["meta_params"][k])
-        optimizer.load_state_dict(state["optimizer"])
-        train_tasks.load_state_dict(state["sampler"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.train_tasks.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
-        step, best_val, best_step = state["step"], state["best_val_accuracy"], state["best_step"]
-        elapsed = state.get("elapsed", 0.0)
-        if is_main:
-            _truncate_metrics(metrics_path, step)
-        say(f"resumed from {ckpt_path} at step {step}/{profile.meta_steps}")
-    else:
-        if ckpt_path.is_file() and is_main:
-            raise ValueError(
-                f"{out} already holds a run ({ckpt_path}); pass resume=True (--resume) to continue it, "
-                f"or choose another out folder"
-            )
-        if config.resume:
-            say(f"no checkpoint in {out} yet: starting a fresh run")
-        if is_main:
-            metrics_path.write_text("")
+        run.step, run.best_val, run.best_step = state["step"], state["best_val_accuracy"], state["best_step"]
+        run.elapsed = state.get("elapsed", 0.0)
+        if run.is_main:
+            _truncate_metrics(metrics_path, run.step)
+        run.say(f"resumed from {ckpt_path} at step {run.step}/{run.profile.meta_steps}")
+        return
+    if ckpt_path.is_file() and run.is_main:
+        raise ValueError(
+            f"{run.out} already holds a run ({ckpt_path}); pass resume=True (--resume) to continue it, "
+            f"or choose another out folder"
+        )
+    if run.config.resume:
+        run.say(f"no checkpoint in {run.out} yet: starting a fresh run")
+    if run.is_main:
+        metrics_path.write_text("")
 
-    say(
-        f"{config.algo} {config.ways}-way {config.shots}-shot | device {describe_device(device)} | "
-        f"form {form}{' (auto)' if config.form == 'auto' else ''} | bn {config.bn} | profile {profile.name}: "
-        f"{profile.meta_steps} steps, meta-batch {profile.meta_batch}, query {profile.query}, "
-        f"filters {profile.filters}, inner {profile.inner_steps} x lr {profile.inner_lr} "
+
+def _banner(run: _Run, rank: int, world_size: int) -> str:
+    config, profile = run.config, run.profile
+    return (
+        f"{config.algo} {config.ways}-way {config.shots}-shot | device {describe_device(run.device)} | "
+        f"form {run.meta_cfg.form}{' (auto)' if config.form == 'auto' else ''} | bn {config.bn} | "
+        f"profile {profile.name}: {profile.meta_steps} steps, meta-batch {profile.meta_batch}, "
+        f"query {profile.query}, filters {profile.filters}, inner {profile.inner_steps} x lr {profile.inner_lr} "
         f"(test {profile.inner_steps_test}), meta-lr {profile.meta_lr}, seed {config.seed}"
         + (f" | rank {rank}/{world_size}" if world_size > 1 else "")
     )
 
-    def save(path: Path) -> None:
-        if is_main:
-            save_checkpoint(
-                path, meta_params=meta_params, optimizer_state=optimizer.state_dict(), config=run_dict,
-                step=step, sampler_state=train_tasks.state_dict(), torch_rng=torch.get_rng_state(),
-                best_val_accuracy=best_val, best_step=best_step, elapsed=elapsed,
-            )
 
-    stop = _StopRequest()
-    bar = tqdm(
-        total=profile.meta_steps, initial=step, desc=f"{config.algo} {config.ways}w{config.shots}s",
-        disable=bool(os.environ.get("CI")) or not config.progress or not is_main, dynamic_ncols=True,
-    )
-    consistent = True  # False while a meta-step is half done
-    stop.install()
+def _train_step(run: _Run, grad_hook, rank: int, world_size: int) -> tuple[dict, bool]:
+    """One meta-step, then validation and checkpoints when due; ``(metrics record, out of time)``."""
+    profile, t0 = run.profile, time.perf_counter()
+    batch = run.train_tasks.sample(profile.meta_batch)
+    if world_size > 1:
+        batch = batch.chunk(world_size)[rank]
     try:
-        while step < profile.meta_steps and not _budget_spent(config.max_seconds, elapsed):
-            consistent = False
-            t0 = time.perf_counter()
-            batch = train_tasks.sample(profile.meta_batch)
-            if world_size > 1:
-                batch = batch.chunk(world_size)[rank]
-            batch = batch.to(device)
-            grads, stats = meta_gradient(model, meta_params, batch, meta_cfg)
-            loss, acc = float(stats["loss"]), float(stats.get("accuracy", float("nan")))
-            bad = [k for k, g in grads.items() if not torch.isfinite(g).all()]
-            if not math.isfinite(loss) or bad:
-                what = f"loss is {loss}" if not math.isfinite(loss) else f"meta-gradient of {bad[0]} is not finite"
-                kept = (
-                    f"the last good checkpoint is {ckpt_path} (step {_ckpt_step(ckpt_path)})"
-                    if ckpt_path.is_file() else "no checkpoint had been written yet"
-                )
-                consistent = True  # nothing of this step was applied
-                raise TrainingDiverged(
-                    f"training stopped at step {step + 1}: {what}. Try a lower learning rate "
-                    f"(meta_lr={profile.meta_lr}, inner_lr={profile.inner_lr}; --meta-lr / --inner-lr); {kept}.",
-                    step=step + 1,
-                )
-            if grad_hook is not None:
-                grads = grad_hook(grads)
-            for k, p in meta_params.items():
-                p.grad = grads[k].detach()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            record = {"step": step, "loss": loss, "accuracy": acc, "val_accuracy": None}
-            out_of_time = _budget_spent(config.max_seconds, elapsed + time.perf_counter() - t0)
-            last = step == profile.meta_steps or out_of_time
-            if step % profile.val_every == 0 or last:
-                val = float(task_accuracies(model, meta_params, val_batch, meta_cfg,
-                                            profile.inner_steps_test, device=device).mean())
-                record["val_accuracy"] = val
-                if best_val is None or val > best_val:
-                    best_val, best_step = val, step
-                    save(best_path)
-            elapsed += time.perf_counter() - t0
-            record["seconds"] = round(elapsed, 3)
-            if is_main:
-                with open(metrics_path, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-            if step % profile.checkpoint_every == 0 or last:
-                save(ckpt_path)
-            consistent = True
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}",
-                            val="-" if best_val is None else f"{best_val:.3f}", refresh=False)
-            if record["val_accuracy"] is not None:
-                say(f"step {step}: loss {loss:.4f}, train acc {acc:.4f}, val acc {record['val_accuracy']:.4f} "
-                    f"(best {best_val:.4f} at step {best_step}), {elapsed:.0f} s")
-            if callback is not None:
-                callback(step, record)
-            if stop.requested:
-                raise KeyboardInterrupt
-            if out_of_time:
-                say(f"time budget of {config.max_seconds:g} s used up after step {step}/{profile.meta_steps}")
-                break
-    except KeyboardInterrupt:
-        if consistent:
-            save(ckpt_path)
-            say(f"interrupted after step {step}: saved {ckpt_path}; continue with resume=True (--resume)")
-        else:
-            say(f"aborted in the middle of step {step + 1}: kept the last checkpoint {ckpt_path} "
-                f"(step {_ckpt_step(ckpt_path)}); continue with resume=True (--resume)")
-        raise
-    finally:
-        stop.uninstall()
-        bar.close()
+        _, stats = meta_step(run.model, run.meta_params, batch.to(run.device), run.meta_cfg, run.optimizer,
+                             grad_hook, check_finite=True)
+    except MetaGradientNotFinite as err:
+        raise _diverged(run, str(err)) from None
+    run.step += 1
+    record = {"step": run.step, "loss": float(stats["loss"]), "accuracy": float(stats.get("accuracy", math.nan)),
+              "val_accuracy": None}
+    out_of_time = _budget_spent(run.config.max_seconds, run.elapsed + time.perf_counter() - t0)
+    last = run.step == profile.meta_steps or out_of_time
+    if run.step % profile.val_every == 0 or last:
+        record["val_accuracy"] = _validate(run)
+    run.elapsed += time.perf_counter() - t0
+    record["seconds"] = round(run.elapsed, 3)
+    if run.is_main:
+        with open(run.out / METRICS_NAME, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    if run.step % profile.checkpoint_every == 0 or last:
+        run.save(CHECKPOINT_NAME)
+    return record, out_of_time
 
-    say(f"done: {step} steps in {elapsed:.0f} s; best val acc "
-        f"{'-' if best_val is None else f'{best_val:.4f}'} at step {best_step}; wrote {out}")
-    return TrainResult(
-        model=model, meta_params={k: v.detach() for k, v in meta_params.items()}, meta_config=meta_cfg,
-        config=run_dict, step=step, best_val_accuracy=best_val, best_step=best_step, seconds=elapsed,
-        device=str(device), form=form, out=out,
+
+def _validate(run: _Run) -> float:
+    """Mean accuracy on the fixed validation tasks; ``best.pt`` is saved when it is the best so far."""
+    val = float(task_accuracies(run.model, run.meta_params, run.val_protocol, run.val_tasks).mean())
+    if run.best_val is None or val > run.best_val:
+        run.best_val, run.best_step = val, run.step
+        run.save(BEST_NAME)
+    return val
+
+
+def _diverged(run: _Run, what: str) -> TrainingDiverged:
+    ckpt_path = run.out / CHECKPOINT_NAME
+    kept = (f"the last good checkpoint is {ckpt_path} (step {_ckpt_step(ckpt_path)})"
+            if ckpt_path.is_file() else "no checkpoint had been written yet")
+    return TrainingDiverged(
+        f"training stopped at step {run.step + 1}: {what}. Try a lower learning rate "
+        f"(meta_lr={run.profile.meta_lr}, inner_lr={run.profile.inner_lr}; --meta-lr / --inner-lr); {kept}.",
+        step=run.step + 1,
     )
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file (a folder is read as ``folder/metrics.jsonl``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / METRICS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics file at {path} (meta_train writes it into its out folder)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _report(run: _Run, bar, record: dict) -> None:
+    """The progress bar and, after a validation, a log line."""
+    best = "-" if run.best_val is None else f"{run.best_val:.3f}"
+    bar.update(1)
+    bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}", val=best, refresh=False)
+    if record["val_accuracy"] is not None:
+        run.say(f"step {run.step}: loss {record['loss']:.4f}, train acc {record['accuracy']:.4f}, "
+                f"val acc {record['val_accuracy']:.4f} (best {run.best_val:.4f} at step {run.best_step}), "
+                f"{run.elapsed:.0f} s")
 
+
+def _save_on_interrupt(run: _Run, consistent: bool) -> None:
+    ckpt_path = run.out / CHECKPOINT_NAME
+    if consistent:
+        run.save(CHECKPOINT_NAME)
+        run.say(f"interrupted after step {run.step}: saved {ckpt_path}; continue with resume=True (--resume)")
+    else:
+        run.say(f"aborted in the middle of step {run.step + 1}: kept the last checkpoint {ckpt_path} "
+                f"(step {_ckpt_step(ckpt_path)}); continue with resume=True (--resume)")
 
 def time_to_accuracy(records: list[dict], target: float) -> dict | None:
-    """The first validation of ``records`` (from :func:`read_metrics`) at or above ``target``.
+    """The first validation of ``records`` (from ``mllib.checkpoint.read_metrics``) at or above ``target``.
+
+    The "time to accuracy" of the model cards (``mllib.publish``); notebook 05 plots the records.
 
     Returns ``{"step", "seconds", "val_accuracy"}`` of that validation, or ``None`` when no
     validation reached ``target`` (a fraction in (0, 1], e.g. ``0.9``).
+
+        >>> records = [{"step": 100, "seconds": 20.0, "val_accuracy": 0.85},
+        ...            {"step": 200, "seconds": 41.5, "val_accuracy": 0.92}]
+        >>> time_to_accuracy(records, 0.9)
+        {'step': 200, 'seconds': 41.5, 'val_accuracy': 0.92}
     """
     if not 0 < target <= 1:
         raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.9 for 90%, got {target!r}")
@@ -440,16 +492,6 @@ def time_to_accuracy(records: list[dict], target: float) -> dict | None:
 
 
 # --------------------------------------------------------------------------------------------
-def _choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _at_least(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def _budget_spent(max_seconds: float | None, elapsed: float) -> bool:
     return max_seconds is not None and elapsed >= max_seconds
 
@@ -479,7 +521,7 @@ class _Logger:
         if self.log is not None:
             self.log(message)
         else:
-            tqdm.write(message)
+            write(message)
         if self.path is not None:
             with open(self.path, "a") as handle:
                 handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
@@ -505,4 +547,4 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        tqdm.write("Ctrl-C: stopping after this meta-step and saving a checkpoint (Ctrl-C again to abort now)")
+        write("Ctrl-C: stopping after this meta-step and saving a checkpoint (Ctrl-C again to abort now)")

@@ -8,6 +8,8 @@
   and ``images_evaluation.zip`` (about 160 characters x 20 drawers).
 * ``lenient_checks`` (function): the exercise checks print verdicts instead of raising and record
   nothing (``MLLIB_CHECKS_STRICT`` and ``MLLIB_CHECKS_RECORD`` unset), as a learner sees them.
+* ``MLLIB_DATA_CUSTOM=1`` for the whole session: the synthetic zips are custom copies of Omniglot,
+  which the loader refuses otherwise (tests of that check unset it).
 * ``one_thread`` (module): torch on one intra-op thread for the module's tests, then restored
   (small nets run faster on one thread, and much faster when the 2 cores are shared).
 """
@@ -18,7 +20,9 @@ import os
 import pytest
 import torch
 
-from mllib.data import load_omniglot, write_synthetic_omniglot
+from mllib.data import CUSTOM_ENV, load_omniglot, write_synthetic_omniglot
+
+os.environ.setdefault(CUSTOM_ENV, "1")
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def test_vmap_equals_loop_conv(algo, bn):
         cfg = MetaConfig(algo=algo, inner_steps=2, inner_lr=0.2, bn=bn, form=form)
         params = init_meta_params(model, cfg)
         grads, stats = meta_gradient(model, params, batch, cfg)
-        results[form] = grads, stats, evaluate_tasks(model, params, batch, cfg, inner_steps=3, chunk=3)
+        results[form] = grads, stats, evaluate_tasks(model, params, batch, cfg, inner_steps=3)
     (g_loop, s_loop, e_loop), (g_vmap, s_vmap, e_vmap) = results["loop"], results["vmap"]
     assert set(g_loop) == set(g_vmap) == set(init_meta_params(model, MetaConfig(algo=algo)))
     assert rel_err(g_vmap, g_loop) < 1e-5
@@ -205,7 +205,7 @@ def test_accuracy_is_at_chance_on_random_labels(algo):
     cfg = MetaConfig(algo=algo, inner_lr=0.5, form="vmap")
     meta = init_meta_params(model, cfg)
     for steps in (0, 5):
-        acc = evaluate_tasks(model, meta, batch, cfg, inner_steps=steps, chunk=64).mean().item()
+        acc = evaluate_tasks(model, meta, batch, cfg, inner_steps=steps).mean().item()
         assert abs(acc - 0.2) < 0.025, (steps, acc)
     seen = TaskBatch(batch.support_x[:50], batch.support_y[:50], batch.support_x[:50], batch.support_y[:50])
     assert evaluate_tasks(model, meta, seen, cfg, inner_steps=5).mean().item() > 0.35
@@ -243,8 +243,11 @@ def test_meta_config_validation_and_pick_form():
             MetaConfig(**bad)
     assert MetaConfig().algo == "maml" and MetaConfig().inner_lr == 0.4 and MetaConfig().bn == "batch"
     assert pick_form("cpu") == "loop" and pick_form(torch.device("cuda", 0)) == "vmap"
-    assert algorithms.resolve_form(MetaConfig(form="auto"), "cpu") == "loop"
-    assert algorithms.resolve_form(MetaConfig(form="vmap"), "cpu") == "vmap"
+    assert algorithms.resolve_form("auto", "cpu") == "loop" and algorithms.resolve_form("vmap", "cpu") == "vmap"
+    with pytest.raises(ValueError, match="form"):
+        algorithms.resolve_form("jit", "cpu")
+    assert MetaConfig.from_profile("anil", {"inner_steps": 3, "inner_lr": 0.1}, bn="support") == MetaConfig(
+        algo="anil", inner_steps=3, inner_lr=0.1, bn="support")
 
 
 def test_mismatched_inputs_are_rejected():
@@ -256,5 +259,47 @@ def test_mismatched_inputs_are_rejected():
         meta_gradient(SineMLP(), params_of(SineMLP()), sine_tasks(1), MetaConfig(algo="protonet"))
     with pytest.raises(ValueError, match="inner_steps"):
         evaluate_tasks(model, params_of(model), batch, MetaConfig(), inner_steps=-2)
-    with pytest.raises(ValueError, match="chunk"):
-        evaluate_tasks(model, params_of(model), batch, MetaConfig(), chunk=0)
+
+
+# ----------------------------------------------------------------------------- meta_step
+
+def test_meta_step_is_gradient_then_optimizer_step():
+    torch.manual_seed(0)
+    model, batch = SineMLP(hidden=8), sine_tasks(4)
+    cfg = MetaConfig(algo="maml", inner_lr=0.05, form="loop")
+    stepped, by_hand = init_meta_params(model, cfg), init_meta_params(model, cfg)
+    opt_a, opt_b = torch.optim.Adam(stepped.values(), lr=1e-2), torch.optim.Adam(by_hand.values(), lr=1e-2)
+    for _ in range(2):
+        grads, stats = algorithms.meta_step(model, stepped, batch, cfg, opt_a)
+        expected, expected_stats = meta_gradient(model, by_hand, batch, cfg)
+        for k, p in by_hand.items():
+            p.grad = expected[k]
+        opt_b.step()
+        assert stats["loss"] == expected_stats["loss"] and all(torch.equal(grads[k], expected[k]) for k in grads)
+    assert all(torch.equal(stepped[k], by_hand[k]) for k in stepped)
+    assert all(p.grad is None for p in stepped.values())          # gradients cleared after the step
+
+
+def test_meta_step_hook_replaces_gradients_and_bad_steps_apply_nothing():
+    torch.manual_seed(0)
+    model, batch = SineMLP(hidden=8), sine_tasks(2)
+    cfg = MetaConfig(algo="fomaml", inner_lr=0.05, form="loop")
+    params = init_meta_params(model, cfg)
+    before = {k: v.detach().clone() for k, v in params.items()}
+    optimizer = torch.optim.SGD(params.values(), lr=1.0)
+    algorithms.meta_step(model, params, batch, cfg, optimizer, grad_hook=lambda g: {k: torch.zeros_like(v)
+                                                                                    for k, v in g.items()})
+    assert all(torch.equal(params[k], before[k]) for k in params)  # zero gradients: SGD does not move
+    with torch.no_grad():
+        params["head.bias"].fill_(float("nan"))
+    with pytest.raises(algorithms.MetaGradientNotFinite, match="loss is nan"):
+        algorithms.meta_step(model, params, batch, cfg, optimizer, check_finite=True)
+    assert all(p.grad is None for p in params.values())
+
+
+def test_load_into_model_copies_the_weights_not_the_rates():
+    model = SineMLP(hidden=4)
+    meta = init_meta_params(model, MetaConfig(algo="metasgd", inner_lr=0.1))
+    meta = {k: v.detach() + 1 if not k.startswith("lr.") else v.detach() for k, v in meta.items()}
+    assert algorithms.load_into_model(model, meta) is model
+    assert all(torch.equal(p, meta[name]) for name, p in model.named_parameters())

@@ -54,7 +54,7 @@ def test_first_and_second_order_differ():
 
 
 def test_check_gradients_flags_a_wrong_gradient(monkeypatch):
-    real = bench.make_step
+    real = bench.gradients.make_step
 
     def wrong(spec, dtype=torch.float32):
         step, batch = real(spec, dtype)
@@ -62,7 +62,7 @@ def test_check_gradients_flags_a_wrong_gradient(monkeypatch):
             return step, batch
         return (lambda: {k: g * 1.001 for k, g in step().items()}), batch
 
-    monkeypatch.setattr(bench, "make_step", wrong)
+    monkeypatch.setattr(bench.gradients, "make_step", wrong)
     rows = check_gradients(TINY, ["mllib-loop", "mllib-vmap"], tasks=2)
     assert not rows[0]["ok"]
 

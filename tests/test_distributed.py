@@ -28,7 +28,8 @@ import mllib.data
 from mllib import distributed
 from mllib.__main__ import main
 from mllib.checkpoint import load_checkpoint
-from mllib.train import TrainConfig, meta_train, read_metrics
+from mllib.checkpoint import read_metrics
+from mllib.train import TrainConfig, meta_train
 
 TINY = dict(filters=4, meta_batch=4, val_every=2, val_tasks=3, test_query=1, checkpoint_every=1,
             inner_steps_test=1)

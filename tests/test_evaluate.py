@@ -1,4 +1,5 @@
-"""evaluate: the 95% CI formula, fixed seeded tasks, the protocol carried with the result, the plot."""
+"""evaluate: the 95% CI formula, fixed seeded tasks, the protocol carried with the result, and its parts
+(load_run, test_tasks, task_accuracies)."""
 from __future__ import annotations
 
 import math
@@ -6,8 +7,11 @@ import math
 import pytest
 import torch
 
-from mllib.evaluate import evaluate, format_result, mean_ci95, plot_learning_curve
-from mllib.train import TrainConfig, meta_train, read_metrics
+import mllib.evaluate as ev
+from mllib.algorithms import MetaConfig
+from mllib.evaluate import Protocol, Run, evaluate, format_result, load_run, mean_ci95, task_accuracies
+from mllib.tasks import OmniglotTasks, TaskBatch
+from mllib.train import TrainConfig, meta_train
 
 PROTOCOL_KEYS = {"accuracy", "ci95", "ways", "shots", "query", "algo", "tasks", "inner_steps", "inner_lr",
                  "bn", "split", "transductive", "seconds", "device"}
@@ -61,15 +65,65 @@ def test_evaluate_uses_fixed_tasks(run, omniglot):
     assert c["seed"] == 1
 
 
-def test_evaluate_model_and_params_equals_checkpoint(run, omniglot):
+def test_evaluate_run_and_train_result_equal_checkpoint(run, omniglot):
     from_ckpt = evaluate(run.checkpoint_path, data=omniglot, tasks=6, device="cpu", progress=False)
-    direct = evaluate((run.model, run.meta_params), data=omniglot, tasks=6, device="cpu", progress=False,
-                      meta_config=run.meta_config, ways=3, shots=1, query=2, inner_steps=2)
+    protocol = Protocol(run.meta_config, ways=3, shots=1, query=2, inner_steps=2)
+    direct = evaluate(Run(run.model, run.meta_params, protocol), data=omniglot, tasks=6, device="cpu",
+                      progress=False)
     assert direct["accuracy"] == from_ckpt["accuracy"]
     from_result = evaluate(run, data=omniglot, tasks=6, device="cpu", progress=False)  # run.step == 2 == checkpoint
     assert from_result["accuracy"] == from_ckpt["accuracy"] and from_result["step"] == 2
-    with pytest.raises(ValueError, match="meta_config"):
+    with pytest.raises(ValueError, match="source must be"):
         evaluate((run.model, run.meta_params), data=omniglot, tasks=6, device="cpu")
+
+
+def test_load_run_reads_the_protocol_and_applies_changes(run):
+    loaded = load_run(run.best_path, "cpu")
+    protocol = loaded.protocol
+    assert (protocol.ways, protocol.shots, protocol.query, protocol.inner_steps, protocol.split) == (3, 1, 2, 2, "maml")
+    assert protocol.meta_config == MetaConfig(algo="maml", inner_steps=1, inner_lr=0.4, bn="batch", form="loop")
+    assert loaded.params.keys() == run.meta_params.keys() and loaded.checkpoint == str(run.best_path)
+    assert loaded.model.ways == 3
+    changed = load_run(run, "cpu", query=4, inner_steps=0, bn="support", form="vmap").protocol
+    assert (changed.query, changed.inner_steps, changed.meta_config.bn, changed.meta_config.form) == (
+        4, 0, "support", "vmap")
+
+
+def test_test_tasks_are_the_protocols_fixed_chunked_stream(omniglot):
+    protocol = Protocol(MetaConfig(), ways=3, shots=1, query=2, inner_steps=1)
+    tasks = ev.test_tasks(omniglot, protocol, count=5, seed=3)
+    assert tuple(tasks.support_x.shape) == (5, 3, 1, 28, 28) and tuple(tasks.query_y.shape) == (5, 6)
+    again = ev.test_tasks(omniglot, protocol, count=5, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(tasks.tensors(), again.tensors()))
+    # drawn SAMPLE_CHUNK tasks at a time from OmniglotTasks(split, part, seed)
+    sampler = OmniglotTasks(omniglot, split="maml", part="test", ways=3, shots=1, query=2, seed=3)
+    by_hand = TaskBatch.cat([sampler.sample(5)])
+    assert torch.equal(by_hand.support_x, tasks.support_x)
+    other = ev.test_tasks(omniglot, protocol, count=5, seed=4)
+    assert not torch.equal(other.support_x, tasks.support_x)
+    with pytest.raises(ValueError, match="part"):
+        ev.test_tasks(omniglot, protocol, count=5, part="dev")
+
+
+def test_test_tasks_chunks_are_part_of_the_protocol(omniglot, monkeypatch):
+    monkeypatch.setattr(ev, "SAMPLE_CHUNK", 2)
+    protocol = Protocol(MetaConfig(), ways=3, shots=1, query=1, inner_steps=1)
+    tasks = ev.test_tasks(omniglot, protocol, count=5)
+    sampler = OmniglotTasks(omniglot, split="maml", part="test", ways=3, shots=1, query=1, seed=ev.TEST_SEED)
+    by_hand = TaskBatch.cat([sampler.sample(2), sampler.sample(2), sampler.sample(1)])
+    assert torch.equal(by_hand.query_x, tasks.query_x)
+
+
+def test_task_accuracies_any_batch_size_same_numbers(run, omniglot):
+    loaded = load_run(run.best_path, "cpu")
+    tasks = ev.test_tasks(omniglot, loaded.protocol, count=7)
+    whole = task_accuracies(loaded.model, loaded.params, loaded.protocol, tasks, batch_size=7)
+    assert whole.shape == (7,) and whole.dtype == torch.float32 and whole.device.type == "cpu"
+    assert torch.equal(whole, task_accuracies(loaded.model, loaded.params, loaded.protocol, tasks, batch_size=2))
+    # accuracies of 3-way tasks with 2 queries per class are multiples of 1/6
+    assert torch.allclose(whole * 6, (whole * 6).round(), atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        task_accuracies(loaded.model, loaded.params, loaded.protocol, tasks, batch_size=0)
 
 
 def test_evaluate_rejects_bad_arguments(run, omniglot):
@@ -77,11 +131,3 @@ def test_evaluate_rejects_bad_arguments(run, omniglot):
         evaluate(run.best_path, data=omniglot, split="dev")
     with pytest.raises(ValueError, match="tasks"):
         evaluate(run.best_path, data=omniglot, tasks=1)
-
-
-def test_plot_learning_curve_writes_a_png(run, tmp_path):
-    path = plot_learning_curve(run.metrics_path, tmp_path / "plots" / "curve.png", title="tiny")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert plot_learning_curve(read_metrics(run.out), tmp_path / "again.png").stat().st_size > 1000
-    with pytest.raises(FileNotFoundError, match="metrics"):
-        plot_learning_curve(tmp_path / "nothing", tmp_path / "x.png")

@@ -72,3 +72,34 @@ def test_adapt_works_under_vmap():
     batched = torch.func.vmap(lambda ai: adapt(p, quadratic, (ai, 0.5), steps=2, lr=0.1)["w"])(a)
     looped = torch.stack([adapt(p, quadratic, (ai, 0.5), steps=2, lr=0.1)["w"] for ai in a])
     torch.testing.assert_close(batched, looped, rtol=0, atol=1e-14)
+
+
+def test_inner_gradients_autograd_equals_torch_func_grad_bitwise():
+    """Outside vmap the inner gradient comes from torch.autograd.grad, under vmap from torch.func.grad:
+    the same numbers, including the outer (second-order) gradient through them."""
+    from mllib.algorithms import support_loss_fn
+    from mllib.inner import inner_gradients
+    from mllib.models import ConvLearner, params_of
+
+    torch.manual_seed(0)
+    model = ConvLearner(ways=3, filters=4, depth=2, image_size=12)
+    params, loss_fn = params_of(model), support_loss_fn(model)
+    data = (torch.rand(6, 1, 12, 12), torch.arange(3).repeat(2))
+    names = list(params)
+    for create_graph in (True, False):
+        plain = inner_gradients(loss_fn, params, data, names, create_graph)
+        func = torch.func.grad(lambda fast: loss_fn(fast, data))(
+            params if create_graph else {k: v.detach() for k, v in params.items()})
+        assert all(torch.equal(plain[k], func[k]) for k in names)
+        assert all(g.requires_grad == create_graph for g in plain.values())
+    plain = inner_gradients(loss_fn, params, data, names, True)
+    outer_plain = torch.autograd.grad(sum((g ** 2).sum() for g in plain.values()), list(params.values()))
+    func = torch.func.grad(lambda fast: loss_fn(fast, data))(params)
+    outer_func = torch.autograd.grad(sum((g ** 2).sum() for g in func.values()), list(params.values()))
+    assert all(torch.equal(a, b) for a, b in zip(outer_plain, outer_func))
+
+
+def test_adapt_leaves_tensors_that_need_no_grad_alone():
+    w = torch.tensor([1.0, 2.0])                                  # no requires_grad: no outer graph
+    adapted = adapt({"w": w}, lambda p, data: (p["w"] ** 2).sum(), None, steps=1, lr=0.25)
+    assert torch.equal(adapted["w"], torch.tensor([0.5, 1.0])) and not w.requires_grad

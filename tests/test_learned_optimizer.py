@@ -12,7 +12,7 @@ from mllib.learned_optimizer import (
     meta_train_optimizer, optimize, random_starts, tune_rate, unroll,
 )
 from mllib.models import SineMLP
-from mllib.sinusoid import adaptation_curve
+from mllib.sine_experiments import adaptation_curve
 from mllib.tasks import SinusoidTasks
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,4 +1,4 @@
-"""Tests of mllib.sinusoid: meta-training and pre-training on sinusoids, adaptation curves, polynomials."""
+"""Tests of mllib.sine_experiments: meta-training and pre-training on sinusoids, adaptation curves, polynomials."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +9,8 @@ from torch.func import functional_call
 
 from mllib.algorithms import MetaConfig, init_meta_params, meta_gradient
 from mllib.models import SineMLP, params_of
-from mllib.sinusoid import (_seeded_model, adapt_task, adaptation_curve, fit_polynomial, meta_train_sinusoid,
-                            polynomial_mse, polyval, pretrain_sinusoid)
+from mllib.sine_experiments import (_seeded_model, adapt_task, adaptation_curve, fit_polynomial, meta_train_sinusoid,
+                                    polynomial_mse, polyval, pretrain_sinusoid)
 from mllib.tasks import SinusoidTasks
 
 
@@ -213,15 +213,15 @@ def test_bad_arguments(call, name):
 
 
 def test_one_thread_inside_and_restored(monkeypatch, sine_batch):
-    import mllib.sinusoid as sinusoid
+    import mllib.algorithms as algorithms
     seen = []
-    original = sinusoid.meta_gradient
+    original = algorithms.meta_gradient
 
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sinusoid, "meta_gradient", spy)
+    monkeypatch.setattr(algorithms, "meta_gradient", spy)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

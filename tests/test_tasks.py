@@ -172,3 +172,16 @@ def test_thread_limit_is_restored_and_does_not_change_tasks(omniglot):
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="threads must be None or an integer >= 1"):
         OmniglotTasks(omniglot, threads=0)
+
+
+def test_task_batch_iterates_one_task_at_a_time():
+    batch = SinusoidTasks(shots=4, query=6, seed=0).sample(3)
+    tasks = list(batch)
+    assert len(tasks) == len(batch) == 3
+    for t, (support_x, support_y, query_x, query_y) in enumerate(batch):
+        assert support_x.shape == (4, 1) and query_y.shape == (6, 1)
+        assert torch.equal(support_x, batch.support_x[t]) and torch.equal(query_y, batch.query_y[t])
+    assert all(a is b for a, b in zip(batch.tensors(), (batch.support_x, batch.support_y, batch.query_x,
+                                                        batch.query_y)))
+    (one,) = batch[1:2]                                           # unpacking a batch of one task
+    assert torch.equal(one[2], batch.query_x[1])

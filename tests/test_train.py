@@ -8,9 +8,10 @@ import time
 import pytest
 import torch
 
-from mllib.checkpoint import CheckpointError, load_checkpoint
+from mllib.checkpoint import CheckpointError, load_checkpoint, read_metrics
 import mllib.algorithms
-from mllib.train import TrainConfig, TrainingDiverged, meta_train, read_metrics, time_to_accuracy
+from mllib.models import build_conv_learner
+from mllib.train import TrainConfig, TrainingDiverged, meta_train, time_to_accuracy
 
 TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
             inner_steps=1, inner_steps_test=1)
@@ -189,10 +190,8 @@ def test_grad_hook_is_applied(tmp_path, omniglot):
     torch.manual_seed(3)
     result = train(tiny(tmp_path, steps=2), omniglot, grad_hook=zero)
     assert len(seen) == 2 and "head.weight" in seen[0]
-    from mllib.train import build_model
-
     torch.manual_seed(3)
-    init = dict(build_model(3, 4).named_parameters())
+    init = dict(build_conv_learner(3, 4).named_parameters())
     assert_same_params({k: v.detach() for k, v in init.items()}, result.meta_params)  # Adam on zeros: no move
 
 
@@ -256,3 +255,10 @@ def test_time_to_accuracy_finds_the_first_validation_at_target():
     assert time_to_accuracy(records, 0.96) is None
     with pytest.raises(ValueError, match="target"):
         time_to_accuracy(records, 90)
+
+
+def test_trained_model_holds_the_final_meta_parameters(tmp_path, omniglot):
+    """The one rule for trained weights, as meta_train_sinusoid follows it (tests/test_sinusoid.py)."""
+    result = train(tiny(tmp_path, steps=2), omniglot)
+    weights = {k: v.detach() for k, v in result.model.named_parameters()}
+    assert_same_params(weights, result.meta_params)

@@ -6,11 +6,12 @@ from typing import Any, Callable
 
 import torch
 
+from mllib.sine_experiments import fit_polynomial
+
 from .core import Case, CheckResult, _to_tensor, compare_values, make_cases, run_check
 
 
 def _polynomial_fit_reference(x: torch.Tensor, y: torch.Tensor, degree: int) -> torch.Tensor:
-    from mllib.sinusoid import fit_polynomial
     return fit_polynomial(x, y, degree)
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from torch.func import functional_call
+
+from mllib.sine_experiments import adaptation_curve
+from mllib.tasks.batch import TaskBatch
 
 from .core import Case, CheckResult, _to_tensor, compare_values, make_cases, run_check
 from .sine_inputs import _sine_task
 
 
 def _sgd_step_reference(model, params, x, y, lr):
-    from torch.func import functional_call
     loss = torch.nn.functional.mse_loss(functional_call(model, params, (x,)), y)
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
     return {name: p - lr * g for (name, p), g in zip(params.items(), grads)}
@@ -27,7 +30,6 @@ class _ThroughStep:
         self.__code__ = getattr(fn, "__code__", None)
 
     def __call__(self, model, params, x, y, lr, query_x, query_y):
-        from torch.func import functional_call
         adapted = self.fn(model, params, x, y, lr)
         if not isinstance(adapted, dict):
             return adapted
@@ -93,8 +95,6 @@ def check_sgd_step(fn: Callable) -> CheckResult:
 
 
 def _adaptation_curve_reference(model, params, support_x, support_y, query_x, query_y, steps, lr):
-    from mllib.sinusoid import adaptation_curve
-    from mllib.tasks.batch import TaskBatch
     batch = TaskBatch(support_x[None], support_y[None], query_x[None], query_y[None])
     return adaptation_curve(model, params, batch, steps, lr)
 

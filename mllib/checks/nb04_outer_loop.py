@@ -6,15 +6,17 @@ from typing import Any, Callable
 
 import torch
 
+from mllib.algorithms import support_loss_fn
+from mllib.inner import adapt
+from mllib.models import call_model
+
 from .core import Case, CheckResult, compare_values, make_cases, random_tensor, run_check
 from .sine_inputs import _sine_task
 
 
 def _task_meta_gradient_reference(model, params, support_x, support_y, query_x, query_y, inner_lr, first_order):
-    from mllib.algorithms import forward, support_loss_fn
-    from mllib.inner import adapt
     adapted = adapt(params, support_loss_fn(model), (support_x, support_y), 1, inner_lr, first_order=first_order)
-    loss = torch.nn.functional.mse_loss(forward(model, adapted, query_x), query_y)
+    loss = torch.nn.functional.mse_loss(call_model(model, adapted, query_x), query_y)
     return dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
 
 
@@ -48,8 +50,7 @@ def check_task_meta_gradient(fn: Callable) -> CheckResult:
             return ("this is the first-order answer: with first_order=False pass create_graph=True to the inner "
                     "torch.autograd.grad so the outer gradient flows through it")
         model, params, sx, sy, qx, qy = copy.deepcopy(args)
-        from torch.func import functional_call
-        loss = torch.nn.functional.mse_loss(functional_call(model, params, (qx,)), qy)
+        loss = torch.nn.functional.mse_loss(call_model(model, params, qx), qy)
         plain = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
         if compare_values(got, plain, 1e-6, 1e-9) is None:
             return "adapt first: take the inner SGD step on the support set, then the query loss of the adapted params"

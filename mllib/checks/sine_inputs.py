@@ -8,12 +8,13 @@ import math
 
 import torch
 
+from mllib.models import SineMLP
+
 from .core import random_tensor
 
 
 def _tiny_sine_model(gen: torch.Generator, hidden: int = 8):
     """A float64 ``SineMLP(hidden)`` and a params dict of random leaves (drawn from ``gen``)."""
-    from mllib.models import SineMLP
     model = SineMLP(hidden=hidden).double()
     params = {name: (0.5 * random_tensor(gen, *p.shape)).requires_grad_(True) for name, p in model.named_parameters()}
     return model, params

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from mllib.algorithms import ALGORITHMS
 from mllib.bench import REFERENCES, format_table, run_benchmark
+from mllib.device import resolve_device
+from mllib.results import update_readme
 
 QUICK = dict(meta_batch=2, filters=8, query=2, steps=2, warmup=1, repeats=1)
 
@@ -81,14 +83,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.readme:
-        from mllib.results import update_readme
         changed = update_readme(check=args.check)
         if args.check:
             print("README results block is " + ("OUT OF DATE" if changed else "up to date"))
             return 1 if changed else 0
         print("README results block " + ("rewritten" if changed else "already up to date"))
         return 0
-    from mllib.device import resolve_device
     device = str(resolve_device(args.device))
     sizes = dict(meta_batch=args.meta_batch, filters=args.filters, query=args.query, steps=args.steps,
                  warmup=args.warmup, repeats=args.repeats)

@@ -11,8 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from mllib.evaluate import PART_CHOICES, TEST_SEED, dumps, evaluate, format_result, plot_learning_curve
-from mllib.train import METRICS_NAME
+from mllib.algorithms import BN_MODES
+from mllib.checkpoint import METRICS_NAME
+from mllib.data.splits import PARTS
+from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result
+from mllib.plots import save_learning_curve
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,10 +26,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `mllib train` (best.pt)")
     parser.add_argument("--tasks", type=int, default=600, help="number of test tasks (protocol: >= 600)")
-    parser.add_argument("--split", choices=PART_CHOICES, default="test")
+    parser.add_argument("--split", choices=PARTS, default="test")
     parser.add_argument("--inner-steps", type=int, default=None, help="inner steps at test (default: the profile's)")
     parser.add_argument("--query", type=int, default=None, help="query images per class (default: the profile's)")
-    parser.add_argument("--bn", choices=("batch", "support"), default=None, help="default: the training mode")
+    parser.add_argument("--bn", choices=BN_MODES, default=None, help="default: the training mode")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda|mps (default: $MLLIB_DEVICE, else auto)")
     parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the test tasks")
     parser.add_argument("--batch-size", type=int, default=50, help="tasks evaluated at once")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     print(dumps(result) if args.json else format_result(result))
     if args.plot:
         metrics = Path(args.checkpoint).parent / METRICS_NAME
-        path = plot_learning_curve(metrics, args.plot,
+        path = save_learning_curve(metrics, args.plot,
                                    title=f"{result['algo']} {result['ways']}-way {result['shots']}-shot")
         print(f"wrote learning curve to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -10,20 +10,25 @@
 from .build import PREPROCESS_VERSION
 from .locate import (
     CACHE_ENV,
+    CUSTOM_ENV,
     DATA_ENV,
+    CustomOmniglotWarning,
     OmniglotDataError,
     OmniglotSource,
     default_cache_dir,
     locate_omniglot,
     upstream_url,
+    verify_zip,
 )
-from .omniglot import OmniglotData, load_omniglot
+from .load import OmniglotData, load_omniglot
 from .splits import SPLITS, canonical_characters, split_characters, split_names
 from .synthetic import write_synthetic_omniglot
 
 __all__ = [
     "CACHE_ENV",
+    "CUSTOM_ENV",
     "DATA_ENV",
+    "CustomOmniglotWarning",
     "PREPROCESS_VERSION",
     "SPLITS",
     "OmniglotData",
@@ -36,5 +41,6 @@ __all__ = [
     "split_characters",
     "split_names",
     "upstream_url",
+    "verify_zip",
     "write_synthetic_omniglot",
 ]

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mllib.progress import progress_bar
+
 from .locate import SETS, OmniglotDataError, OmniglotSource
 
 PREPROCESS_VERSION = 1
@@ -193,7 +195,6 @@ def default_workers() -> int:
 def decode_images(source: OmniglotSource, listing: Listing, workers: int | None = None, progress: bool = True) -> np.ndarray:
     """All images of ``listing`` as ``uint8 [characters, drawers, 28, 28]`` (strokes 255, background 0)."""
     from PIL import PngImagePlugin  # noqa: F401  (imported before forking)
-    from tqdm.auto import tqdm
 
     n_chars, n_drawers = len(listing.characters), len(listing.members[0])
     flat = [m for per_char in listing.members for m in per_char]
@@ -202,8 +203,7 @@ def decode_images(source: OmniglotSource, listing: Listing, workers: int | None 
     workers = default_workers() if workers is None else max(1, int(workers))
     if len(jobs) < 2:
         workers = 1
-    disable = (not progress) or bool(os.environ.get("CI"))
-    bar = tqdm(total=len(flat), desc="Omniglot -> 28x28 cache", unit="img", disable=disable, leave=False)
+    bar = progress_bar(total=len(flat), desc="Omniglot -> 28x28 cache", unit="img", enabled=progress, leave=False)
     parts = []
     try:
         if workers == 1:

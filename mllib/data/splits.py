@@ -28,6 +28,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 
+PARTS = ("train", "val", "test")  # every part name a split may have
 SPLITS = {"lake": ("train", "test"), "maml": ("train", "val", "test"), "vinyals": ("train", "val", "test")}
 SIZES = {
     "lake": {"train": 964, "test": 659},

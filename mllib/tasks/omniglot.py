@@ -25,14 +25,20 @@ from typing import Sequence
 
 import torch
 
-from ..data.splits import SPLITS, split_characters
-from .batch import TaskBatch
-
-PART_STREAMS = ("train", "val", "test")
+from mllib.arguments import check_choice, check_int
+from mllib.data.splits import PARTS, SPLITS, split_characters
+from mllib.device import cpu_threads
+from mllib.tasks.batch import TaskBatch
 
 
 def stream_seed(seed: int, part: str) -> int:
-    """A 63-bit generator seed for ``(seed, part)``: distinct, well-mixed streams per part."""
+    """A 63-bit generator seed for ``(seed, part)``: distinct, well-mixed streams per part.
+
+    So no test task is ever drawn from the training stream (notebook 02, section 4).
+
+        >>> stream_seed(0, "train") != stream_seed(0, "test") and stream_seed(0, "test") < 2 ** 63
+        True
+    """
     digest = hashlib.sha256(f"mllib-omniglot-tasks:{int(seed)}:{part}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
@@ -41,6 +47,20 @@ def _rotation_tables(height: int, width: int) -> torch.Tensor:
     """``long [4, H*W]``: for each k, the source pixel of every output pixel of ``rot90(img, k)``."""
     grid = torch.arange(height * width).view(height, width)
     return torch.stack([torch.rot90(grid, k, dims=(0, 1)).reshape(-1) for k in range(4)])
+
+
+def _class_characters(data, split: str | None, part: str, characters: Sequence[int] | None) -> list[int]:
+    """Sorted indices into ``data.images`` of the characters tasks are drawn from."""
+    if characters is not None:
+        chars = [int(c) for c in characters]
+        if len(set(chars)) != len(chars) or any(not 0 <= c < data.images.shape[0] for c in chars):
+            raise ValueError(f"characters must be distinct indices in 0..{data.images.shape[0] - 1}")
+        return sorted(chars)
+    if split is None:
+        return list(range(data.images.shape[0]))
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)} or None, got {split!r}")
+    return split_characters(split, part, data.characters)
 
 
 class OmniglotTasks:
@@ -54,6 +74,14 @@ class OmniglotTasks:
     image tensor lives and batches are built (indices are always drawn on the CPU generator).
     ``threads``: torch CPU threads while a batch is sampled (default 1: the ops are small, and a
     second thread on a busy shared CPU made sampling 10x slower here); ``None`` keeps torch's setting.
+    Notebook 02, sections 5-7.
+
+        >>> from mllib.data import OmniglotData
+        >>> names = [f"alphabet/character{i:02d}" for i in range(10)]
+        >>> data = OmniglotData(torch.zeros(10, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 10)
+        >>> batch = OmniglotTasks(data, split=None, part="test", ways=5, shots=1, query=3).sample(2)
+        >>> tuple(batch.support_x.shape), tuple(batch.query_y.shape)
+        ((2, 5, 1, 28, 28), (2, 15))
     """
 
     def __init__(
@@ -70,32 +98,18 @@ class OmniglotTasks:
         device: torch.device | str | None = None,
         threads: int | None = 1,
     ) -> None:
-        if part not in PART_STREAMS:
-            raise ValueError(f"part must be one of 'train', 'val', 'test', got {part!r}")
+        check_choice("part", part, PARTS)
         drawers = data.images.shape[1]
-        if not isinstance(ways, int) or ways < 2:
-            raise ValueError(f"ways must be an integer >= 2, got {ways!r}")
-        if not isinstance(shots, int) or shots < 1:
-            raise ValueError(f"shots must be an integer >= 1, got {shots!r}")
-        if not isinstance(query, int) or query < 1:
-            raise ValueError(f"query must be an integer >= 1, got {query!r}")
+        check_int("ways", ways, 2)
+        check_int("shots", shots, 1)
+        check_int("query", query, 1)
         if shots + query > drawers:
             raise ValueError(
                 f"shots + query must be <= {drawers} (each Omniglot character has {drawers} drawers), "
                 f"got shots={shots} + query={query} = {shots + query}"
             )
-        if characters is not None:
-            chars = [int(c) for c in characters]
-            if len(set(chars)) != len(chars) or any(not 0 <= c < data.images.shape[0] for c in chars):
-                raise ValueError(f"characters must be distinct indices in 0..{data.images.shape[0] - 1}")
-            chars = sorted(chars)
-            split = None
-        elif split is None:
-            chars = list(range(data.images.shape[0]))
-        else:
-            if split not in SPLITS:
-                raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)} or None, got {split!r}")
-            chars = split_characters(split, part, data.characters)
+        chars = _class_characters(data, split, part, characters)
+        split = None if characters is not None else split
         if rotations is None:
             rotations = part == "train"
         self.rotations_per_class = 4 if rotations else 1
@@ -139,8 +153,7 @@ class OmniglotTasks:
         * ``labels``: ``[T, ways]`` the label of each class (a permutation of ``0..ways-1`` per task);
         * ``drawers``: ``[T, ways, shots+query]`` distinct drawers, support first.
         """
-        if not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ValueError(f"num_tasks must be an integer >= 1, got {num_tasks!r}")
+        check_int("num_tasks", num_tasks, 1)
         g = self.generator
         classes = torch.rand(num_tasks, self.num_classes, generator=g).topk(self.ways, dim=1).indices
         labels = torch.rand(num_tasks, self.ways, generator=g).argsort(dim=1)
@@ -179,15 +192,8 @@ class OmniglotTasks:
 
     def sample(self, num_tasks: int) -> TaskBatch:
         """``num_tasks`` new tasks (see the module docstring for shapes)."""
-        previous = torch.get_num_threads()
-        limit = self.threads is not None and previous != self.threads  # indices are drawn on the CPU either way
-        if limit:
-            torch.set_num_threads(self.threads)
-        try:
+        with cpu_threads(self.threads):  # indices are drawn on the CPU either way
             return self.batch_from_indices(self.sample_indices(num_tasks))
-        finally:
-            if limit:
-                torch.set_num_threads(previous)
 
     # ------------------------------------------------------------------ resume
 

@@ -13,16 +13,29 @@ import math
 
 import torch
 
-from .batch import TaskBatch
+from mllib.arguments import check_int
+from mllib.tasks.batch import TaskBatch
 
 
 def sinusoid(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-    """``amplitude * sin(x - phase)``; ``x [T, K, 1]``, ``amplitude`` and ``phase`` ``[T]``."""
+    """``amplitude * sin(x - phase)``; ``x [T, K, 1]``, ``amplitude`` and ``phase`` ``[T]`` (notebook 02, section 2).
+
+        >>> sinusoid(torch.zeros(1, 2, 1), torch.tensor([2.0]), torch.tensor([-torch.pi / 2]))
+        tensor([[[2.],
+                 [2.]]])
+    """
     return amplitude[:, None, None] * torch.sin(x - phase[:, None, None])
 
 
 class SinusoidTasks:
-    """Sinusoid regression tasks with ``shots`` support and ``query`` query points each."""
+    """Sinusoid regression tasks with ``shots`` support and ``query`` query points each.
+
+    Notebook 02, section 2 (and notebooks 01, 03, 04, 06).
+
+        >>> batch = SinusoidTasks(shots=10, query=5, seed=0).sample(4)
+        >>> tuple(batch.support_x.shape), tuple(batch.query_y.shape)
+        ((4, 10, 1), (4, 5, 1))
+    """
 
     def __init__(
         self,
@@ -33,10 +46,8 @@ class SinusoidTasks:
         phase: tuple[float, float] = (0.0, math.pi),
         x_range: tuple[float, float] = (-5.0, 5.0),
     ) -> None:
-        if not isinstance(shots, int) or shots < 1:
-            raise ValueError(f"shots must be an integer >= 1, got {shots!r}")
-        if not isinstance(query, int) or query < 1:
-            raise ValueError(f"query must be an integer >= 1, got {query!r}")
+        check_int("shots", shots, 1)
+        check_int("query", query, 1)
         for name, (lo, hi) in (("amplitude", amplitude), ("phase", phase), ("x_range", x_range)):
             if not lo <= hi:
                 raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {(lo, hi)}")
@@ -53,8 +64,7 @@ class SinusoidTasks:
 
     def sample(self, num_tasks: int, return_params: bool = False):
         """``num_tasks`` tasks; with ``return_params`` also ``(amplitude [T], phase [T])``."""
-        if not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ValueError(f"num_tasks must be an integer >= 1, got {num_tasks!r}")
+        check_int("num_tasks", num_tasks, 1)
         amplitude = self._uniform((num_tasks,), self.amplitude)
         phase = self._uniform((num_tasks,), self.phase)
         support_x = self._uniform((num_tasks, self.shots, 1), self.x_range)

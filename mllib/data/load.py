@@ -70,10 +70,6 @@ class OmniglotData:
         return self.images.shape[0]
 
     @property
-    def num_drawers(self) -> int:
-        return self.images.shape[1]
-
-    @property
     def complete(self) -> bool:
         """True for the full data set (1,623 characters); False for a subset such as the synthetic one."""
         return self.num_characters == FULL_CHARACTERS
@@ -125,7 +121,7 @@ def load_omniglot(
     Raises :class:`~mllib.data.OmniglotDataError` when the data is missing or corrupt.
     """
     start = time.perf_counter()
-    source: OmniglotSource = locate_omniglot(root, download=download)
+    source: OmniglotSource = locate_omniglot(root, download=download, progress=progress)
     fingerprint = build.source_fingerprint(source)
     cache_path = default_cache_dir(cache_dir) / build.cache_file_name(fingerprint)
     cached = _read_cache(cache_path, fingerprint) if cache_path.is_file() else None

@@ -1,10 +1,10 @@
-"""Sinusoid regression experiments: fixed biases versus a learned start (notebooks 01, 03, 04).
+"""Sinusoid regression experiments: fixed biases versus a learned start (notebooks 01, 03, 04, 06).
 
 Every task is ``y = A sin(x - phase)`` (``mllib.tasks.SinusoidTasks``); the learner is
 ``mllib.models.SineMLP`` used through parameter dicts. This module holds the small pieces the
 notebooks share, built on the tested algorithms (it does not re-implement them):
 
-* ``meta_train_sinusoid``: meta-train a start with ``mllib.algorithms.meta_gradient``
+* ``meta_train_sinusoid``: meta-train a start with ``mllib.algorithms.meta_step``
   (MAML, FOMAML, Reptile, Meta-SGD, ANIL) and Adam. Returns ``(model, meta_params, history)``.
 * ``pretrain_sinusoid``: the non-meta baseline of the MAML paper: one network regressed on
   points of all tasks jointly (it learns roughly the average function, which is about 0).
@@ -25,43 +25,25 @@ Example (a few seconds on a laptop CPU)::
 """
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
-from tqdm import tqdm  # the text bar: tqdm.auto warns in Jupyter without ipywidgets
 
-from mllib.algorithms import ALGORITHMS, MetaConfig, forward, init_meta_params, meta_gradient, split_meta_params
-from mllib.algorithms import support_loss_fn
+from mllib.algorithms import (ALGORITHMS, MetaConfig, init_meta_params, load_into_model, meta_step,
+                              split_meta_params, support_loss_fn)
+from mllib.arguments import check_choice, check_int, check_positive
 from mllib.config import resolve_profile
+from mllib.device import cpu_threads
 from mllib.inner import adapt
-from mllib.models import SineMLP, params_of
+from mllib.models import SineMLP, call_model, params_of
+from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
 
 Params = dict[str, Tensor]
 SINE_ALGORITHMS = tuple(a for a in ALGORITHMS if a != "protonet")
-
-
-def _positive_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _non_negative_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
 
 
 def _seeded_model(seed: int) -> SineMLP:
@@ -71,32 +53,13 @@ def _seeded_model(seed: int) -> SineMLP:
         return SineMLP()
 
 
-def _progress(total: int, desc: str, progress: bool):
-    return tqdm(total=total, desc=desc, disable=bool(os.environ.get("CI")) or not progress, dynamic_ncols=True)
+def _sine_threads(device: torch.device) -> int | None:
+    """One intra-op CPU thread for the sinusoid network (``None``, torch's setting, elsewhere).
 
-
-@contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run a block with one intra-op CPU thread (restored afterwards) when ``device`` is the CPU.
-
-    The sinusoid network has 40-unit layers: splitting its tiny matrix products over threads only
-    adds synchronisation. Measured on a busy 2-core CPU: 6-10x faster with one thread than with two.
+    Its 40-unit layers are tiny: splitting their matrix products over threads only adds
+    synchronisation. Measured on a busy 2-core CPU: 6-10x faster with one thread than with two.
     """
-    previous = torch.get_num_threads()
-    if device.type == "cpu" and previous != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
-
-
-def _load_into(model: nn.Module, params: Mapping[str, Tensor]) -> None:
-    """Copy ``params`` (model parameter names) into ``model``'s own parameters."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(params[name])
+    return 1 if device.type == "cpu" else None
 
 
 # ----------------------------------------------------------------------------- training
@@ -120,17 +83,18 @@ def meta_train_sinusoid(
 
     Each of the ``steps`` outer updates samples ``meta_batch`` tasks (``shots`` support and
     ``query`` query points each, ``x, y [meta_batch, shots, 1]``), takes
-    ``mllib.algorithms.meta_gradient`` (``inner_steps`` SGD steps at ``inner_lr`` inside) and one
-    Adam step at ``meta_lr`` on the meta-parameters.
+    ``mllib.algorithms.meta_step``: the meta-gradient (``inner_steps`` SGD steps at ``inner_lr``
+    inside) and one Adam step at ``meta_lr`` on the meta-parameters.
 
     * ``algo``: ``maml``, ``fomaml``, ``reptile``, ``metasgd`` or ``anil``.
     * ``steps``, ``meta_batch``, ``shots``, ``inner_lr``: ``None`` takes the profile's
       ``sine_meta_steps``, ``sine_meta_batch``, ``sine_shots``, ``sine_inner_lr``
       (``resolve_profile()``, i.e. ``$MLLIB_PROFILE``). ``query`` defaults to ``shots``.
     * ``model``: a ``SineMLP`` (or any 1 -> 1 regressor) to start from; default a fresh
-      ``SineMLP`` initialised from ``seed``. The returned model is the same object with the
-      meta-learned parameters copied in, so passing it back continues training (Adam's
-      state starts afresh; tasks are drawn from ``seed`` again).
+      ``SineMLP`` initialised from ``seed``. The returned model is the same object holding the
+      meta-learned parameters (``mllib.algorithms.load_into_model``, the rule ``meta_train``
+      follows too), so passing it back continues training (Adam's state starts afresh; tasks
+      are drawn from ``seed`` again).
     * ``seed``: seeds the model's initialisation (when ``model`` is None) and the tasks.
     * ``form``: ``meta_gradient``'s form. ``"vmap"`` by default, even on a CPU: for this tiny
       MLP one batched pass is 4-10x faster than a loop over tasks (measured on a 2-core CPU).
@@ -140,16 +104,15 @@ def meta_train_sinusoid(
     every meta-batch, and ``"interrupted": bool`` (Ctrl-C stops after the current step and
     returns what was learned so far). A tqdm bar shows progress unless ``$CI`` is set.
     """
-    if algo not in SINE_ALGORITHMS:
-        raise ValueError(f"algo must be one of {', '.join(SINE_ALGORITHMS)}; got {algo!r}")
+    check_choice("algo", algo, SINE_ALGORITHMS)
     profile = resolve_profile() if None in (steps, meta_batch, shots, inner_lr) else None
-    steps = _non_negative_int("steps", profile.sine_meta_steps if steps is None else steps)
-    meta_batch = _positive_int("meta_batch", profile.sine_meta_batch if meta_batch is None else meta_batch)
-    shots = _positive_int("shots", profile.sine_shots if shots is None else shots)
-    query = _positive_int("query", shots if query is None else query)
-    inner_lr = _positive_float("inner_lr", profile.sine_inner_lr if inner_lr is None else inner_lr)
-    meta_lr = _positive_float("meta_lr", meta_lr)
-    inner_steps = _non_negative_int("inner_steps", inner_steps)
+    steps = check_int("steps", profile.sine_meta_steps if steps is None else steps, 0)
+    meta_batch = check_int("meta_batch", profile.sine_meta_batch if meta_batch is None else meta_batch, 1)
+    shots = check_int("shots", profile.sine_shots if shots is None else shots, 1)
+    query = check_int("query", shots if query is None else query, 1)
+    inner_lr = check_positive("inner_lr", profile.sine_inner_lr if inner_lr is None else inner_lr)
+    meta_lr = check_positive("meta_lr", meta_lr)
+    inner_steps = check_int("inner_steps", inner_steps, 0)
 
     device = torch.device(device)
     model = (_seeded_model(seed) if model is None else model).to(device)
@@ -158,15 +121,11 @@ def meta_train_sinusoid(
     optimizer = torch.optim.Adam(meta_params.values(), lr=meta_lr)
     tasks = SinusoidTasks(shots=shots, query=query, seed=seed)
     history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
-    bar = _progress(steps, f"meta-train {algo}", progress)
-    with _one_cpu_thread(device):
+    with cpu_threads(_sine_threads(device)), progress_bar(total=steps, desc=f"meta-train {algo}",
+                                                          enabled=progress) as bar:
         try:
             for step in range(1, steps + 1):
-                batch = tasks.sample(meta_batch).to(device)
-                grads, stats = meta_gradient(model, meta_params, batch, cfg)
-                for name, p in meta_params.items():
-                    p.grad = grads[name]
-                optimizer.step()
+                _, stats = meta_step(model, meta_params, tasks.sample(meta_batch).to(device), cfg, optimizer)
                 history["step"].append(step)
                 history["loss"].append(stats["loss"])
                 bar.update(1)
@@ -174,11 +133,8 @@ def meta_train_sinusoid(
                     bar.set_postfix(loss=f"{stats['loss']:.3f}")
         except KeyboardInterrupt:
             history["interrupted"] = True
-        finally:
-            bar.close()
     result = {k: v.detach() for k, v in meta_params.items()}
-    _load_into(model, split_meta_params(result)[0])
-    return model, result, history
+    return load_into_model(model, result), result, history
 
 
 def pretrain_sinusoid(
@@ -205,16 +161,15 @@ def pretrain_sinusoid(
     trained parameters) and ``params_of(model)`` (a dict of leaf tensors).
     """
     profile = resolve_profile() if None in (steps, batch, shots) else None
-    steps = _non_negative_int("steps", profile.sine_meta_steps if steps is None else steps)
-    batch = _positive_int("batch", profile.sine_meta_batch if batch is None else batch)
-    shots = _positive_int("shots", profile.sine_shots if shots is None else shots)
-    lr = _positive_float("lr", lr)
+    steps = check_int("steps", profile.sine_meta_steps if steps is None else steps, 0)
+    batch = check_int("batch", profile.sine_meta_batch if batch is None else batch, 1)
+    shots = check_int("shots", profile.sine_shots if shots is None else shots, 1)
+    lr = check_positive("lr", lr)
     device = torch.device(device)
     model = (_seeded_model(seed) if model is None else model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     tasks = SinusoidTasks(shots=shots, query=shots, seed=seed)
-    bar = _progress(steps, "pre-train", progress)
-    with _one_cpu_thread(device):
+    with cpu_threads(_sine_threads(device)), progress_bar(total=steps, desc="pre-train", enabled=progress) as bar:
         try:
             for _ in range(steps):
                 b = tasks.sample(batch).to(device)
@@ -227,8 +182,6 @@ def pretrain_sinusoid(
                 bar.update(1)
         except KeyboardInterrupt:
             pass
-        finally:
-            bar.close()
     return model, params_of(model)
 
 
@@ -241,8 +194,8 @@ def adapt_task(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor
     No autograd graph is built; returns detached adapted parameters (same keys as ``params``;
     Meta-SGD rates ``"lr.*"`` in ``params`` are used as the step sizes instead of ``lr``).
     """
-    _non_negative_int("steps", steps)
-    lr = _positive_float("lr", lr)
+    check_int("steps", steps, 0)
+    lr = check_positive("lr", lr)
     weights, rates = split_meta_params(params)
     return adapt(weights, support_loss_fn(model), (support_x, support_y), steps,
                  rates if rates is not None else lr, evaluation=True)
@@ -259,8 +212,8 @@ def adaptation_curve(model: nn.Module, params: Mapping[str, Tensor], task_batch:
     Returns ``[steps + 1]`` (entry ``k`` = mean query MSE after ``k`` steps), or ``[T, steps + 1]``
     with ``per_task=True``.
     """
-    _non_negative_int("steps", steps)
-    lr = _positive_float("lr", lr)
+    check_int("steps", steps, 0)
+    lr = check_positive("lr", lr)
     if not torch.is_floating_point(task_batch.query_y):
         raise ValueError("task_batch must hold regression tasks (float labels), got integer labels")
     weights, rates = split_meta_params(params)
@@ -273,12 +226,11 @@ def adaptation_curve(model: nn.Module, params: Mapping[str, Tensor], task_batch:
         for k in range(steps + 1):
             if k > 0:
                 current = adapt(current, loss_fn, (support_x, support_y), 1, rates, evaluation=True)
-            losses.append(torch.nn.functional.mse_loss(forward(model, current, query_x), query_y))
+            losses.append(torch.nn.functional.mse_loss(call_model(model, current, query_x), query_y))
         return torch.stack(losses)
 
-    with torch.no_grad(), _one_cpu_thread(task_batch.query_x.device):
-        curves = vmap(one_task)(task_batch.support_x, task_batch.support_y, task_batch.query_x,
-                                task_batch.query_y)                                   # [T, steps + 1]
+    with torch.no_grad(), cpu_threads(_sine_threads(task_batch.query_x.device)):
+        curves = vmap(one_task)(*task_batch.tensors())                                 # [T, steps + 1]
     return curves if per_task else curves.mean(0)
 
 
@@ -290,7 +242,7 @@ def fit_polynomial(x: Tensor, y: Tensor, degree: int) -> Tensor:
     ``x, y``: ``[K]`` or ``[K, 1]``. Minimises ``sum_i (sum_d c_d x_i^d - y_i)^2``; with fewer
     points than coefficients it returns the minimum-norm solution (``torch.linalg.lstsq``, gelsd).
     """
-    _non_negative_int("degree", degree)
+    check_int("degree", degree, 0)
     x, y = x.detach().reshape(-1).double().cpu(), y.detach().reshape(-1).double().cpu()
     if x.numel() != y.numel() or x.numel() == 0:
         raise ValueError(f"x and y must hold the same number (>= 1) of points, got {x.numel()} and {y.numel()}")
@@ -307,12 +259,11 @@ def polyval(coefficients: Tensor, x: Tensor) -> Tensor:
 def polynomial_mse(task_batch: TaskBatch, degree: int) -> Tensor:
     """Per-task query MSE ``[T]`` (float64) of the least-squares polynomial of ``degree`` fitted to
     each task's support set (``fit_polynomial``): the fixed bias "a polynomial of degree d"."""
-    _non_negative_int("degree", degree)
+    check_int("degree", degree, 0)
     errors = []
-    for t in range(task_batch.num_tasks):
-        coefficients = fit_polynomial(task_batch.support_x[t], task_batch.support_y[t], degree)
-        prediction = polyval(coefficients, task_batch.query_x[t].detach().cpu().reshape(-1))
-        errors.append((prediction - task_batch.query_y[t].detach().cpu().reshape(-1).double()).square().mean())
+    for support_x, support_y, query_x, query_y in task_batch:
+        prediction = polyval(fit_polynomial(support_x, support_y, degree), query_x.detach().cpu().reshape(-1))
+        errors.append((prediction - query_y.detach().cpu().reshape(-1).double()).square().mean())
     return torch.stack(errors)
 
 
