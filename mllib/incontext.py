@@ -51,7 +51,6 @@ Factories: ``sine_incontext()`` (regression) and ``omniglot_incontext(ways)`` (c
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from typing import Mapping, Sequence
@@ -60,18 +59,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from tqdm import tqdm
 
 from mllib.algorithms import loss_and_metric
+from mllib.arguments import check_int
+from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 
 Params = dict[str, Tensor]
-
-
-def _int_at_least(name: str, value, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
 
 
 def _batched(t: Tensor) -> bool:
@@ -168,8 +162,8 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, in_dim: int = 1, hidden: int = 64) -> None:
         super().__init__()
-        _int_at_least("in_dim", in_dim, 1)
-        _int_at_least("hidden", hidden, 1)
+        check_int("in_dim", in_dim, 1)
+        check_int("hidden", hidden, 1)
         self.feature_dim = hidden
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
@@ -221,7 +215,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, in_channels: int = 1, filters: int = 64, depth: int = 4, image_size: int = 28) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("filters", filters), ("depth", depth)):
-            _int_at_least(name, value, 1)
+            check_int(name, value, 1)
         side = image_size
         for _ in range(depth):
             side //= 2
@@ -258,13 +252,13 @@ class InContextLearner(nn.Module):
                  heads: int = 4, mlp_ratio: int = 2, readout: str | None = None) -> None:
         super().__init__()
         if ways is not None:
-            _int_at_least("ways", ways, 2)
+            check_int("ways", ways, 2)
         readout = readout or ("attention" if ways is not None else "linear")
         if readout not in self.READOUTS or (readout == "attention" and ways is None):
             raise ValueError(f"readout must be 'linear' (regression) or 'attention'/'linear' (classification), "
                              f"got {readout!r} with ways={ways!r}")
         for name, value in (("dim", dim), ("depth", depth), ("heads", heads), ("mlp_ratio", mlp_ratio)):
-            _int_at_least(name, value, 1)
+            check_int(name, value, 1)
         feature_dim = getattr(encoder, "feature_dim", None)
         if not isinstance(feature_dim, int):
             raise ValueError("encoder must have an integer attribute feature_dim (its output width)")
@@ -420,7 +414,7 @@ def batch_loss(model: InContextLearner, batch: TaskBatch, params: Mapping[str, T
 def evaluate_incontext(model: InContextLearner, batch: TaskBatch, params: Mapping[str, Tensor] | None = None,
                        chunk: int = 16) -> Tensor:
     """Per-task query accuracy (classification) or MSE (regression), ``[T]``; one forward pass, no graph."""
-    _int_at_least("chunk", chunk, 1)
+    check_int("chunk", chunk, 1)
     p = {k: v.detach() for k, v in _params(model, params).items()}
     with torch.no_grad():
         return torch.cat([batch_loss(model, batch[i:i + chunk], p)[1] for i in range(0, batch.num_tasks, chunk)])
@@ -452,8 +446,8 @@ def train_incontext(
     (training time), ``"optimizer_state"`` and ``"interrupted"`` (Ctrl-C stops after the current
     step, keeping what was learned).
     """
-    _int_at_least("steps", steps, 0)
-    _int_at_least("meta_batch", meta_batch, 1)
+    check_int("steps", steps, 0)
+    check_int("meta_batch", meta_batch, 1)
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     if support_sizes is not None and (not support_sizes or any(
@@ -468,8 +462,7 @@ def train_incontext(
         raise ValueError(f"max_seconds must be None or a number > 0, got {max_seconds!r}")
     history: dict[str, list] = {"step": [], "loss": [], "metric": [], "seconds": 0.0, "interrupted": False}
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc="train in-context", disable=bool(os.environ.get("CI")) or not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(total=steps, desc="train in-context", enabled=progress)
     model.train()
     try:
         for step in range(1, steps + 1):

@@ -37,15 +37,15 @@ Example (a few seconds on a laptop CPU)::
 from __future__ import annotations
 
 import math
-import os
 from typing import Mapping, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
-from tqdm import tqdm
 
+from mllib.arguments import check_int
+from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
 
@@ -55,12 +55,6 @@ FEATURES = ("gradient", "momentum 0.5", "momentum 0.9", "momentum 0.99")
 
 
 # ----------------------------------------------------------------------------- validation helpers
-
-def _positive_int(name: str, value, low: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
-
 
 def _positive_float(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
@@ -109,7 +103,7 @@ def random_starts(model: nn.Module, num_tasks: int, seed: int = 0) -> Tensor:
     Every weight ``[out, in]`` and its bias are uniform in ``+-1/sqrt(in)`` (PyTorch's default for
     linear layers). Only models made of linear layers (``SineMLP``) are supported.
     """
-    _positive_int("num_tasks", num_tasks)
+    check_int("num_tasks", num_tasks, 1)
     gen = torch.Generator().manual_seed(int(seed))
     fan_in = {}
     for name, p in model.named_parameters():
@@ -208,7 +202,7 @@ class LearnedOptimizer(nn.Module):
     def __init__(self, hidden: int = 20, lr: float = 0.01, output_scale: float = 0.1,
                  momenta: Sequence[float] = (0.5, 0.9, 0.99), beta2: float = 0.99, eps: float = 1e-8) -> None:
         super().__init__()
-        _positive_int("hidden", hidden)
+        check_int("hidden", hidden, 1)
         lr = _positive_float("lr", lr)
         self.output_scale = _positive_float("output_scale", output_scale)
         self.momenta = tuple(_beta(f"momenta[{i}]", b) for i, b in enumerate(momenta))
@@ -284,7 +278,7 @@ def unroll(model: nn.Module, rule: UpdateRule, start: Tensor, batch: TaskBatch, 
     The graph through the steps is kept (differentiable in ``start`` and in the rule's tensors);
     ``first_order=True`` treats the learner's gradients as constants (no second derivatives).
     """
-    _positive_int("steps", steps, 0)
+    check_int("steps", steps, 0)
     flat = FlatParams(model)
     if start.dim() != 2 or start.shape != (batch.num_tasks, flat.numel):
         raise ValueError(f"start must be [tasks={batch.num_tasks}, P={flat.numel}], got {tuple(start.shape)}")
@@ -317,7 +311,7 @@ def optimize(model: nn.Module, rule: UpdateRule, start: Tensor, batch: TaskBatch
 
 def expand_start(model: nn.Module, params: Mapping[str, Tensor], num_tasks: int) -> Tensor:
     """A meta-learned start (a parameter dict, e.g. MAML's) as ``[num_tasks, P]`` (detached)."""
-    _positive_int("num_tasks", num_tasks)
+    check_int("num_tasks", num_tasks, 1)
     vector = FlatParams(model).flatten({k: v.detach() for k, v in params.items()})
     return vector.expand(num_tasks, -1).clone()
 
@@ -393,10 +387,10 @@ def meta_train_optimizer(
     ``"interrupted"`` (Ctrl-C stops after the current meta-step). A tqdm bar shows progress unless
     ``$CI`` is set.
     """
-    _positive_int("steps", steps, 0)
-    _positive_int("meta_batch", meta_batch)
-    _positive_int("horizon", horizon)
-    truncation = horizon if truncation is None else _positive_int("truncation", truncation)
+    check_int("steps", steps, 0)
+    check_int("meta_batch", meta_batch, 1)
+    check_int("horizon", horizon, 1)
+    truncation = horizon if truncation is None else check_int("truncation", truncation, 1)
     if truncation > horizon:
         raise ValueError(f"truncation must be in 1..horizon={horizon}, got {truncation}")
     meta_lr = _positive_float("meta_lr", meta_lr)
@@ -404,8 +398,7 @@ def meta_train_optimizer(
     phi = dict(optimizer.named_parameters())
     adam = torch.optim.Adam(phi.values(), lr=meta_lr)
     history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
-    bar = tqdm(total=steps, desc="meta-train optimizer", disable=bool(os.environ.get("CI")) or not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(total=steps, desc="meta-train optimizer", enabled=progress)
     rule = LearnedRule(optimizer, phi)
     try:
         for step in range(1, steps + 1):
