@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import zipfile
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -45,6 +43,7 @@ import torch
 
 import mllib
 from mllib.files import atomic_write, naming
+from mllib.provenance import git_commit  # noqa: F401  (re-exported: checkpoints record it)
 
 FORMAT = "mllib-checkpoint"
 FORMAT_VERSION = 1
@@ -59,20 +58,6 @@ SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"  # pretrai
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: damaged, not ours, or trained with another config."""
-
-
-@lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The git commit of the mllib source tree (``None`` outside a git checkout)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit or None
 
 
 def code_version() -> dict:

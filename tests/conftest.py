@@ -11,6 +11,11 @@
 * ``cli_env`` (session): environment variables for a ``python -m mllib`` subprocess that reads the
   synthetic Omniglot (``MLLIB_DATA``) with its cache already built (``MLLIB_CACHE``), without
   progress bars (``CI``).
+* ``MLLIB_DATA_CUSTOM=1`` for the whole session: the synthetic zips are custom copies of Omniglot,
+  which the loader refuses otherwise (tests of that check unset it).
+* ``MLLIB_ALLOW_PARTIAL_DATA=1`` for the whole session: the synthetic Omniglot (and the subsets some
+  tests build) lacks most alphabets, which ``train``, ``eval`` and ``publish`` refuse otherwise
+  (``mllib.data.check_split_complete``; tests of that check unset it).
 * ``one_thread`` (module): torch on one intra-op thread for the module's tests, then restored
   (small nets run faster on one thread, and much faster when the 2 cores are shared).
 """
@@ -22,13 +27,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mllib.data import load_omniglot, write_synthetic_omniglot
+from mllib.data import CUSTOM_ENV, PARTIAL_ENV, load_omniglot, write_synthetic_omniglot
 
-PARTIAL_ENV = "MLLIB_ALLOW_PARTIAL_DATA"  # mllib.data.PARTIAL_ENV (test_data checks they agree)
-
-# The synthetic Omniglot (and the subsets some tests build) lacks most alphabets: a real run refuses
-# such data unless allowed (mllib.data.check_split_complete). The suite allows it once, here; the
-# tests of the refusal unset the variable.
+os.environ.setdefault(CUSTOM_ENV, "1")
 os.environ.setdefault(PARTIAL_ENV, "1")
 
 

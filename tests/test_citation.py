@@ -32,5 +32,19 @@ def test_licence_and_repository_agree_with_the_project():
     cff = load()
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith(f"{cff['license']} License")
     repository = json.loads((ROOT / "mllib" / "course_config.json").read_text(encoding="utf-8"))["repository"]
-    assert cff["repository-code"] == repository
-    assert re.match(r"^https://", cff["url"])
+    if repository is None:  # not published yet: no repository that anyone could register under that name
+        assert "repository-code" not in cff and "url" not in cff
+    else:
+        assert cff["repository-code"] == repository == cff["url"]
+        assert re.match(r"^https://", cff["url"])
+
+
+def test_set_repository_writes_the_citation_and_unpublishing_removes_it():
+    from mllib.course.colab import sync_citation
+    from mllib.course.config import CourseConfig
+
+    text = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    published = sync_citation(text, CourseConfig(repository="https://github.com/someone/course", ref="main"))
+    assert 'repository-code: "https://github.com/someone/course"' in published
+    assert 'url: "https://github.com/someone/course"' in published
+    assert sync_citation(published, CourseConfig(repository=None, ref="main")) == sync_citation(text, CourseConfig(repository=None, ref="main"))

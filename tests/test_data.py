@@ -133,26 +133,173 @@ def test_missing_data_error_names_env_download_and_url(tmp_path, no_env):
     assert cache_files(tmp_path / "c") == []
 
 
-def test_download_fetches_upstream_zips_with_md5_only_when_allowed(tmp_path, tiny_root, monkeypatch):
-    import torchvision.datasets.utils as tv_utils
+# ------------------------------------------------------------------ download and checks
 
-    calls = []
+class FakeResponse(io.BytesIO):
+    """What urllib returns for a URL: the body, its length, the final URL; may fail mid-way."""
 
-    def fake_download(url, root, filename=None, md5=None):
-        calls.append((url, filename, md5))
-        shutil.copy(Path(tiny_root) / filename, Path(root) / filename)
+    def __init__(self, body: bytes, url: str, fail_after: int | None = None):
+        super().__init__(body)
+        self.length, self.url, self.fail_after, self.status, self.code = len(body), url, fail_after, 200, 200
+        self.headers = {"Content-Length": str(len(body))}
 
-    monkeypatch.setattr(tv_utils, "download_url", fake_download)
+    def geturl(self):
+        return self.url
+
+    def info(self):
+        return self.headers
+
+    def getheader(self, name, default=None):
+        return self.headers.get(name, default)
+
+    def read(self, size=-1):
+        if self.fail_after is not None and self.tell() >= self.fail_after:
+            raise ConnectionResetError("connection reset by peer")
+        return super().read(size)
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """Answer every urllib request with the given files: {file name: bytes}; records the URLs."""
+    import urllib.request
+
+    state = {"files": {}, "urls": [], "final_url": None, "fail_after": None}
+
+    def fake_open(self, request, data=None, timeout=None):
+        url = request if isinstance(request, str) else request.full_url
+        state["urls"].append(url)
+        body = state["files"][url.rsplit("/", 1)[1]]
+        return FakeResponse(body, state["final_url"] or url, state["fail_after"])
+
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", fake_open)
+    return state
+
+
+@pytest.fixture
+def strict(monkeypatch):
+    """Custom copies refused (the default outside the tests)."""
+    monkeypatch.delenv(locate.CUSTOM_ENV, raising=False)
+    monkeypatch.setattr(locate, "_verified", {})
+
+
+@pytest.fixture
+def tiny_as_upstream(tiny_root, monkeypatch):
+    """Pretend the tiny zips are the upstream files (their MD5 sums become the known values)."""
+    md5 = {s: locate.file_md5(Path(tiny_root) / f"images_{s}.zip") for s in locate.SETS}
+    monkeypatch.setattr(locate, "UPSTREAM_MD5", md5)
+    return {f"images_{s}.zip": (Path(tiny_root) / f"images_{s}.zip").read_bytes() for s in locate.SETS}
+
+
+def test_download_fetches_upstream_zips_over_https_only_when_allowed(tmp_path, serve, tiny_as_upstream, strict):
+    serve["files"] = tiny_as_upstream
     target = tmp_path / "dl"
     with pytest.raises(OmniglotDataError):
         locate_omniglot(target)
-    assert calls == []
-    source = locate_omniglot(target, download=True)
-    assert sorted(calls) == [
-        (locate.UPSTREAM_BASE + "images_background.zip", "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
-        (locate.UPSTREAM_BASE + "images_evaluation.zip", "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
-    ]
+    assert serve["urls"] == []
+    source = locate_omniglot(target, download=True, progress=False)
+    assert sorted(serve["urls"]) == [locate.UPSTREAM_BASE + "images_background.zip",
+                                     locate.UPSTREAM_BASE + "images_evaluation.zip"]
+    assert all(url.startswith("https://") for url in serve["urls"])
     assert source.paths["background"] == target / "images_background.zip"
+    assert sorted(p.name for p in target.iterdir()) == ["images_background.zip", "images_evaluation.zip"]
+
+
+def test_download_failing_its_checksum_keeps_nothing_and_is_not_used_next_time(tmp_path, serve, tiny_root, strict):
+    serve["files"] = {f"images_{s}.zip": (Path(tiny_root) / f"images_{s}.zip").read_bytes() for s in locate.SETS}
+    target = tmp_path / "dl"
+    with pytest.raises(OmniglotDataError, match="MD5"):
+        locate_omniglot(target, download=True, progress=False)
+    assert list(target.iterdir()) == []  # no zip under the final name, no temporary file
+    with pytest.raises(OmniglotDataError, match="not found"):
+        locate_omniglot(target)
+
+
+def test_interrupted_download_leaves_no_zip_behind(tmp_path, serve, tiny_as_upstream, strict):
+    serve["files"], serve["fail_after"] = tiny_as_upstream, 1000
+    target = tmp_path / "dl"
+    with pytest.raises(OmniglotDataError, match="could not download"):
+        locate_omniglot(target, download=True, progress=False)
+    assert list(target.iterdir()) == []
+
+
+def test_stale_temporary_download_files_are_removed(tmp_path, serve, tiny_as_upstream, strict):
+    serve["files"] = tiny_as_upstream
+    target = tmp_path / "dl"
+    target.mkdir()
+    stale, fresh = target / ".images_background.zip.99999.part", target / ".images_background.zip.99998.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"in progress")
+    os.utime(stale, (0, 0))
+    locate_omniglot(target, download=True, progress=False)
+    assert not stale.exists() and fresh.exists()  # a download still running elsewhere is left alone
+
+
+def test_download_never_goes_to_plain_http(tmp_path, serve, tiny_as_upstream, strict):
+    serve["files"], serve["final_url"] = tiny_as_upstream, "http://example.org/images_background.zip"
+    with pytest.raises(OmniglotDataError, match="not https"):
+        locate_omniglot(tmp_path / "dl", download=True, progress=False)
+    assert list((tmp_path / "dl").iterdir()) == []
+    with pytest.raises(OmniglotDataError, match="only https"):
+        locate._open_https("http://example.org/x.zip")
+    handler = locate._HttpsOnlyRedirects()
+    request = __import__("urllib.request").request.Request("https://example.org/a.zip")
+    with pytest.raises(OmniglotDataError, match="not https"):
+        handler.redirect_request(request, None, 302, "Found", {}, "http://example.org/a.zip")
+    assert handler.redirect_request(request, None, 302, "Found", {}, "https://mirror.org/a.zip") is not None
+
+
+def test_zip_in_data_folder_that_is_not_upstream_is_refused_with_a_switch(tmp_path, tiny_root, strict, monkeypatch):
+    with pytest.raises(OmniglotDataError) as err:
+        load_omniglot(tiny_root, cache_dir=tmp_path / "c", progress=False)
+    message = str(err.value)
+    assert "images_background.zip" in message and locate.UPSTREAM_MD5["background"] in message
+    assert "--download" in message and "MLLIB_DATA_CUSTOM=1" in message
+    assert cache_files(tmp_path / "c") == []
+    monkeypatch.setenv(locate.CUSTOM_ENV, "1")
+    with pytest.warns(locate.CustomOmniglotWarning, match="not the upstream"):
+        data = load_omniglot(tiny_root, cache_dir=tmp_path / "c", progress=False)
+    assert data.images.shape[1] == 20
+
+
+def test_truncated_zip_is_refused_even_as_a_custom_copy(tmp_path, tiny_root, strict, monkeypatch):
+    monkeypatch.setenv(locate.CUSTOM_ENV, "1")
+    root = tmp_path / "half"
+    shutil.copytree(tiny_root, root)
+    zip_path = root / "images_evaluation.zip"
+    zip_path.write_bytes(zip_path.read_bytes()[:1000])
+    with pytest.raises(OmniglotDataError, match="corrupt or truncated.*--download"):
+        locate_omniglot(root)
+
+
+def test_rebuilt_zip_with_the_upstream_images_is_accepted(tmp_path, tiny_root, strict, monkeypatch):
+    """Same members (any order, any compression) = same content digest; one changed image = refused."""
+    rebuilt, changed = tmp_path / "rebuilt", tmp_path / "changed"
+    for folder in (rebuilt, changed):
+        folder.mkdir()
+        shutil.copy(Path(tiny_root) / "images_evaluation.zip", folder / "images_evaluation.zip")
+    with zipfile.ZipFile(Path(tiny_root) / "images_background.zip") as src, \
+            zipfile.ZipFile(rebuilt / "images_background.zip", "w", zipfile.ZIP_STORED) as a, \
+            zipfile.ZipFile(changed / "images_background.zip", "w", zipfile.ZIP_DEFLATED) as b:
+        infos = sorted(src.infolist(), key=lambda i: i.filename, reverse=True)
+        for i, info in enumerate(infos):
+            a.writestr(info.filename, src.read(info))
+            b.writestr(info.filename, src.read(info) + (b"x" if i == 0 else b""))
+    digest = {s: locate.content_digest(Path(tiny_root) / f"images_{s}.zip") for s in locate.SETS}
+    monkeypatch.setattr(locate, "UPSTREAM_CONTENT", digest)
+    assert locate.file_md5(rebuilt / "images_background.zip") != locate.file_md5(Path(tiny_root) / "images_background.zip")
+    assert locate.verify_zip(rebuilt / "images_background.zip", "background") == "upstream-images"
+    assert locate_omniglot(rebuilt).root == rebuilt
+    with pytest.raises(OmniglotDataError, match="does not hold the same images"):
+        locate_omniglot(changed)
+
+
+@pytest.mark.skipif(not os.environ.get("MLLIB_DATA"), reason="needs the real Omniglot (MLLIB_DATA)")
+def test_real_omniglot_passes_the_check(strict):
+    """The upstream zips (MD5) and the offline mirror (same images in rebuilt zips) both pass."""
+    source = locate_omniglot()
+    if any(source.kind(s) != "zip" for s in locate.SETS):
+        pytest.skip("MLLIB_DATA holds extracted folders")
+    assert {locate.verify_zip(source.paths[s], s) for s in locate.SETS} <= {"upstream", "upstream-images"}
 
 
 # ------------------------------------------------------------------ the cache
@@ -262,13 +409,6 @@ def test_cli_data_without_data_fails_with_message(tmp_path, no_env, capsys):
 
 
 # ------------------------------------------------------------------ issue 16: faults 4, 6, 8
-def test_partial_env_name_agrees_with_the_test_suite():
-    import conftest
-    from mllib.data import PARTIAL_ENV
-
-    assert conftest.PARTIAL_ENV == PARTIAL_ENV
-
-
 def test_unwritable_default_cache_falls_back_to_the_user_cache_and_says_so(tmp_path, tiny_root, no_env,
                                                                             monkeypatch, capsys):
     import mllib.data.load as load

@@ -27,6 +27,7 @@ def test_gpu_check_rehearsal_on_cpu(tmp_path, synthetic_omniglot_root):
         PY=sys.executable, GPU_CHECK_DEVICE="cpu", RESULTS=str(tmp_path / "results"), OUT=str(out),
         MLLIB_DATA=str(synthetic_omniglot_root), MLLIB_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1",
         MLLIB_ALLOW_PARTIAL_DATA="1",  # the synthetic Omniglot lacks most alphabets
+        MLLIB_DATA_CUSTOM="1",  # the synthetic zips are a custom copy of Omniglot
         BENCH_STEPS="1", BENCH_ARGS=TINY_BENCH, TRAIN_ARGS=TINY_TRAIN,
         TRAIN_SECONDS_5W="0.5", TRAIN_SECONDS_20W="0.5",
     )

@@ -1,11 +1,18 @@
-"""The files a newcomer, conda, Binder and CI rely on agree with each other."""
+"""The files a newcomer, conda, Binder and CI rely on agree with each other; the package's metadata,
+extras and code version are what an installed copy needs (scripts/check_wheel.sh installs one)."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+import mllib
+from mllib.provenance import DISTRIBUTION, _git_commit_of, checkout_root
 
 ROOT = Path(__file__).resolve().parents[1]
 # pip name -> conda-forge name where they differ
@@ -37,8 +44,8 @@ def test_pyproject_uses_floors_never_pins():
 
 def test_environment_lists_every_runtime_and_test_dependency():
     project = _pyproject()["project"]
-    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"],
-              *project["optional-dependencies"]["notebooks"]]
+    extras = project["optional-dependencies"]
+    wanted = [*project["dependencies"], *extras["test"], *extras["notebooks"], *extras["course"]]
     have = _conda_names(ROOT / "environment.yml")
     missing = [req for req in wanted if CONDA_NAME.get(_name(req), _name(req)) not in have]
     assert not missing, f"environment.yml lacks {missing} (listed in pyproject.toml)"
@@ -70,3 +77,116 @@ def test_ci_runs_the_readme_test_command_with_offline_data():
     assert "make test" in ci and "make test" in readme
     assert "make demo" in readme
     assert "MLLIB_DATA" in ci and "shared/data/omniglot" in ci
+
+
+# A conda match spec as strict parsers (conda, mamba, rattler) accept it: name, then a version
+# constraint, then optionally a build string separated by a space ("pytorch >=2.1 cpu*"), never
+# the ambiguous "pytorch>=2.1=cpu*".
+_MATCH_SPEC = re.compile(r"^[a-z0-9_.-]+(\s*(==|>=|<=|!=|~=|=|>|<)\s*[0-9][0-9a-z.*]*( [a-z0-9_*]+)?)?$")
+
+
+@pytest.mark.parametrize("path", ["environment.yml", "binder/environment.yml"])
+def test_conda_specs_are_strict_and_python_is_pinned(path):
+    deps = [d for d in yaml.safe_load((ROOT / path).read_text())["dependencies"] if isinstance(d, str)]
+    bad = [d for d in deps if not _MATCH_SPEC.match(d)]
+    assert bad == [], f"{path}: {bad} are not strict conda match specs (write 'name >=X build*')"
+    assert "python=3.12" in deps, f"{path}: pin Python exactly (repo2docker ignores a range)"
+    assert "ipywidgets>=8" in deps
+
+
+def test_metadata_spdx_license_one_version_and_a_matching_setuptools_floor():
+    data = _pyproject()
+    project = data["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    floor = next(r for r in data["build-system"]["requires"] if r.startswith("setuptools"))
+    assert tuple(int(x) for x in floor.split(">=")[1].split(".")) >= (77,), "SPDX license needs setuptools>=77"
+    assert "version" not in project and "version" in project["dynamic"]
+    assert data["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mllib.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", mllib.__version__)
+
+
+def test_distribution_name_is_ours_everywhere():
+    project = _pyproject()["project"]
+    assert project["name"] == DISTRIBUTION and DISTRIBUTION != "mllib"  # "mllib" on PyPI is another project
+    readme = (ROOT / "README.md").read_text()
+    assert DISTRIBUTION in readme and "[course,notebooks]" in readme
+    from mllib.course.colab import setup_source
+    from mllib.course.config import CourseConfig
+    for cfg in (CourseConfig(None, "main"), CourseConfig("https://github.com/a/b", "main")):
+        assert DISTRIBUTION.replace("-", "_") + "-*.whl" in setup_source(cfg)
+
+
+def test_extras_cover_the_course_command_and_the_notebooks():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert {_name(r) for r in extras["course"]} == {"nbformat", "nbclient", "ipykernel"}
+    assert "ipywidgets" in {_name(r) for r in extras["notebooks"]}
+    assert {_name(r) for r in extras["course"]} <= {_name(r) for r in extras["test"]}
+
+
+def _make_dry_run(*args: str) -> list[str]:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), *args, "VENV=/nonexistent/venv"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def test_makefile_installs_cpu_torch_from_an_index_only_when_asked():
+    lines = _make_dry_run("install", "TORCH_INDEX=https://download.pytorch.org/whl/cpu")
+    torch_line = next(i for i, line in enumerate(lines) if "--index-url https://download.pytorch.org/whl/cpu" in line)
+    package_line = next(i for i, line in enumerate(lines) if '-e ".[course,notebooks,test]"' in line)
+    assert "torch" in lines[torch_line] and "torchvision" in lines[torch_line] and torch_line < package_line
+    assert not any("--index-url" in line for line in _make_dry_run("install"))  # default: works offline here
+
+
+def test_make_test_runs_course_check_and_the_wheel_check():
+    text = "\n".join(_make_dry_run("test"))
+    for command in ("-m pytest tests", "-m mllib course check", "--nbval-lax", "verify-student",
+                    "scripts/check_wheel.sh"):
+        assert command in text, f"make test does not run {command}"
+
+
+def test_readme_has_prerequisites_references_citation_help_and_publishing():
+    readme = (ROOT / "README.md").read_text()
+    for needle in ("## Prerequisites", "### Publishing your copy of the course",
+                   "python -m mllib course set-repository https://github.com/OWNER/REPO",
+                   "docs/resources.md", "CITATION.cff", "**Where to ask**",
+                   "--index-url https://download.pytorch.org/whl/cpu", "TORCH_INDEX=", "MLLIB_DATA_CUSTOM"):
+        assert needle in readme, f"README lacks {needle!r}"
+    for algo in ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet"):
+        assert f"`{algo}`" in readme.split("**References**")[1], f"README references nothing for {algo}"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _commit_all(repo: Path) -> str:
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_commit_is_recorded_only_for_a_checkout_of_this_repository(tmp_path):
+    # mllib installed into a venv inside a user's own git repository: that repository's commit is not ours
+    user = tmp_path / "user-project"
+    installed = user / ".venv" / "lib" / "python3.12" / "site-packages" / "mllib"
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("")
+    (user / "pyproject.toml").write_text('[project]\nname = "user-project"\n')
+    _commit_all(user)
+    assert checkout_root(installed) is None and _git_commit_of(installed) is None
+    # a checkout of this repository: its commit is recorded
+    checkout = tmp_path / "course"
+    (checkout / "mllib").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", checkout / "pyproject.toml")
+    (checkout / "mllib" / "__init__.py").write_text("")
+    commit = _commit_all(checkout)
+    assert checkout_root(checkout / "mllib") == checkout
+    assert _git_commit_of(checkout / "mllib") == commit
+    # a copy of the checkout vendored inside the user's repository (no .git of its own): no commit
+    vendored = user / "vendor" / "course"
+    shutil.copytree(checkout, vendored, ignore=shutil.ignore_patterns(".git"))
+    assert checkout_root(vendored / "mllib") == vendored and _git_commit_of(vendored / "mllib") is None

@@ -13,7 +13,7 @@ Layout:
   reference implementation ``_<exercise>_reference``, a seeded case factory and one
   ``run_check`` call: ``nb01_learning_bias``, ``nb02_task_sampling``, ``nb03_inner_loop``,
   ``nb04_outer_loop``, ``nb05_maml_omniglot``, ``nb06_learning_the_learning_algorithm``,
-  ``nb08_meta_reinforcement_learning``.
+  ``nb07_learning_the_update_rule``, ``nb08_meta_reinforcement_learning``.
 * ``sine_inputs``: the seeded ``SineMLP`` and sinusoid inputs shared by notebooks 03 and 04.
 
 A new exercise's check goes into its notebook's module (a new notebook gets a new module);
@@ -37,6 +37,9 @@ from .nb05_maml_omniglot import _ci95_reference, _prototypes_reference, check_co
 from .nb06_learning_the_learning_algorithm import (
     _anil_step_reference, _metasgd_step_reference, check_anil_step, check_metasgd_step,
 )
+from .nb07_learning_the_update_rule import (
+    _learned_update_reference, _support_attention_reference, check_learned_update, check_support_attention,
+)
 from .nb08_meta_reinforcement_learning import (
     _adapted_policy_reference, _reinforce_loss_reference, check_adapted_policy, check_reinforce_loss,
 )
@@ -48,5 +51,6 @@ __all__ = [
     "strict_mode", "check_confidence_interval", "check_label_remap", "STRICT_ENV", "RECORD_ENV",
     "check_support_query_split", "check_polynomial_fit", "check_sgd_step", "check_adaptation_curve",
     "check_task_meta_gradient", "check_reptile_update", "check_prototypes", "check_metasgd_step",
-    "check_anil_step", "check_reinforce_loss", "check_adapted_policy",
+    "check_anil_step", "check_learned_update", "check_support_attention", "check_reinforce_loss",
+    "check_adapted_policy",
 ]

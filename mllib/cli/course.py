@@ -1,12 +1,41 @@
-"""``python -m mllib course``: build the student release, sync Colab/Binder badges, run and grade notebooks."""
+"""``python -m mllib course``: build the student release, sync Colab/Binder badges, run and grade notebooks.
+
+It needs the ``course`` extra (``pip install 'learning-to-learn-course[course]'``: nbformat,
+nbclient, ipykernel); without it every action stops with one line naming the extra.
+"""
 from __future__ import annotations
 
+import functools
 import json
 
 from mllib.files import atomic_write_text, check_output_file
 
-# mllib.course is imported inside each command: it needs nbformat, an optional (test) dependency,
-# and `python -m mllib` must start without it.
+from mllib.provenance import DISTRIBUTION
+
+# mllib.course is imported inside each command: it needs nbformat (the `course` extra), and
+# `python -m mllib` must start without it.
+
+COURSE_MODULES = ("nbformat", "nbclient", "ipykernel", "jupyter_client", "jupyter_core")
+
+
+def _needs_course_extra(func):
+    """Turn a missing notebook package into one line that names the extra to install."""
+    @functools.wraps(func)
+    def wrapper(args):
+        try:
+            return func(args)
+        except ModuleNotFoundError as err:
+            if (err.name or "").split(".")[0] not in COURSE_MODULES:
+                raise
+            raise RuntimeError(f"`python -m mllib course` needs the course extra (module {err.name} is "
+                               f"missing): pip install '{DISTRIBUTION}[course]'") from err
+    return wrapper
+
+
+def _config(args):
+    from mllib.course.config import config_path, load_config
+
+    return load_config(args.config or config_path(args.root))
 
 
 def _build(args) -> int:
@@ -18,9 +47,9 @@ def _build(args) -> int:
 
 
 def _sync(args) -> int:
-    from mllib.course import load_config, sync_course
+    from mllib.course import sync_course
 
-    changed = sync_course(args.root, load_config(args.config), readme=not args.no_readme)
+    changed = sync_course(args.root, _config(args), readme=not args.no_readme)
     for path in changed:
         print(f"updated {path}")
     print(f"{len(changed)} file(s) changed")
@@ -28,13 +57,26 @@ def _sync(args) -> int:
 
 
 def _check(args) -> int:
-    from mllib.course import check_course, load_config
+    from mllib.course import check_course
 
-    problems = check_course(args.root, load_config(args.config), readme=not args.no_readme)
+    problems = check_course(args.root, _config(args), readme=not args.no_readme)
     for problem in problems:
         print(problem)
     print("course check: ok" if not problems else f"course check: {len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def _set_repository(args) -> int:
+    from mllib.course import sync_course
+    from mllib.course.config import set_repository
+
+    cfg = set_repository(args.root, args.url, args.ref)
+    changed = sync_course(args.root, cfg)
+    print(f"repository {cfg.repository} at {cfg.ref}: wrote {Path(args.root) / 'mllib' / 'course_config.json'}")
+    for path in changed:
+        print(f"updated {path}")
+    print("commit these files and push; the badges and Colab install cells now point at that repository")
+    return 0
 
 
 def _execute(args) -> int:
@@ -80,23 +122,35 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("build", help="write the student notebooks (solutions replaced, outputs cleared)")
     p.add_argument("--src", default="notebooks", help="solution notebooks (default: notebooks)")
     p.add_argument("--out", default="build/student", help="output folder (default: build/student)")
-    p.set_defaults(func=_build)
+    p.set_defaults(func=_needs_course_extra(_build))
+
+    p = sub.add_parser("set-repository", help="publish your copy: set the repository (and ref) of every "
+                                              "badge and Colab install cell, in one step",
+                       description="Write the repository URL (and the ref) into mllib/course_config.json "
+                                   "and regenerate every notebook's badges and Colab install cell and the "
+                                   "README's badges. Run it from the repository root.")
+    p.add_argument("url", help="https://github.com/<owner>/<repo>")
+    p.add_argument("--ref", default=None, help="branch or tag the badges and install cells pin "
+                                               "(default: keep the configured one)")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.set_defaults(func=_needs_course_extra(_set_repository))
 
     for name, func, text in (("sync", _sync, "regenerate Colab badges, install cells, GPU metadata, README badges"),
                              ("check", _check, "verify badges and install cells match course_config.json, "
                                                "and the exercise convention")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--root", default=".", help="repository root (default: .)")
-        p.add_argument("--config", default=None, help="configuration file (default: mllib/course_config.json)")
+        p.add_argument("--config", default=None, help="configuration file (default: ROOT/mllib/course_config.json, "
+                                                      "else the installed package's)")
         p.add_argument("--no-readme", action="store_true", help="leave README.md out")
-        p.set_defaults(func=func)
+        p.set_defaults(func=_needs_course_extra(func))
 
     p = sub.add_parser("execute", help="re-execute notebooks in place from a clean kernel; report time and memory")
     p.add_argument("paths", nargs="*", default=["notebooks"], help="notebooks or folders (default: notebooks)")
     p.add_argument("--report", default="build/notebook_report.json", help="JSON report path")
     p.add_argument("--no-write", action="store_true", help="run only; leave the notebooks unchanged")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
-    p.set_defaults(func=_execute)
+    p.set_defaults(func=_needs_course_extra(_execute))
 
     p = sub.add_parser("grade", help="run a student's notebook and print a score per exercise")
     p.add_argument("notebook")
@@ -104,7 +158,7 @@ def add_parser(subparsers) -> None:
                    help="the instructor's notebook: restore locked check cells the student edited")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
-    p.set_defaults(func=_grade)
+    p.set_defaults(func=_needs_course_extra(_grade))
 
     p = sub.add_parser("verify-student", help="build and run the student release; every check must fail "
                                               "only for its own exercise and every other cell must run")
@@ -113,4 +167,4 @@ def add_parser(subparsers) -> None:
                    help="do not also run the solution notebooks (nbval already does)")
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
-    p.set_defaults(func=_verify)
+    p.set_defaults(func=_needs_course_extra(_verify))

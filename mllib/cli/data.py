@@ -4,7 +4,9 @@
 
 Output: ``source`` (root folder and the zip or folder of each set), ``characters`` (per part of the
 ``lake``, ``maml`` and ``vinyals`` splits), ``images`` (characters x drawers), ``image_shape``,
-``cache`` (the cache file), ``cache_hit`` and ``seconds``.
+``cache`` (the cache file), ``cache_hit``, ``seconds`` and ``check`` (per set: ``upstream``, the
+upstream zip; ``upstream-images``, a rebuilt zip of the same images; ``custom``, accepted with
+``MLLIB_DATA_CUSTOM=1``; ``folder``, an extracted folder, not checked).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import argparse
 import json
 
 import mllib.data
-from mllib.data import SPLITS, split_characters
+from mllib.data import SPLITS, split_characters, verify_zip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         "cache": data.cache_path,
         "cache_hit": data.cache_hit,
         "seconds": round(data.seconds, 3),
+        "check": {s: verify_zip(p, s) if p.endswith(".zip") else "folder"
+                  for s, p in data.source_paths.items()},
     }
     print(json.dumps(summary, indent=2))
     return 0

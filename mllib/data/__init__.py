@@ -11,12 +11,15 @@
 from .build import PREPROCESS_VERSION
 from .locate import (
     CACHE_ENV,
+    CUSTOM_ENV,
     DATA_ENV,
+    CustomOmniglotWarning,
     OmniglotDataError,
     OmniglotSource,
     default_cache_dir,
     locate_omniglot,
     upstream_url,
+    verify_zip,
 )
 from .load import OmniglotData, load_omniglot
 from .splits import PARTIAL_ENV, SPLITS, canonical_characters, check_split_complete, split_characters, split_names
@@ -24,7 +27,9 @@ from .synthetic import write_synthetic_omniglot
 
 __all__ = [
     "CACHE_ENV",
+    "CUSTOM_ENV",
     "DATA_ENV",
+    "CustomOmniglotWarning",
     "PREPROCESS_VERSION",
     "SPLITS",
     "OmniglotData",
@@ -39,5 +44,6 @@ __all__ = [
     "split_characters",
     "split_names",
     "upstream_url",
+    "verify_zip",
     "write_synthetic_omniglot",
 ]

@@ -142,7 +142,7 @@ def load_omniglot(
     Raises :class:`~mllib.data.OmniglotDataError` when the data is missing or corrupt.
     """
     start = time.perf_counter()
-    source: OmniglotSource = locate_omniglot(root, download=download)
+    source: OmniglotSource = locate_omniglot(root, download=download, progress=progress)
     fingerprint = build.source_fingerprint(source)
     cache_path = default_cache_dir(cache_dir) / build.cache_file_name(fingerprint)
     cached = _read_cache(cache_path, fingerprint) if cache_path.is_file() else None

@@ -1,0 +1,435 @@
+"""A learned update rule: a small network, shared by every coordinate, that maps gradients to steps.
+
+Andrychowicz et al. (2016) replaced the hand-designed update of gradient descent by a network
+``m_phi`` and trained ``phi`` by gradient descent on the losses along the optimisation trajectory.
+This module is that idea at the size of the course's sinusoid learner (``mllib.models.SineMLP``):
+
+* **Coordinate-wise.** Every parameter coordinate ``i`` of the learner is updated from features of
+  its own gradient history only, with the same small network for all coordinates:
+  ``theta_i <- theta_i + u_i`` with ``u_i = -exp(log_lr) * g_i + output_scale * mlp(f_i)``. Permuting
+  the coordinates permutes the updates (tested). ``f_i`` (``FEATURES``) are the gradient and its
+  moving averages at three time scales (momentum), each divided by the root of a moving average of
+  ``g_i ** 2`` (as Adam does), so the features do not depend on the scale of the loss.
+* **Zero-initialised output layer.** The MLP's last layer starts at zero, so an untrained
+  ``LearnedOptimizer(lr=a)`` is *exactly* plain SGD with rate ``a`` (tested); meta-training then
+  learns what to add to SGD, and the learnable ``log_lr`` what rate to keep.
+* **Meta-training by truncated unrolls** (``meta_train_optimizer``): sample tasks, start each
+  learner (from a fresh random initialisation or from a given start such as MAML's), apply the
+  rule ``horizon`` times on the support set, and after every ``truncation`` steps back-propagate the
+  summed query losses of those steps into ``phi`` (Adam), then detach the learner's state and go on.
+  With ``truncation == horizon`` (the default) the whole trajectory is differentiated.
+  ``first_order=True`` drops the second derivatives through the learner's gradients, as the paper did.
+
+Every update rule here (``SGD``, ``Adam``, ``PerParameterSGD`` for Meta-SGD's learned rates,
+``LearnedRule``) has the same two methods, ``init(theta) -> state`` and
+``step(theta, grad, state) -> (theta, state)``, and runs on a flat parameter vector per task,
+``theta [T, P]`` (``FlatParams`` converts to and from the model's parameter dict). ``optimize``
+runs any rule on a ``TaskBatch`` of sinusoid tasks and returns the query-MSE curves ``[T, steps + 1]``.
+
+Example (a few seconds on a laptop CPU)::
+
+    model, opt = SineMLP(), LearnedOptimizer()
+    phi, history = meta_train_optimizer(opt, model, steps=100, horizon=10)
+    batch = SinusoidTasks(shots=10, query=100, seed=1).sample(100)
+    start = random_starts(model, batch.num_tasks, seed=1)            # [100, 1761]
+    curves = optimize(model, LearnedRule(opt, phi), start, batch, steps=10)   # [100, 11]
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from mllib.arguments import check_int
+from mllib.progress import progress_bar
+from mllib.tasks import SinusoidTasks
+from mllib.tasks.batch import TaskBatch
+
+Params = dict[str, Tensor]
+State = dict[str, Tensor]
+FEATURES = ("gradient", "momentum 0.5", "momentum 0.9", "momentum 0.99")
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+def _positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _beta(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------- flat parameters
+
+class FlatParams:
+    """The parameters of ``model`` as one flat vector ``[P]`` (names and shapes in model order).
+
+    ``flatten(params_dict) -> [..., P]`` and ``unflatten(flat [P]) -> dict`` (views, differentiable).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.names = [n for n, _ in model.named_parameters()]
+        self.shapes = [tuple(p.shape) for _, p in model.named_parameters()]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.numel = sum(self.sizes)
+
+    def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
+        """A dict of the model's parameters (each optionally with leading dims ``[T]``) -> ``[..., P]``."""
+        missing = set(self.names) - set(params)
+        if missing:
+            raise ValueError(f"params lacks the model's parameters {sorted(missing)}")
+        lead = params[self.names[0]].shape[:-len(self.shapes[0])] if self.shapes[0] else ()
+        return torch.cat([params[n].reshape(*lead, -1) for n in self.names], -1)
+
+    def unflatten(self, flat: Tensor) -> Params:
+        """``[P]`` -> dict name -> tensor of the parameter's shape."""
+        if flat.shape[-1] != self.numel:
+            raise ValueError(f"flat must have {self.numel} entries in its last dim, got {tuple(flat.shape)}")
+        return {n: chunk.reshape(s) for n, s, chunk in zip(self.names, self.shapes, flat.split(self.sizes, -1))}
+
+
+def random_starts(model: nn.Module, num_tasks: int, seed: int = 0) -> Tensor:
+    """``[num_tasks, P]``: one fresh initialisation per task, drawn like ``nn.Linear``'s default.
+
+    Every weight ``[out, in]`` and its bias are uniform in ``+-1/sqrt(in)`` (PyTorch's default for
+    linear layers). Only models made of linear layers (``SineMLP``) are supported.
+    """
+    check_int("num_tasks", num_tasks, 1)
+    gen = torch.Generator().manual_seed(int(seed))
+    fan_in = {}
+    for name, p in model.named_parameters():
+        if name.endswith(".weight"):
+            if p.dim() != 2:
+                raise ValueError(f"random_starts supports linear layers only; {name} has shape {tuple(p.shape)}")
+            fan_in[name[: -len("weight")]] = p.shape[1]
+    parts = []
+    for name, p in model.named_parameters():
+        bound = 1 / math.sqrt(fan_in[name.rsplit(".", 1)[0] + "."])
+        u = torch.rand(num_tasks, p.numel(), generator=gen, dtype=p.dtype)
+        parts.append((2 * u - 1) * bound)
+    return torch.cat(parts, 1)
+
+
+# ----------------------------------------------------------------------------- update rules
+
+class UpdateRule(Protocol):
+    """``init(theta [T, P]) -> state``; ``step(theta, grad, state) -> (theta, state)`` (all ``[T, P]``)."""
+
+    def init(self, theta: Tensor) -> State: ...
+
+    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]: ...
+
+
+class SGD:
+    """Plain gradient descent: ``theta - lr * grad``."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _positive_float("lr", lr)
+
+    def init(self, theta: Tensor) -> State:
+        return {}
+
+    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        return theta - self.lr * grad, state
+
+    def __repr__(self) -> str:
+        return f"SGD(lr={self.lr:g})"
+
+
+class PerParameterSGD:
+    """Meta-SGD's rule: ``theta - rates * grad`` with one learned rate per coordinate (``rates [P]``)."""
+
+    def __init__(self, rates: Tensor) -> None:
+        if rates.dim() != 1:
+            raise ValueError(f"rates must be a flat vector [P], got shape {tuple(rates.shape)}")
+        self.rates = rates
+
+    def init(self, theta: Tensor) -> State:
+        if theta.shape[-1] != self.rates.numel():
+            raise ValueError(f"theta has {theta.shape[-1]} coordinates but there are {self.rates.numel()} rates")
+        return {}
+
+    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        return theta - self.rates * grad, state
+
+
+class Adam:
+    """Adam (Kingma and Ba 2015) with bias correction, per task and coordinate."""
+
+    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.lr = _positive_float("lr", lr)
+        self.betas = (_beta("betas[0]", betas[0]), _beta("betas[1]", betas[1]))
+        self.eps = _positive_float("eps", eps)
+
+    def init(self, theta: Tensor) -> State:
+        zero = torch.zeros_like(theta)
+        return {"m": zero, "v": zero, "t": torch.zeros((), dtype=theta.dtype, device=theta.device)}
+
+    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        b1, b2 = self.betas
+        t = state["t"] + 1
+        m = b1 * state["m"] + (1 - b1) * grad
+        v = b2 * state["v"] + (1 - b2) * grad.square()
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        return theta - self.lr * m_hat / (v_hat.sqrt() + self.eps), {"m": m, "v": v, "t": t}
+
+    def __repr__(self) -> str:
+        return f"Adam(lr={self.lr:g})"
+
+
+class LearnedOptimizer(nn.Module):
+    """The coordinate-wise update network ``m_phi``: features ``[..., F]`` and gradient -> update ``[...]``.
+
+    ``update = -exp(log_lr) * grad + output_scale * mlp(features)[..., 0]``, with
+    ``mlp = Linear(F, hidden), ReLU, Linear(hidden, hidden), ReLU, Linear(hidden, 1)`` and
+    ``F = len(FEATURES) = 4``. The last linear layer is initialised to zero (weights and bias), so
+    before meta-training the rule is plain SGD at ``lr``.
+
+    Its state per coordinate: moving averages ``m_b`` of the gradient for ``b`` in ``momenta`` and
+    ``v`` of the squared gradient (rate ``beta2``, bias-corrected); the features are
+    ``[g, m_0.5, m_0.9, m_0.99] / sqrt(v_hat + eps)`` (``features``).
+    """
+
+    def __init__(self, hidden: int = 20, lr: float = 0.01, output_scale: float = 0.1,
+                 momenta: Sequence[float] = (0.5, 0.9, 0.99), beta2: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__()
+        check_int("hidden", hidden, 1)
+        lr = _positive_float("lr", lr)
+        self.output_scale = _positive_float("output_scale", output_scale)
+        self.momenta = tuple(_beta(f"momenta[{i}]", b) for i, b in enumerate(momenta))
+        if len(self.momenta) != len(FEATURES) - 1:
+            raise ValueError(f"momenta must hold {len(FEATURES) - 1} rates (one per momentum feature), "
+                             f"got {len(self.momenta)}")
+        self.beta2 = _beta("beta2", beta2)
+        self.eps = _positive_float("eps", eps)
+        self.log_lr = nn.Parameter(torch.tensor(math.log(lr)))
+        self.mlp = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    # state and features -------------------------------------------------------------------
+    def init_state(self, theta: Tensor) -> State:
+        """Zero moving averages for ``theta [..., P]``: ``m [..., P, 3]``, ``v [..., P]``, step ``t``."""
+        return {"m": theta.new_zeros(*theta.shape, len(self.momenta)), "v": torch.zeros_like(theta),
+                "t": theta.new_zeros(())}
+
+    def advance(self, grad: Tensor, state: State) -> State:
+        """The state after seeing ``grad`` (moving averages updated, ``t`` + 1)."""
+        betas = grad.new_tensor(self.momenta)
+        return {"m": betas * state["m"] + (1 - betas) * grad[..., None],
+                "v": self.beta2 * state["v"] + (1 - self.beta2) * grad.square(),
+                "t": state["t"] + 1}
+
+    def features(self, grad: Tensor, state: State) -> Tensor:
+        """``[..., P, 4]``: gradient and momenta divided by ``sqrt(v_hat + eps)``; ``state`` already advanced."""
+        v_hat = state["v"] / (1 - self.beta2 ** state["t"])
+        scale = torch.rsqrt(v_hat + self.eps)[..., None]
+        return torch.cat([grad[..., None], state["m"]], -1) * scale
+
+    def forward(self, features: Tensor, grad: Tensor) -> Tensor:
+        """The update ``[...]`` of every coordinate from its ``features [..., F]`` and ``grad [...]``."""
+        if features.shape[-1] != len(FEATURES) or features.shape[:-1] != grad.shape:
+            raise ValueError(f"features must be [..., {len(FEATURES)}] matching grad [...]; got "
+                             f"{tuple(features.shape)} and {tuple(grad.shape)}")
+        return -self.log_lr.exp() * grad + self.output_scale * self.mlp(features)[..., 0]
+
+
+class LearnedRule:
+    """``LearnedOptimizer`` as an update rule, with parameters ``phi`` (a dict; differentiable)."""
+
+    def __init__(self, optimizer: LearnedOptimizer, phi: Mapping[str, Tensor] | None = None) -> None:
+        self.optimizer = optimizer
+        self.phi = dict(optimizer.named_parameters()) if phi is None else dict(phi)
+
+    def init(self, theta: Tensor) -> State:
+        return self.optimizer.init_state(theta)
+
+    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        state = self.optimizer.advance(grad, state)
+        feats = self.optimizer.features(grad, state)
+        return theta + functional_call(self.optimizer, self.phi, (feats, grad)), state
+
+
+# ----------------------------------------------------------------------------- running a rule
+
+def _task_losses(model: nn.Module, flat: FlatParams):
+    """``(support_grad, query_mse)``, both vmapped over tasks: ``theta [T, P]``, ``x, y [T, K, 1]``."""
+    def mse(theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        return F.mse_loss(functional_call(model, flat.unflatten(theta), (x,)), y)
+    return vmap(grad(mse)), vmap(mse)
+
+
+def unroll(model: nn.Module, rule: UpdateRule, start: Tensor, batch: TaskBatch, steps: int,
+           state: State | None = None, first_order: bool = False) -> tuple[Tensor, State, Tensor]:
+    """Apply ``rule`` ``steps`` times on each task's support MSE, from ``start [T, P]``.
+
+    Returns ``(theta [T, P], state, query_losses [steps, T])``: the learner after the steps, the
+    rule's state (pass it back to continue a truncated unroll) and the query MSE after each step.
+    The graph through the steps is kept (differentiable in ``start`` and in the rule's tensors);
+    ``first_order=True`` treats the learner's gradients as constants (no second derivatives).
+    """
+    check_int("steps", steps, 0)
+    flat = FlatParams(model)
+    if start.dim() != 2 or start.shape != (batch.num_tasks, flat.numel):
+        raise ValueError(f"start must be [tasks={batch.num_tasks}, P={flat.numel}], got {tuple(start.shape)}")
+    support_grad, query_mse = _task_losses(model, flat)
+    theta, state = start, (rule.init(start) if state is None else state)
+    losses = []
+    for _ in range(steps):
+        g = support_grad(theta.detach() if first_order else theta, batch.support_x, batch.support_y)
+        theta, state = rule.step(theta, g.detach() if first_order else g, state)
+        losses.append(query_mse(theta, batch.query_x, batch.query_y))
+    return theta, state, (torch.stack(losses) if losses else start.new_zeros(0, batch.num_tasks))
+
+
+def optimize(model: nn.Module, rule: UpdateRule, start: Tensor, batch: TaskBatch, steps: int) -> Tensor:
+    """Query MSE per task after 0, 1, ..., ``steps`` updates, ``[T, steps + 1]``; builds no graph.
+
+    ``start [T, P]`` (e.g. ``random_starts`` or a meta-learned start expanded with ``expand_start``).
+    A diverging run gives ``inf`` or ``nan`` entries (nothing is clipped).
+    """
+    flat = FlatParams(model)
+    with torch.no_grad():
+        rule_tensors = getattr(rule, "phi", None)
+        if rule_tensors is not None:  # a learned rule evaluates with detached parameters
+            rule = LearnedRule(rule.optimizer, {k: v.detach() for k, v in rule_tensors.items()})
+        _, query_mse = _task_losses(model, flat)
+        first = query_mse(start, batch.query_x, batch.query_y)[None]
+        _, _, losses = unroll(model, rule, start, batch, steps)
+    return torch.cat([first, losses]).T.contiguous()
+
+
+def expand_start(model: nn.Module, params: Mapping[str, Tensor], num_tasks: int) -> Tensor:
+    """A meta-learned start (a parameter dict, e.g. MAML's) as ``[num_tasks, P]`` (detached)."""
+    check_int("num_tasks", num_tasks, 1)
+    vector = FlatParams(model).flatten({k: v.detach() for k, v in params.items()})
+    return vector.expand(num_tasks, -1).clone()
+
+
+def meta_sgd_rule(model: nn.Module, meta_params: Mapping[str, Tensor]) -> PerParameterSGD:
+    """Meta-SGD's learned rates ``"lr.<name>"`` of ``meta_params`` as a ``PerParameterSGD`` rule."""
+    rates = {k[3:]: v.detach() for k, v in meta_params.items() if k.startswith("lr.")}
+    if not rates:
+        raise ValueError("meta_params has no Meta-SGD rates 'lr.<name>' (train it with algo='metasgd')")
+    return PerParameterSGD(FlatParams(model).flatten(rates))
+
+
+def final_mse(curves: Tensor) -> Tensor:
+    """The last column of ``optimize``'s curves ``[T, steps + 1]`` -> ``[T]``."""
+    return curves[:, -1]
+
+
+def tune_rate(model: nn.Module, make_rule, rates: Sequence[float], start: Tensor, batch: TaskBatch,
+              steps: int) -> tuple[float, dict[float, float]]:
+    """The rate of ``rates`` whose rule ``make_rule(rate)`` gives the lowest mean query MSE after ``steps``.
+
+    Use validation tasks (not the test tasks) for ``batch``. Returns ``(best_rate, {rate: mean MSE})``;
+    a diverging rate scores ``inf``.
+    """
+    if not rates:
+        raise ValueError("rates must hold at least one learning rate")
+    scores = {}
+    for rate in rates:
+        final = final_mse(optimize(model, make_rule(rate), start, batch, steps))
+        mean = float(final.mean())
+        scores[float(rate)] = mean if math.isfinite(mean) else math.inf
+    return min(scores, key=scores.get), scores
+
+
+# ----------------------------------------------------------------------------- meta-training
+
+def meta_loss(model: nn.Module, optimizer: LearnedOptimizer, phi: Mapping[str, Tensor], start: Tensor,
+              batch: TaskBatch, steps: int, first_order: bool = False) -> Tensor:
+    """The meta-objective of one unroll: the query MSE after each of ``steps`` updates, averaged
+    over steps and tasks (a scalar, differentiable in ``phi``)."""
+    _, _, losses = unroll(model, LearnedRule(optimizer, phi), start, batch, steps, first_order=first_order)
+    return losses.mean()
+
+
+def meta_train_optimizer(
+    optimizer: LearnedOptimizer,
+    model: nn.Module,
+    start: Mapping[str, Tensor] | None = None,
+    steps: int = 500,
+    meta_batch: int = 16,
+    horizon: int = 10,
+    truncation: int | None = None,
+    meta_lr: float = 3e-3,
+    shots: int = 10,
+    query: int = 10,
+    tasks: SinusoidTasks | None = None,
+    first_order: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Params, dict[str, list]]:
+    """Meta-train the update rule ``optimizer`` on sinusoid tasks; returns ``(phi, history)``.
+
+    Each of the ``steps`` meta-steps samples ``meta_batch`` tasks (``shots`` support, ``query`` query
+    points; or from ``tasks``, any sampler with ``sample(n) -> TaskBatch``), starts every task's
+    learner ``model`` from ``start`` (a parameter dict, e.g. MAML's meta-learned start) or, when
+    ``start`` is None, from a fresh random initialisation per task (``random_starts``), and runs the
+    rule for ``horizon`` steps. Every ``truncation`` steps (default: ``horizon``, i.e. no
+    truncation) the mean query MSE of those steps is back-propagated into ``phi`` and Adam
+    (``meta_lr``) takes a step; the learner and the rule's state are then detached and continue.
+
+    ``phi`` is a dict of detached tensors (the optimizer module's parameters are updated in place too).
+    ``history``: ``{"step", "loss"}`` (mean query MSE over the unroll, per meta-step) and
+    ``"interrupted"`` (Ctrl-C stops after the current meta-step). A tqdm bar shows progress unless
+    ``$CI`` is set.
+    """
+    check_int("steps", steps, 0)
+    check_int("meta_batch", meta_batch, 1)
+    check_int("horizon", horizon, 1)
+    truncation = horizon if truncation is None else check_int("truncation", truncation, 1)
+    if truncation > horizon:
+        raise ValueError(f"truncation must be in 1..horizon={horizon}, got {truncation}")
+    meta_lr = _positive_float("meta_lr", meta_lr)
+    tasks = SinusoidTasks(shots=shots, query=query, seed=seed) if tasks is None else tasks
+    phi = dict(optimizer.named_parameters())
+    adam = torch.optim.Adam(phi.values(), lr=meta_lr)
+    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
+    bar = progress_bar(total=steps, desc="meta-train optimizer", enabled=progress)
+    rule = LearnedRule(optimizer, phi)
+    try:
+        for step in range(1, steps + 1):
+            batch = tasks.sample(meta_batch)
+            if start is None:
+                theta = random_starts(model, meta_batch, seed=seed * 1_000_003 + step)
+            else:
+                theta = expand_start(model, start, meta_batch)
+            state, done, total = rule.init(theta), 0, 0.0
+            while done < horizon:
+                k = min(truncation, horizon - done)
+                theta, state, losses = unroll(model, rule, theta, batch, k, state=state, first_order=first_order)
+                loss = losses.mean()
+                adam.zero_grad()
+                loss.backward()
+                adam.step()
+                theta, state = theta.detach(), {n: v.detach() for n, v in state.items()}
+                total += float(loss.detach()) * k
+                done += k
+            history["step"].append(step)
+            history["loss"].append(total / horizon)
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{total / horizon:.3f}")
+    except KeyboardInterrupt:
+        history["interrupted"] = True
+    finally:
+        bar.close()
+    return {k: v.detach().clone() for k, v in phi.items()}, history
+
+
+__all__ = ["FEATURES", "FlatParams", "random_starts", "UpdateRule", "SGD", "Adam", "PerParameterSGD",
+           "LearnedOptimizer", "LearnedRule", "unroll", "optimize", "expand_start", "meta_sgd_rule",
+           "final_mse", "tune_rate", "meta_loss", "meta_train_optimizer"]
