@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The packaging check (`make package-test`, part of `make test` and so of CI): build the wheel from
 # the package's own files, install it into a fresh virtual environment, and run it from a folder
-# outside the checkout: `python -m mllib --help`, `eval` of a shipped checkpoint and `course build`
-# of this checkout's notebooks, plus the metadata, files and code version it reports.
+# outside the checkout: `python -m mllib --help`, `eval` of a shipped checkpoint (by name) and
+# `course build` of this checkout's notebooks, plus the metadata, files and code version it reports,
+# and that `bench --readme` refuses (it would write into the package).
 #
 # Fast on purpose (CI has 2 cores and a time budget): the fresh venv gets no pip and no copy of
 # torch & co. The wheel is installed into the bare venv first; then a .pth file appends the
@@ -78,7 +79,8 @@ elapsed "checked the installed package"
 "$VPY" -m mllib --help > "$RUN/help.txt"
 grep -q "eval" "$RUN/help.txt"
 elapsed "python -m mllib --help"
-"$VPY" -m mllib eval --checkpoint "$SITE/mllib/checkpoints/maml_omniglot_5w1s_quick.pt" \
+# by name, as the model card's eval_command writes it: found in the installed package from any folder
+"$VPY" -m mllib eval --checkpoint maml_omniglot_5w1s_quick \
     --tasks 20 --batch-size 20 --split test --json > "$RUN/eval.json"
 "$VPY" - "$RUN/eval.json" <<'PYCHECK'
 import json
@@ -93,4 +95,8 @@ elapsed "eval"
 "$VPY" -m mllib course build --src "$REPO/notebooks" --out "$RUN/student"
 test "$(ls "$RUN"/student/*.ipynb | wc -l)" -eq "$(ls "$REPO"/notebooks/*.ipynb | wc -l)"
 elapsed "course build"
+# nothing is written into the installed package: bench --readme needs a checkout and says so
+if "$VPY" -m mllib bench --readme 2> "$RUN/readme.err"; then echo "bench --readme ran outside a checkout"; exit 1; fi
+grep -q "checkout" "$RUN/readme.err"
+elapsed "bench --readme refused outside a checkout"
 echo "wheel check: ok in $(( $(date +%s) - start )) s"

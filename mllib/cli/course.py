@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 from mllib.files import atomic_write_text, check_output_file
-
 from mllib.provenance import DISTRIBUTION
 
 # mllib.course is imported inside each command: it needs nbformat (the `course` extra), and
