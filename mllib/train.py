@@ -9,7 +9,9 @@ One meta-step, in words::
     optimizer.step()                                         # Adam on the meta-parameters
 
 Around it, :func:`meta_train` adds what a real run needs: periodic validation on a fixed,
-seeded set of validation tasks (the ``val`` part of the split), ``best.pt`` kept by
+seeded set of validation tasks (the ``val`` part of the split; the ``lake`` split has none, so
+its validation characters are five background alphabets held out from training, see
+:func:`split_parts`), ``best.pt`` kept by
 validation accuracy, ``checkpoint.pt`` every ``checkpoint_every`` steps and on Ctrl-C,
 ``metrics.jsonl`` written as it goes, exact resumption (``resume=True``), a time budget
 (``max_seconds``: stop after the meta-step that uses it up, validate, save) for time-to-accuracy
@@ -45,7 +47,11 @@ from mllib.evaluate import task_accuracies
 ALGO_CHOICES = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")
 BN_CHOICES = ("batch", "support")
 FORM_CHOICES = ("auto", "loop", "vmap")
-SPLIT_CHOICES = ("maml", "vinyals")
+SPLIT_CHOICES = ("maml", "vinyals", "lake")
+# The lake split (background / evaluation alphabets) has no validation part: its runs validate on
+# these five background alphabets (the vinyals split's validation alphabets) and train on the
+# other 25, so training, validation and test alphabets are pairwise disjoint.
+LAKE_VAL_ALPHABETS = ("Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)")
 VAL_SEED = 2017  # the validation tasks are the same for every run (and every training seed)
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -271,13 +277,14 @@ def meta_train(
         k: v.detach().clone().to(device).requires_grad_(True) for k, v in init_meta_params(model, meta_cfg).items()
     }
     optimizer = torch.optim.Adam(list(meta_params.values()), lr=profile.meta_lr)
+    parts = split_parts(config.split, data.characters)
     if train_tasks is None:
         train_tasks = OmniglotTasks(
-            data, split=config.split, part="train", ways=config.ways, shots=config.shots,
+            data, part="train", ways=config.ways, shots=config.shots, **parts["train"],
             query=profile.query, seed=config.seed, device=device,  # batches built on the device
         )
     val_batch = OmniglotTasks(
-        data, split=config.split, part="val", ways=config.ways, shots=config.shots,
+        data, part="val", ways=config.ways, shots=config.shots, **parts["val"],
         query=profile.test_query, seed=VAL_SEED,
     ).sample(profile.val_tasks)
 
@@ -440,6 +447,26 @@ def time_to_accuracy(records: list[dict], target: float) -> dict | None:
 
 
 # --------------------------------------------------------------------------------------------
+def split_parts(split: str, characters: list[str]) -> dict[str, dict]:
+    """How training and validation tasks are drawn for ``split``: ``OmniglotTasks`` keyword
+    arguments per part (``{"train": {...}, "val": {...}}``).
+
+    ``maml`` and ``vinyals`` use their own ``train`` and ``val`` parts. ``lake`` has no ``val`` part:
+    its ``train`` characters (the 30 background alphabets) are split by alphabet, the five
+    ``LAKE_VAL_ALPHABETS`` validate and the other 25 train (its ``test`` part, the 20 evaluation
+    alphabets, is untouched). ``characters``: the names of ``data.images``' rows.
+    """
+    _choice("split", split, SPLIT_CHOICES)
+    if split != "lake":
+        return {"train": {"split": split}, "val": {"split": split}}
+    from mllib.data import split_characters
+
+    background = split_characters("lake", "train", characters)
+    held_out = [i for i in background if characters[i].split("/")[0] in LAKE_VAL_ALPHABETS]
+    kept = [i for i in background if characters[i].split("/")[0] not in LAKE_VAL_ALPHABETS]
+    return {"train": {"characters": kept, "rotations": True}, "val": {"characters": held_out}}
+
+
 def _choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -11,7 +11,7 @@ import sys
 
 from mllib import distributed
 from mllib.config import PROFILE_CHOICES
-from mllib.train import ALGO_CHOICES, BN_CHOICES, FORM_CHOICES, TrainConfig
+from mllib.train import ALGO_CHOICES, BN_CHOICES, FORM_CHOICES, SPLIT_CHOICES, TrainConfig
 
 # profile fields that can be overridden from the command line: flag -> Profile field
 PROFILE_FLAGS = {
@@ -47,7 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="batch norm statistics: batch (transductive, as in the MAML paper) or support")
     parser.add_argument("--form", choices=FORM_CHOICES, default="auto",
                         help="loop over tasks or vmap (default auto: loop on CPU, vmap on CUDA)")
-    parser.add_argument("--split", choices=("maml", "vinyals"), default="maml", help="character split manifest")
+    parser.add_argument("--split", choices=SPLIT_CHOICES, default="maml",
+                        help="character split manifest; lake: train on 25 background alphabets, validate "
+                             "on 5 others, test on the 20 evaluation alphabets (unseen alphabets)")
     group = parser.add_argument_group("profile overrides")
     for name, kind in PROFILE_FLAGS.items():
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
