@@ -82,7 +82,10 @@ def post_step_losses(params: Tensor, batch: TaskBatch, inner_lr: float) -> Tenso
 def train_start(kind: str = "maml", inner_lr: float = 0.1, steps: int = 600, meta_batch: int = 25,
                 shots: int = 10, lr: float = 0.02, init: tuple[float, float] = (0.5, 2.5),
                 seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Train the start with Adam (rate ``lr``) on ``steps`` meta-batches of ``meta_batch`` tasks.
+    """Train the start with Adam on ``steps`` meta-batches of ``meta_batch`` tasks.
+
+    The rate falls linearly from ``lr`` to ``lr / 20``, so the end point is the optimum rather than a
+    noisy step around it (with a constant rate, the last start wobbles by about 0.1 around it).
 
     ``kind="maml"``: minimise the query loss after one SGD step of size ``inner_lr`` on the support
     set (the exact, second-order meta-gradient: two parameters make it cheap). ``kind="joint"``:
@@ -100,6 +103,7 @@ def train_start(kind: str = "maml", inner_lr: float = 0.1, steps: int = 600, met
             raise ValueError(f"{name} must be a number > 0, got {value!r}")
     params = torch.tensor(init, dtype=torch.float32, requires_grad=True)
     optimizer = torch.optim.Adam([params], lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - 0.95 * step / steps)
     tasks = SinusoidTasks(shots=shots, query=shots, seed=seed)
     trajectory = [params.detach().clone()]
     for _ in range(steps):
@@ -112,5 +116,6 @@ def train_start(kind: str = "maml", inner_lr: float = 0.1, steps: int = 600, met
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
         trajectory.append(params.detach().clone())
     return params.detach().clone(), torch.stack(trajectory)
