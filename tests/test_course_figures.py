@@ -168,3 +168,14 @@ def test_course_execute_stores_the_kernels_kernelspec_and_refuses_a_bad_figure(t
     assert not bad_run["ok"] and "figure check failed in cell 0" in bad_run["error"]
     assert "non-positive limit" in bad_run["figure_problems"][0]["problems"][0]
     assert (folder / "02_bad.ipynb").read_text() == before          # a bad notebook is not written
+
+
+def test_a_line_crossing_the_legend_between_its_vertices_is_caught():
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([0, 10], [0, 10], label="rising")
+    ax.axhline(0.5, color="k", ls=":", label="chance")            # two vertices, both at the axes' edges
+    ax.set_ylim(0, 10)
+    ax.legend(loc="lower right")
+    assert "the legend covers data: line 'chance'" in joined(fig)
+    ax.legend(loc="upper left")
+    assert figures.figure_problems(fig) == []

@@ -14,11 +14,11 @@ and returns one sentence per problem (an empty list when the figure is fine):
   output area to fit, so a figure whose tight width ``w`` exceeds ``DISPLAY_WIDTH_IN`` is
   shown at ``DISPLAY_WIDTH_IN / w`` of its size, and its fonts with it;
 * **overlaps**: no two titles, axis labels or legends (of any axes, suptitle included) overlap;
-* **legends**: no legend box covers a data point of its axes (a line's vertex, a scatter
-  point, an error bar's end, a bar).
+* **legends**: no legend box covers data of its axes (a line, including between its vertices,
+  a scatter point, an error bar's end, a bar).
 
-The rules are heuristics with an honest scope: a line that crosses a legend between two of
-its vertices, or an overlap of tick labels, is not seen.
+The rules are heuristics with an honest scope: overlapping tick labels, or a legend over a filled
+area (``axhspan``, ``fill_between``), are not seen.
 
 Running the check while notebooks execute: :func:`install` (in the kernel) wraps
 ``FigureCanvasBase.print_figure``, through which every displayed or saved figure passes, and
@@ -144,6 +144,18 @@ def _draws_something(ax) -> bool:
 
 # ----------------------------------------------------------------------------- legends
 
+def _densify(points, per_segment: int = 20):
+    """A polyline's vertices plus ``per_segment`` points along each segment (axes coordinates), so that a
+    line crossing a legend between two vertices (an ``axhline``, a sparse curve) is seen."""
+    import numpy as np
+
+    if len(points) < 2:
+        return points
+    steps = np.linspace(0, 1, per_segment, endpoint=False)[None, :, None]
+    segments = points[:-1, None, :] + steps * (points[1:] - points[:-1])[:, None, :]
+    return np.concatenate([segments.reshape(-1, 2), points[-1:]])
+
+
 def _legend_cover_problems(ax, renderer) -> list[str]:
     import numpy as np
 
@@ -154,6 +166,7 @@ def _legend_cover_problems(ax, renderer) -> list[str]:
     to_display = ax.transAxes
     covered = []
     for label, points, raw in _artist_points(ax):
+        points = _densify(points) if label.startswith("line ") else points
         finite = np.isfinite(points).all(axis=1)
         inside_axes = finite & ((points >= -_EDGE) & (points <= 1 + _EDGE)).all(axis=1)
         shown = to_display.transform(points[inside_axes]) if inside_axes.any() else np.zeros((0, 2))
