@@ -85,11 +85,12 @@ class Protocol:
     split: str | None = "maml"
 
     def with_changes(self, query: int | None = None, inner_steps: int | None = None, bn: str | None = None,
-                     form: str | None = None) -> "Protocol":
+                     form: str | None = None, shots: int | None = None) -> "Protocol":
         """This protocol with the given settings changed (``None``: unchanged)."""
         meta = replace(self.meta_config, bn=bn or self.meta_config.bn, form=form or self.meta_config.form)
         return replace(self, meta_config=meta, query=self.query if query is None else query,
-                       inner_steps=self.inner_steps if inner_steps is None else inner_steps)
+                       inner_steps=self.inner_steps if inner_steps is None else inner_steps,
+                       shots=self.shots if shots is None else shots)
 
 
 @dataclass
@@ -107,13 +108,15 @@ class Run:
 
 
 def load_run(source, device: str | torch.device | None = "auto", *, query: int | None = None,
-             inner_steps: int | None = None, bn: str | None = None, form: str | None = None) -> Run:
+             inner_steps: int | None = None, bn: str | None = None, form: str | None = None,
+             shots: int | None = None) -> Run:
     """The meta-learner of ``source`` on ``device``, with the protocol it was trained for (notebook 05).
 
     ``source``: a checkpoint path, a loaded checkpoint dict, a ``mllib.train.TrainResult`` (its
     final meta-parameters) or a :class:`Run`. The protocol's defaults come from the training
     config: query = ``test_query``, inner steps = ``inner_steps_test``, batch norm = the training
-    mode; the keyword arguments change them (``None``: unchanged). A form of ``"auto"`` becomes
+    mode, shots = the training shots; the keyword arguments change them (``None``: unchanged),
+    e.g. ``shots=5`` tests a 1-shot learner on 5-shot tasks. A form of ``"auto"`` becomes
     the form for ``device`` (``mllib.algorithms.pick_form``). A checkpoint path may also name a
     shipped checkpoint (``"maml_omniglot_5w1s"``, ``mllib.checkpoint.find_checkpoint``).
 
@@ -132,7 +135,7 @@ def load_run(source, device: str | torch.device | None = "auto", *, query: int |
     where = run.checkpoint or "<in memory>"
     check_params_match(run.params, init_meta_params(run.model, run.protocol.meta_config), where)
     check_finite_params(run.params, where)
-    protocol = run.protocol.with_changes(query, inner_steps, bn, form)
+    protocol = run.protocol.with_changes(query, inner_steps, bn, form, shots)
     protocol = protocol.with_changes(form=resolve_form(protocol.meta_config.form, dev))
     params = {k: v.to(dev) for k, v in run.params.items()}  # detached once, in evaluate_tasks
     return Run(run.model.to(dev), params, protocol, run.step, run.checkpoint, run.protocol_note)
@@ -223,7 +226,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
     ``"train"``: the part of the split manifest).
 
     ``source``: whatever :func:`load_run` takes; ``protocol_changes``: its ``query``,
-    ``inner_steps``, ``bn`` and ``form``. ``data`` defaults to ``mllib.data.load_omniglot()``;
+    ``inner_steps``, ``bn``, ``form`` and ``shots``. ``data`` defaults to ``mllib.data.load_omniglot()``;
     a copy that lacks characters of the split's part is refused unless ``allow_partial_data``
     (or ``$MLLIB_ALLOW_PARTIAL_DATA``). Tasks are drawn and scored :data:`SAMPLE_CHUNK` at a time.
 

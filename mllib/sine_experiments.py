@@ -7,7 +7,9 @@ notebooks share, built on the tested algorithms (it does not re-implement them):
 * ``meta_train_sinusoid``: meta-train a start with ``mllib.algorithms.meta_step``
   (MAML, FOMAML, Reptile, Meta-SGD, ANIL) and Adam. Returns ``(model, meta_params, history)``.
 * ``pretrain_sinusoid``: the non-meta baseline of the MAML paper: one network regressed on
-  points of all tasks jointly (it learns roughly the average function, which is about 0).
+  points of all tasks jointly. It learns the mean task, ``E[A sin(x - phase)] = -(2 E[A] / pi) cos x``
+  (about ``-1.62 cos x`` for ``A ~ U[0.1, 5]``, ``phase ~ U[0, pi]``: half a period of phases does not
+  cancel), a compromise that fits no task and fine-tunes slowly from few shots.
 * ``adapt_task``: a few SGD steps on one task's support set from a start (no graph).
 * ``adaptation_curve``: query MSE after 0, 1, ..., ``steps`` SGD steps ``[steps + 1]``.
 * ``fit_polynomial`` / ``polyval`` / ``polynomial_mse``: least-squares polynomials, a hand-designed
@@ -152,8 +154,10 @@ def pretrain_sinusoid(
     Every one of the ``steps`` Adam steps (rate ``lr``) samples ``batch`` tasks and minimises
     the MSE on all their points at once (``shots`` support + ``shots`` query points per task,
     ``x, y [batch * 2 * shots, 1]``), ignoring which task a point came from. This is
-    "pre-training on all tasks" in the MAML paper: since the phases and amplitudes cancel
-    out on average, it learns a function close to 0 and fine-tunes poorly from few shots.
+    "pre-training on all tasks" in the MAML paper. The squared error is smallest at the mean
+    target, so it learns the mean task ``E[A] * E[sin(x - phase)] = -(2 E[A] / pi) cos x`` (phases
+    uniform on ``[0, pi]``, half a period, do not cancel: about ``-1.62 cos x`` for ``A ~ U[0.1, 5]``),
+    which fits no single task and fine-tunes slowly from few shots.
 
     ``steps``, ``batch``, ``shots`` default to the profile's ``sine_meta_steps``,
     ``sine_meta_batch`` and ``sine_shots`` (the same task budget as ``meta_train_sinusoid``).

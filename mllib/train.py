@@ -6,8 +6,10 @@ One meta-step, in words::
     meta_step(model, meta_params, batch, cfg, optimizer)      # meta-gradient over the T tasks, Adam step
 
 Around it, :func:`meta_train` adds what a real run needs: periodic validation on a fixed,
-seeded set of validation tasks (the ``val`` part of the split), ``best.pt`` kept by
-validation accuracy, ``checkpoint.pt`` every ``checkpoint_every`` steps and on Ctrl-C or SIGTERM,
+seeded set of validation tasks (the ``val`` part of the split; the ``lake`` split has none, so
+its validation characters are five background alphabets held out from training, see
+:func:`split_parts`), ``best.pt`` kept by validation accuracy, ``checkpoint.pt`` every
+``checkpoint_every`` steps and on Ctrl-C or SIGTERM,
 ``metrics.jsonl`` written as it goes, exact resumption (``resume=True``), a time budget
 (``max_seconds``: stop after the meta-step that uses it up, validate, save) for time-to-accuracy
 runs, and a clear stop when the loss, a meta-gradient or a meta-parameter stops being finite
@@ -56,7 +58,11 @@ from mllib.run_lock import RunLock
 from mllib.signals import StopRequest, signal_name
 from mllib.tasks import OmniglotTasks, TaskBatch
 
-SPLIT_CHOICES = tuple(s for s, parts in SPLITS.items() if "val" in parts)  # training validates on "val"
+SPLIT_CHOICES = ("maml", "vinyals", "lake")
+# The lake split (background / evaluation alphabets) has no validation part: its runs validate on
+# these five background alphabets (the vinyals split's validation alphabets) and train on the
+# other 25, so training, validation and test alphabets are pairwise disjoint.
+LAKE_VAL_ALPHABETS = ("Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)")
 VAL_SEED = 2017  # the validation tasks are the same for every run (and every training seed)
 
 # Config keys that may change between a run and its resumption (they do not change the result).
@@ -370,7 +376,8 @@ def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, l
     if is_main and lock.taken_over is not None:
         say(f"took over the stale lock of process {lock.taken_over}, which is no longer running")
     data = mllib.data.load_omniglot() if data is None else data
-    note = check_split_complete(data.characters, config.split, ("train", "val"), config.allow_partial_data or None)
+    parts = ("train", "val") if "val" in SPLITS[config.split] else ("train",)  # lake validates on train alphabets
+    note = check_split_complete(data.characters, config.split, parts, config.allow_partial_data or None)
     if note:
         say(f"WARNING: Omniglot is incomplete: this run is {note}")
     # Every random stream comes from config.seed: the initial weights (torch's global generator)
@@ -379,10 +386,11 @@ def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, l
     model = build_conv_learner(config.ways, profile.filters, config.depth).to(device)
     meta_params = {k: v.detach().clone().to(device).requires_grad_(True)
                    for k, v in init_meta_params(model, meta_cfg).items()}
+    parts = split_parts(config.split, data.characters)
     if train_tasks is None:
-        train_tasks = OmniglotTasks(data, split=config.split, part="train", ways=config.ways, shots=config.shots,
+        train_tasks = OmniglotTasks(data, part="train", ways=config.ways, shots=config.shots, **parts["train"],
                                     query=profile.query, seed=config.seed, device=device)  # built on the device
-    val_tasks = OmniglotTasks(data, split=config.split, part="val", ways=config.ways, shots=config.shots,
+    val_tasks = OmniglotTasks(data, part="val", ways=config.ways, shots=config.shots, **parts["val"],
                               query=profile.test_query, seed=VAL_SEED).sample(profile.val_tasks)
     val_protocol = Protocol(meta_cfg, config.ways, config.shots, profile.test_query, profile.inner_steps_test,
                             config.split)
@@ -528,6 +536,24 @@ def time_to_accuracy(records: list[dict], target: float) -> dict | None:
 
 
 # --------------------------------------------------------------------------------------------
+def split_parts(split: str, characters: list[str]) -> dict[str, dict]:
+    """How training and validation tasks are drawn for ``split``: ``OmniglotTasks`` keyword
+    arguments per part (``{"train": {...}, "val": {...}}``).
+
+    ``maml`` and ``vinyals`` use their own ``train`` and ``val`` parts. ``lake`` has no ``val`` part:
+    its ``train`` characters (the 30 background alphabets) are split by alphabet, the five
+    ``LAKE_VAL_ALPHABETS`` validate and the other 25 train (its ``test`` part, the 20 evaluation
+    alphabets, is untouched). ``characters``: the names of ``data.images``' rows.
+    """
+    check_choice("split", split, SPLIT_CHOICES)
+    if split != "lake":
+        return {"train": {"split": split}, "val": {"split": split}}
+    background = mllib.data.split_characters("lake", "train", characters)
+    held_out = [i for i in background if characters[i].split("/")[0] in LAKE_VAL_ALPHABETS]
+    kept = [i for i in background if characters[i].split("/")[0] not in LAKE_VAL_ALPHABETS]
+    return {"train": {"characters": kept, "rotations": True}, "val": {"characters": held_out}}
+
+
 def _budget_spent(max_seconds: float | None, elapsed: float) -> bool:
     return max_seconds is not None and elapsed >= max_seconds
 

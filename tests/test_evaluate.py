@@ -89,6 +89,15 @@ def test_load_run_reads_the_protocol_and_applies_changes(run):
         4, 0, "support", "vmap")
 
 
+def test_shots_at_test_time_can_differ_from_training(run, omniglot):
+    one = evaluate(run.best_path, data=omniglot, tasks=6, device="cpu", progress=False)
+    three = evaluate(run.best_path, data=omniglot, tasks=6, device="cpu", progress=False, shots=3)
+    assert (one["shots"], three["shots"], load_run(run, "cpu", shots=3).protocol.shots) == (1, 3, 3)
+    assert "3-way 3-shot" in format_result(three)
+    # other support sets: the same tasks' queries are scored after adapting on 3 images per class
+    assert (one["accuracy"], one["ci95"]) != (three["accuracy"], three["ci95"])
+
+
 def test_test_tasks_are_the_protocols_fixed_chunked_stream(omniglot):
     protocol = Protocol(MetaConfig(), ways=3, shots=1, query=2, inner_steps=1)
     tasks = ev.test_tasks(omniglot, protocol, count=5, seed=3)

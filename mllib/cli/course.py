@@ -79,6 +79,37 @@ def _set_repository(args) -> int:
     return 0
 
 
+def _lint(args) -> int:
+    from mllib.course.claims import claim_problems, exemptions, stale_exemptions
+    from mllib.course.lint import lint_notebook
+    from mllib.course.nbio import list_notebooks, read_notebook
+
+    root = Path(args.root)
+    exempt = exemptions(root / "docs" / "instructors.md")
+    paths = list_notebooks(args.paths or [root / "notebooks"])
+    notebooks = {p.name: read_notebook(p) for p in paths}
+    problems = []
+    for path in paths:
+        problems += lint_notebook(path, notebooks[path.name])
+        problems += claim_problems(notebooks[path.name], path.name, exempt)
+    if not args.paths:                       # the whole course: the exemption list must not go stale
+        problems += stale_exemptions(notebooks, exempt)
+    for problem in problems:
+        print(problem)
+    print("course lint: ok" if not problems else f"course lint: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _times(args) -> int:
+    from mllib.course.times import apply_times
+
+    changed = apply_times(args.report, args.root, machine=args.machine)
+    for path in changed:
+        print(f"updated {path}")
+    print(f"{len(changed)} file(s) changed")
+    return 0
+
+
 def _execute(args) -> int:
     from mllib.course.execute import execute_notebooks, report_table
 
@@ -151,6 +182,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-write", action="store_true", help="run only; leave the notebooks unchanged")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
     p.set_defaults(func=_needs_course_extra(_execute))
+
+    p = sub.add_parser("lint", help="maths, images, cross-references, code width, stored outputs, kernelspec, "
+                                    "and an assert near every quantitative claim")
+    p.add_argument("paths", nargs="*", help="notebooks or folders (default: ROOT/notebooks)")
+    p.add_argument("--root", default=".", help="repository root (default: .; docs/instructors.md lists "
+                                               "the claims that cannot be asserted)")
+    p.set_defaults(func=_needs_course_extra(_lint))
+
+    p = sub.add_parser("times", help="write measured run times into the notebook headers, the README course "
+                                     "map and docs/instructors.md")
+    p.add_argument("--report", default="build/notebook_report.json", help="the report of `course execute`")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.add_argument("--machine", default="an idle 2-core CPU", help="the machine the report was measured on")
+    p.set_defaults(func=_needs_course_extra(_times))
 
     p = sub.add_parser("grade", help="run a student's notebook and print a score per exercise")
     p.add_argument("notebook")

@@ -50,7 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="batch norm statistics: batch (transductive, as in the MAML paper) or support")
     parser.add_argument("--form", choices=FORMS, default="auto",
                         help="loop over tasks or vmap (default auto: loop on CPU, vmap on CUDA)")
-    parser.add_argument("--split", choices=SPLIT_CHOICES, default="maml", help="character split manifest")
+    parser.add_argument("--split", choices=SPLIT_CHOICES, default="maml",
+                        help="character split manifest; lake: train on 25 background alphabets, validate "
+                             "on 5 others, test on the 20 evaluation alphabets (unseen alphabets)")
     parser.add_argument("--allow-partial-data", action="store_true",
                         help="train on a copy of Omniglot that lacks characters of the split (refused "
                              "otherwise): a warning, and the run is marked non-standard")

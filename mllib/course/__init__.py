@@ -50,7 +50,12 @@ Modules, one job each: ``config`` (``mllib/course_config.json``), ``nbio`` (read
 notebooks), ``exercises`` (finding exercises, the convention, stripping solutions), ``student``
 (the student release), ``colab`` (badges, install cell, GPU metadata, README block),
 ``execute`` (running notebooks, time and peak memory), ``grading`` (scores and the
-student-release verification). The command line is ``python -m mllib course --help``.
+student-release verification), ``figures`` (every figure a notebook shows: data in view, valid
+limits, no empty axes, fonts >= 8 pt as displayed, no overlaps, legends off the data; run during
+nbval by ``nbval_figures`` and during ``course execute``), ``lint`` (maths, images,
+cross-references, code width, stored outputs, kernelspec), ``claims`` (an ``assert`` near every
+quantitative claim of the Markdown) and ``times`` (measured run times into headers, README and
+instructors' page). The command line is ``python -m mllib course --help``.
 """
 from __future__ import annotations
 

@@ -4,12 +4,19 @@ Peak memory is the kernel process's peak resident set size: ``VmHWM`` from
 ``/proc/<pid>/status`` (Linux), read after every cell. Elsewhere, when psutil happens to be
 installed, the largest RSS seen after a cell is reported instead; otherwise ``None``.
 Processes the kernel starts itself (e.g. data-loader workers) are not counted.
+
+With ``check_figures=True`` (what ``python -m mllib course execute`` does) every figure a cell shows
+goes through :mod:`mllib.course.figures`; the problems are attached to the cell, and
+:func:`execute_notebooks` neither accepts nor writes a notebook with a bad figure. The executed
+notebook's ``kernelspec`` is what the kernel that ran it reports (name, display name, language), so
+that Jupyter does not mark a freshly opened notebook as modified.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -19,6 +26,7 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from ..checks import RECORD_ENV, STRICT_ENV
+from . import figures
 from .nbio import is_check_cell, is_solution_cell, list_notebooks, nbgrader, read_notebook, write_notebook
 
 DEFAULT_ENV = {"MLLIB_PROFILE": "quick", "MLLIB_DEVICE": "cpu"}
@@ -37,6 +45,7 @@ class CellOutcome:
     is_solution: bool = False
     error: str | None = None            # "ename: evalue" when the cell raised
     verdicts: list[dict] = field(default_factory=list)   # mllib.checks results printed by the cell
+    figure_problems: list[str] = field(default_factory=list)  # mllib.course.figures findings
 
 
 @dataclass
@@ -60,6 +69,8 @@ class NotebookRun:
         out["slowest_cells"] = [{"index": c.index, "seconds": round(c.seconds, 2)} for c in slow]
         out["checks"] = [v for c in self.cells for v in c.verdicts]
         out["cell_errors"] = [{"index": c.index, "error": c.error} for c in self.errors]
+        out["figure_problems"] = [{"index": c.index, "problems": c.figure_problems} for c in self.cells
+                                  if c.figure_problems]
         return out
 
 
@@ -95,12 +106,13 @@ def kernel_env(overrides: dict | None = None, *, strict: bool | None = None) -> 
 
 def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None, env: dict | None = None,
                  allow_errors: bool = False, timeout: int = DEFAULT_TIMEOUT,
-                 kernel_name: str = "python3") -> tuple[NotebookNode, NotebookRun]:
+                 kernel_name: str = "python3", check_figures: bool = False) -> tuple[NotebookNode, NotebookRun]:
     """Execute every cell of ``nb`` in a fresh kernel; returns the executed notebook and its run.
 
     ``env`` is the kernel's whole environment (default :func:`kernel_env`). The verdicts of
     ``mllib.checks`` are collected through ``MLLIB_CHECKS_RECORD`` (read after every cell) and
-    attached to the cell that printed them. With ``allow_errors=False`` the run stops at the first failing cell
+    attached to the cell that printed them; with ``check_figures`` the figure problems too. With
+    ``allow_errors=False`` the run stops at the first failing cell
     (``run.ok`` is False and ``run.error`` says why); with True every cell runs.
     """
     from nbclient import NotebookClient
@@ -115,6 +127,12 @@ def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None
     fd, record = tempfile.mkstemp(prefix="mllib-checks-", suffix=".jsonl")
     os.close(fd)
     env[RECORD_ENV] = record
+    scratch = None
+    if check_figures:
+        scratch = Path(tempfile.mkdtemp(prefix="mllib-figures-"))
+        env["IPYTHONDIR"] = str(figures.ipython_dir(scratch / "ipython"))
+        env[figures.RECORD_ENV] = str(scratch / "figures.jsonl")
+    figure_offset = {"pos": 0}
 
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
                             record_timing=False, resources={"metadata": {"path": str(cwd)}})
@@ -127,8 +145,12 @@ def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None
         provisioner = getattr(client.km, "provisioner", None)
         return getattr(provisioner, "pid", None) or getattr(getattr(client.km, "kernel", None), "pid", None)
 
+    kernel = {"spec": None}
+
     def on_cell_start(cell, cell_index, **_):
         starts[cell_index] = time.perf_counter()
+        if kernel["spec"] is None and client.km is not None:
+            kernel["spec"] = getattr(client.km, "kernel_spec", None)
 
     def on_cell_executed(cell, cell_index, **_):
         meta = nbgrader(cell)
@@ -144,6 +166,9 @@ def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None
             text = fh.read()
             offset["pos"] = fh.tell()
         outcomes[cell_index].verdicts = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if scratch is not None:
+            found, figure_offset["pos"] = figures.read_records(scratch / "figures.jsonl", figure_offset["pos"])
+            outcomes[cell_index].figure_problems = [p for r in found for p in r["problems"]]
         pid = kernel_pid()
         if pid:
             mb, source = _peak_rss_mb(pid)
@@ -161,8 +186,11 @@ def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None
     except (CellTimeoutError, DeadKernelError, RuntimeError) as err:
         failure = f"{type(err).__name__}: {err}"
     wall = time.perf_counter() - start
+    _store_kernelspec(nb, kernel["spec"], kernel_name)
 
     os.unlink(record)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     cells = [outcomes[i] for i in sorted(outcomes)]
     first_error = next((f"cell {c.index}: {c.error}" for c in cells if c.error), None)
     if first_error and not allow_errors:
@@ -171,6 +199,19 @@ def run_notebook(nb: NotebookNode | str | Path, *, cwd: str | Path | None = None
                       peak_rss_mb=None if peak["mb"] is None else round(peak["mb"], 1),
                       peak_rss_source=peak["source"], error=failure, cells=cells)
     return nb, run
+
+
+def _store_kernelspec(nb: NotebookNode, spec, kernel_name: str) -> None:
+    """Record the kernelspec of the kernel that ran ``nb`` (what Jupyter itself would store)."""
+    if spec is None:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        try:
+            spec = KernelSpecManager().get_kernel_spec(kernel_name)
+        except NoSuchKernel:
+            return
+    nb.metadata["kernelspec"] = {"display_name": spec.display_name, "language": spec.language,
+                                 "name": kernel_name}
 
 
 def execute_notebooks(paths, *, report: str | Path | None = "build/notebook_report.json",
@@ -186,11 +227,18 @@ def execute_notebooks(paths, *, report: str | Path | None = "build/notebook_repo
     runs = []
     for path in list_notebooks(paths):
         echo(f"executing {path} ...")
-        nb, run = run_notebook(path, env=env, timeout=timeout)
+        nb, run = run_notebook(path, env=env, timeout=timeout, check_figures=True)
         failed_checks = [v for c in run.cells for v in c.verdicts if v.get("status") != "passed"]
         if failed_checks and run.ok:
             run.ok = False
             run.error = f"check {failed_checks[0]['exercise']!r} did not pass: {failed_checks[0]['status']}"
+        bad_figures = [c for c in run.cells if c.figure_problems]
+        if bad_figures and run.ok:
+            run.ok = False
+            run.error = f"figure check failed in cell {bad_figures[0].index}: {bad_figures[0].figure_problems[0]}"
+        for cell in bad_figures:
+            for problem in cell.figure_problems:
+                echo(f"  cell {cell.index}: {problem}")
         if run.ok and in_place:
             write_notebook(nb, path)
         mem = "n/a" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f} MB"

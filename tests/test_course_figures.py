@@ -1,0 +1,181 @@
+"""The figure check: each rule fails on a figure built to break it, passes on its fixed version; and it
+fails a notebook cell under nbval (one real kernel)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from nbformat.v4 import new_code_cell, new_notebook  # noqa: E402
+
+from mllib.course import figures  # noqa: E402
+from mllib.course.nbio import write_notebook  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CURVES = [[3.2, 1.8, 1.4, 1.2], [3.2, 0.6, 8.0, 90.0], [3.1, 2.5, 1.9, 1.5]]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def joined(fig) -> str:
+    return "\n".join(figures.figure_problems(fig))
+
+
+def adaptation_figure(limit_first: bool):
+    """Notebook 06's adaptation-curve figure, with the limit set before (broken) or after the log scale."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, curve in enumerate(CURVES):
+        ax.plot(range(4), curve, "o-", label=f"algo {i}")
+    if limit_first:
+        ax.set_ylim(top=1e2)
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("log")
+        ax.set_ylim(0.3, 1e2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_xlabel("inner steps")
+    return fig
+
+
+def test_a_limit_set_before_the_log_scale_is_caught_and_the_fixed_figure_passes():
+    broken = adaptation_figure(limit_first=True)
+    assert min(broken.axes[0].get_ylim()) <= 0          # what matplotlib keeps: a non-positive limit
+    assert "log y axis with a non-positive limit" in joined(broken)
+    assert figures.figure_problems(adaptation_figure(limit_first=False)) == []
+
+
+def test_data_outside_the_view_limits_is_caught():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot(range(10), range(10), label="rising")
+    ax.set_ylim(20, 30)
+    assert "only 0 of 10 finite points lie inside the view limits" in joined(fig)
+    ax.set_ylim(-1, 10)
+    assert figures.figure_problems(fig) == []
+
+
+def test_an_empty_axes_is_caught():
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    axes[0].plot([0, 1], [0, 1])
+    assert "the axes is empty" in joined(fig)
+
+
+def test_a_figure_too_wide_for_the_notebook_shrinks_its_fonts_below_8_pt():
+    fig, axes = plt.subplots(1, 6, figsize=(18, 2.8))           # notebook 06's six histograms
+    for ax in axes:
+        ax.hist([0.0, 0.1, 0.1, 0.2], bins=3)
+        ax.set_title("body.0.weight", fontsize=9)
+    problems = joined(fig)
+    assert "text smaller than 8 pt as displayed" in problems and "shown at" in problems
+    narrow, axes = plt.subplots(2, 3, figsize=(9, 4.5), layout="constrained")
+    for ax in axes.flat:
+        ax.hist([0.0, 0.1, 0.1, 0.2], bins=3)
+        ax.set_title("body.0.weight", fontsize=9)
+    assert figures.figure_problems(narrow) == []
+
+
+def test_a_small_font_in_a_narrow_figure_is_caught():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], label="curve")
+    ax.legend(fontsize=7, loc="lower right")
+    assert "legend 'curve' 7.0 pt" in joined(fig)
+
+
+def test_a_legend_over_the_data_is_caught():
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.barh(range(3), [95, 80, 60], xerr=[2, 3, 3], capsize=3)
+    ax.axvline(20, ls=":", label="chance")
+    ax.set_xlim(0, 100)
+    ax.legend(loc="lower right")                                    # notebook 05: over the last bar's error bar
+    assert "the legend covers data" in joined(fig)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))          # outside the axes
+    assert figures.figure_problems(fig) == []
+
+
+def test_overlapping_titles_are_caught():
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("the axes title")
+    fig.suptitle("a suptitle placed on top of it", y=0.92)
+    assert "overlaps" in joined(fig)
+
+
+def test_install_records_every_displayed_or_saved_figure(tmp_path, monkeypatch):
+    record = tmp_path / "figures.jsonl"
+    monkeypatch.setenv(figures.RECORD_ENV, str(record))
+    figures.install()
+    figures.install()                                              # idempotent
+    adaptation_figure(limit_first=False).savefig(io.BytesIO(), format="png")
+    assert not record.exists()                                     # a good figure records nothing
+    adaptation_figure(limit_first=True).savefig(io.BytesIO(), format="png")
+    records, offset = figures.read_records(record)
+    assert len(records) == 1 and "non-positive limit" in records[0]["problems"][0]
+    assert figures.read_records(record, offset) == ([], offset)
+
+
+def test_nbval_fails_the_cell_that_shows_a_bad_figure(tmp_path):
+    good = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\nax.plot([1, 2], [1, 2])\nplt.show()"
+    bad = ("fig, ax = plt.subplots(figsize=(4, 3))\nax.plot([0, 1, 2], [3, 1, 90])\n"
+           "ax.set_ylim(top=1e2)\nax.set_yscale('log')")          # shown at the end of the cell
+    folder = tmp_path / "notebooks"
+    write_notebook(new_notebook(cells=[new_code_cell(good), new_code_cell(bad)],
+                                metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                                         "language": "python"}}), folder / "figs.ipynb")
+    (folder / "conftest.py").write_text((ROOT / "notebooks" / "conftest.py").read_text())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    env.pop(figures.RECORD_ENV, None)
+    run = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p",
+                          "no:cacheprovider", "-q", str(folder / "figs.ipynb")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert "1 failed, 1 passed" in out and "figs.ipynb::Cell 1" in out, out
+    assert "log y axis with a non-positive limit" in out
+
+
+def test_course_execute_stores_the_kernels_kernelspec_and_refuses_a_bad_figure(tmp_path, monkeypatch):
+    from mllib.course.execute import execute_notebooks
+    from mllib.course.lint import installed_kernel_display_name
+    from mllib.course.nbio import read_notebook
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    stale = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    folder = tmp_path / "notebooks"
+    good = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\nax.plot([0, 1, 2], [3, 1, 90]);"
+    bad = good + "\nax.set_ylim(top=1e2)\nax.set_yscale('log')"
+    write_notebook(new_notebook(cells=[new_code_cell(good)], metadata=stale), folder / "01_good.ipynb")
+    write_notebook(new_notebook(cells=[new_code_cell(bad)], metadata=stale), folder / "02_bad.ipynb")
+    before = (folder / "02_bad.ipynb").read_text()
+    result = execute_notebooks(folder, report=tmp_path / "report.json", echo=lambda msg: None)
+    assert not result["ok"]
+    good_run, bad_run = result["notebooks"]
+    assert good_run["ok"] and good_run["figure_problems"] == []
+    assert read_notebook(folder / "01_good.ipynb").metadata["kernelspec"] == {
+        "display_name": installed_kernel_display_name("python3"), "language": "python", "name": "python3"}
+    assert not bad_run["ok"] and "figure check failed in cell 0" in bad_run["error"]
+    assert "non-positive limit" in bad_run["figure_problems"][0]["problems"][0]
+    assert (folder / "02_bad.ipynb").read_text() == before          # a bad notebook is not written
+
+
+def test_a_line_crossing_the_legend_between_its_vertices_is_caught():
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([0, 10], [0, 10], label="rising")
+    ax.axhline(0.5, color="k", ls=":", label="chance")            # two vertices, both at the axes' edges
+    ax.set_ylim(0, 10)
+    ax.legend(loc="lower right")
+    assert "the legend covers data: line 'chance'" in joined(fig)
+    ax.legend(loc="upper left")
+    assert figures.figure_problems(fig) == []
