@@ -118,10 +118,8 @@ def default_bn(algo: str) -> str:
 def check_bn(algo: str, bn: str) -> str:
     """``bn``, or a ``ValueError`` when ``algo`` cannot use it (``incontext``: ``"support"`` only).
 
-        >>> check_bn("incontext", "batch")
-        Traceback (most recent call last):
-        ...
-        ValueError: bn must be 'support' for algo='incontext' (its batch norm uses the support images' statistics only), got 'batch'
+        >>> check_bn("maml", "batch"), check_bn("incontext", "support")      # ("incontext", "batch"): ValueError
+        ('batch', 'support')
     """
     if algo == INCONTEXT and bn != "support":
         raise ValueError(f"bn must be 'support' for algo='incontext' (its batch norm uses the support "

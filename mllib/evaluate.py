@@ -227,7 +227,8 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
     return {
         "accuracy": accuracy, "ci95": ci95, "algo": meta.algo, "ways": protocol.ways, "shots": protocol.shots,
         "query": protocol.query, "tasks": tasks, "inner_steps": protocol.inner_steps if inner else 0,
-        "inner_lr": float(meta.inner_lr) if inner else None, "inner_lr_learned": meta.algo == "metasgd", "bn": meta.bn,
+        "inner_lr": float(meta.inner_lr) if inner else None, "inner_lr_learned": meta.algo == "metasgd",
+        "bn": meta.bn,
         "transductive": meta.bn == "batch", "split": split, "split_name": protocol.split, "seed": seed,
         "seconds": round(time.perf_counter() - start, 3), "device": str(dev),
         "form": meta.form, "step": run.step, "checkpoint": run.checkpoint,

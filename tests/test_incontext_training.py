@@ -78,7 +78,8 @@ def test_incontext_needs_support_batch_norm_and_its_own_model():
     batch = image_tasks()
     conv, incontext = ConvLearner(ways=3, filters=4), omniglot_incontext(3, filters=4)
     with pytest.raises(ValueError, match="does not fit ConvLearner"):
-        meta_gradient(conv, init_meta_params(conv, MetaConfig()), batch, MetaConfig(algo="incontext", bn="support"))
+        meta_gradient(conv, init_meta_params(conv, MetaConfig()), batch,
+                      MetaConfig(algo="incontext", bn="support"))
     with pytest.raises(ValueError, match="does not fit InContextLearner"):
         meta_gradient(incontext, init_meta_params(incontext, MetaConfig()), batch, MetaConfig(algo="maml"))
 
