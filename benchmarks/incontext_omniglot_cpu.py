@@ -7,10 +7,12 @@ by default, 15 queries per class, mean and 95% CI with ``mllib.evaluate.mean_ci9
 JSON summary, plus the model (``--save``, a plain dict ``{"state_dict", "config", "result"}``).
 
     MLLIB_DATA=... nice -n 10 python benchmarks/incontext_omniglot_cpu.py --minutes 15 \
-        --save mllib/checkpoints/nb07_incontext_omniglot_5w1s.pt --json build/incontext_cpu.json
+        --save build/incontext_cpu.pt --json build/incontext_cpu.json
 
-Phase B replaces this with ``python -m mllib train --algo incontext``; until then the notebook
-loads the model it saves.
+The shipped checkpoint ``mllib/checkpoints/incontext_omniglot_5w1s.pt`` (notebook 07, the README
+results) comes from the course's trainer instead (``python -m mllib train --algo incontext``; the
+command is on its model card); this script stays as the plain-loop reference (with gradient
+clipping and its own validation rounds) for experiments outside the trainer.
 """
 from __future__ import annotations
 

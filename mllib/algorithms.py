@@ -22,6 +22,10 @@ Algorithms (``ALGORITHMS``):
 * ``anil``: MAML with the inner loop on the head only; the body is learned by the outer loop alone.
 * ``protonet``: no inner loop; prototypes = mean support embedding per class,
   logits = minus squared Euclidean distance to each prototype. Its head is unused (zero gradients).
+* ``incontext`` (``ALL_ALGORITHMS`` only; notebook 07): no inner loop; the model itself reads the
+  support set, ``outputs = model(support_x, support_y, query_x)`` (an ``mllib.incontext``
+  learner, which says so with ``reads_support_set = True``). Its batch norm always uses support
+  statistics, so it takes ``bn="support"`` only; ``inner_steps`` and ``inner_lr`` are unused.
 
 Batch norm (``cfg.bn``) is the same for all conv algorithms: in ``batch`` mode the support and the
 query sets are forwarded separately, each normalised with its own statistics; in ``support`` mode
@@ -36,14 +40,16 @@ from typing import Callable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import vmap
+from torch.func import functional_call, vmap
 
 from mllib.arguments import check_choice, check_int, check_positive
 from mllib.inner import adapt
 from mllib.models import call_model, head_names, params_of
 from mllib.tasks.batch import TaskBatch
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")
+ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")  # any learner of mllib.models
+INCONTEXT = "incontext"  # a learner whose forward pass reads the support set (mllib.incontext)
+ALL_ALGORITHMS = ALGORITHMS + (INCONTEXT,)
 BN_MODES = ("batch", "support")
 FORMS = ("auto", "loop", "vmap")
 REPTILE_DATA = ("support+query", "support")
@@ -56,7 +62,7 @@ Params = dict[str, Tensor]
 class MetaConfig:
     """What the outer loop optimises and how.
 
-    * ``algo``: one of ``ALGORITHMS``.
+    * ``algo``: one of ``ALL_ALGORITHMS``.
     * ``inner_steps``, ``inner_lr``: the inner loop in meta-training (Meta-SGD: the rates' initial value).
     * ``bn``: ``"batch"`` (query normalised with query statistics; transductive, as in the MAML paper)
       or ``"support"`` (query normalised with support statistics). See ``mllib.models``.
@@ -77,9 +83,10 @@ class MetaConfig:
     reptile_data: str = "support+query"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("algo", ALGORITHMS), ("bn", BN_MODES), ("form", FORMS),
+        for name, allowed in (("algo", ALL_ALGORITHMS), ("bn", BN_MODES), ("form", FORMS),
                               ("reptile_data", REPTILE_DATA)):
             check_choice(name, getattr(self, name), allowed)
+        check_bn(self.algo, self.bn)
         check_int("inner_steps", self.inner_steps, 0)
         check_positive("inner_lr", self.inner_lr)
 
@@ -96,6 +103,28 @@ class MetaConfig:
     @property
     def first_order(self) -> bool:
         return self.algo == "fomaml"
+
+
+def default_bn(algo: str) -> str:
+    """The batch-norm mode ``algo`` trains with by default: ``"support"`` for ``incontext`` (its only
+    mode), ``"batch"`` (the MAML paper's) for the others.
+
+        >>> default_bn("maml"), default_bn("incontext")
+        ('batch', 'support')
+    """
+    return "support" if check_choice("algo", algo, ALL_ALGORITHMS) == INCONTEXT else "batch"
+
+
+def check_bn(algo: str, bn: str) -> str:
+    """``bn``, or a ``ValueError`` when ``algo`` cannot use it (``incontext``: ``"support"`` only).
+
+        >>> check_bn("maml", "batch"), check_bn("incontext", "support")      # ("incontext", "batch"): ValueError
+        ('batch', 'support')
+    """
+    if algo == INCONTEXT and bn != "support":
+        raise ValueError(f"bn must be 'support' for algo='incontext' (its batch norm uses the support "
+                         f"images' statistics only), got {bn!r}")
+    return bn
 
 
 def pick_form(device: torch.device | str) -> str:
@@ -266,7 +295,9 @@ def query_loss_and_metric(model: nn.Module, meta_params: Mapping[str, Tensor], s
         (True, True)
     """
     params, rates = split_meta_params(meta_params)
-    if cfg.algo == "protonet":
+    if cfg.algo == INCONTEXT:  # the forward pass is the learning algorithm: no inner loop
+        outputs = functional_call(model, params, (support_x, support_y, query_x))
+    elif cfg.algo == "protonet":
         outputs = proto_logits(model, params, support_x, support_y, query_x, _ways(model), cfg.bn)
     else:
         adapted = adapt(params, support_loss_fn(model), (support_x, support_y),
@@ -310,8 +341,12 @@ def _ways(model: nn.Module) -> int:
 
 # ---------------------------------------------------------------------------- task batches
 
-def _check(meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig) -> bool:
+def _check(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig) -> bool:
     classification = is_classification(batch.query_y)
+    if (cfg.algo == INCONTEXT) != bool(getattr(model, "reads_support_set", False)):
+        raise ValueError(f"algo={cfg.algo!r} does not fit {type(model).__name__}: algo='incontext' needs a "
+                         "model that reads the support set (mllib.incontext), the other algorithms a learner "
+                         "of mllib.models")
     if cfg.algo == "protonet" and not classification:
         raise ValueError("algo='protonet' needs classification tasks (long labels); got float labels")
     if (cfg.algo == "metasgd") != any(k.startswith(LR_PREFIX) for k in meta_params):
@@ -341,7 +376,7 @@ def meta_gradient(model: nn.Module, meta_params: Mapping[str, Tensor], batch: Ta
         >>> grads.keys() == params.keys(), sorted(stats)
         (True, ['accuracy', 'loss'])
     """
-    classification = _check(meta_params, batch, cfg)
+    classification = _check(model, meta_params, batch, cfg)
     form = resolve_form(cfg.form, batch.support_x.device)
     gradient = _reptile_gradient if cfg.algo == "reptile" else _query_loss_gradient
     grads, losses, metrics = gradient(model, meta_params, batch, cfg, form)
@@ -447,7 +482,7 @@ def evaluate_tasks(model: nn.Module, meta_params: Mapping[str, Tensor], batch: T
         >>> evaluate_tasks(model, init_meta_params(model, cfg), SinusoidTasks(seed=0).sample(3), cfg).shape
         torch.Size([3])
     """
-    _check(meta_params, batch, cfg)
+    _check(model, meta_params, batch, cfg)
     if inner_steps is not None:
         check_int("inner_steps", inner_steps, 0)
     params = {k: v.detach() for k, v in meta_params.items()}

@@ -32,13 +32,14 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from mllib.algorithms import MetaConfig, evaluate_tasks, init_meta_params, resolve_form
+from mllib.algorithms import INCONTEXT, MetaConfig, evaluate_tasks, init_meta_params, resolve_form
 from mllib.arguments import check_choice, check_int
 from mllib.checkpoint import check_finite_params, check_params_match, find_checkpoint, load_checkpoint
 from mllib.data import OmniglotData, load_omniglot
 from mllib.data.splits import PARTS, check_split_complete
 from mllib.device import resolve_device
-from mllib.models import build_conv_learner
+from mllib.learners import build_learner
+from mllib.models import build_conv_learner  # noqa: F401  (the docstring examples use it)
 from mllib.progress import progress_bar
 from mllib.tasks import OmniglotTasks, TaskBatch
 
@@ -155,7 +156,7 @@ def _run_from_checkpoint(source) -> Run:
     protocol = Protocol(MetaConfig.from_profile(config["algo"], profile, bn=config["bn"]),
                         ways=config["ways"], shots=config["shots"], query=profile["test_query"],
                         inner_steps=profile["inner_steps_test"], split=config.get("split", "maml"))
-    model = build_conv_learner(config["ways"], profile["filters"], config.get("depth", 4))
+    model = build_learner(config["algo"], config["ways"], profile["filters"], config.get("depth", 4))
     return Run(model, dict(source["meta_params"]), protocol, source["step"], checkpoint,
                config.get("protocol_note"))
 
@@ -263,10 +264,12 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
             bar.update(len(chunk))
     accuracy, ci95 = mean_ci95(torch.cat(scores))
     protocol, meta = run.protocol, run.protocol.meta_config
+    inner = meta.algo != INCONTEXT  # the in-context learner reads the support set: no inner loop
     return {
         "accuracy": accuracy, "ci95": ci95, "algo": meta.algo, "ways": protocol.ways, "shots": protocol.shots,
-        "query": protocol.query, "tasks": tasks, "inner_steps": protocol.inner_steps,
-        "inner_lr": float(meta.inner_lr), "inner_lr_learned": meta.algo == "metasgd", "bn": meta.bn,
+        "query": protocol.query, "tasks": tasks, "inner_steps": protocol.inner_steps if inner else 0,
+        "inner_lr": float(meta.inner_lr) if inner else None, "inner_lr_learned": meta.algo == "metasgd",
+        "bn": meta.bn,
         "transductive": meta.bn == "batch", "split": split, "split_name": protocol.split, "seed": seed,
         "seconds": round(time.perf_counter() - start, 3), "device": str(dev),
         "form": meta.form, "step": run.step, "checkpoint": run.checkpoint,
@@ -282,12 +285,13 @@ def format_result(result: Mapping[str, Any]) -> str:
         >>> format_result(result)[:55]
         'maml 5-way 1-shot: 92.59% +- 0.56% (95% CI, 600 test ta'
     """
+    inner = (f"{result['inner_steps']} inner steps at lr {result['inner_lr']:g}"
+             f"{' (learned)' if result.get('inner_lr_learned') else ''}"
+             if result.get("inner_lr") is not None else "no inner loop")
     return (
         f"{result['algo']} {result['ways']}-way {result['shots']}-shot: "
         f"{100 * result['accuracy']:.2f}% +- {100 * result['ci95']:.2f}% "
-        f"(95% CI, {result['tasks']} {result['split']} tasks, {result['query']} queries per class, "
-        f"{result['inner_steps']} inner steps at lr {result['inner_lr']:g}"
-        f"{' (learned)' if result.get('inner_lr_learned') else ''}, "
+        f"(95% CI, {result['tasks']} {result['split']} tasks, {result['query']} queries per class, {inner}, "
         f"bn={result['bn']} ({'transductive' if result['transductive'] else 'not transductive'}), "
         f"{result['device']}, {result['seconds']:.0f} s)"
         + (f" NON-STANDARD: {result['protocol_note']}" if result.get("standard_protocol") is False else "")

@@ -47,6 +47,12 @@ API (shapes for one task; ``T`` tasks in the batched forms):
 * ``evaluate_incontext(model, batch) -> [T]`` per-task accuracy or MSE, no graph.
 
 Factories: ``sine_incontext()`` (regression) and ``omniglot_incontext(ways)`` (classification).
+
+The course's trainer meta-trains the Omniglot learner like the MAML family
+(``python -m mllib train --algo incontext``; ``mllib.algorithms`` computes its query loss as
+``model(support_x, support_y, query_x)``, ``mllib.learners`` builds it) and ``python -m mllib eval``
+scores it with the same 600-task protocol; ``train_incontext`` is the plain loop of notebook 07's
+sinusoid section.
 """
 from __future__ import annotations
 
@@ -247,6 +253,7 @@ class InContextLearner(nn.Module):
     """
 
     READOUTS = ("attention", "linear")
+    reads_support_set = True  # mllib.algorithms: forward(support_x, support_y, query_x), no inner loop
 
     def __init__(self, encoder: nn.Module, ways: int | None = None, dim: int = 64, depth: int = 2,
                  heads: int = 4, mlp_ratio: int = 2, readout: str | None = None) -> None:

@@ -42,8 +42,8 @@ from typing import Any, Callable
 import torch
 
 import mllib.data
-from mllib.algorithms import (ALGORITHMS, BN_MODES, FORMS, MetaConfig, MetaGradientNotFinite, init_meta_params,
-                              load_into_model, meta_step, resolve_form)
+from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, FORMS, INCONTEXT, MetaConfig, MetaGradientNotFinite,
+                              check_bn, default_bn, init_meta_params, load_into_model, meta_step, resolve_form)
 from mllib.arguments import check_choice, check_int
 from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
                               load_checkpoint, read_metrics, save_checkpoint)
@@ -52,7 +52,7 @@ from mllib.data.splits import SPLITS, check_split_complete
 from mllib.device import describe_device, resolve_device
 from mllib.evaluate import Protocol, task_accuracies
 from mllib.files import append_text, atomic_write_text, check_output_dir, remove_orphaned_temp_files
-from mllib.models import build_conv_learner
+from mllib.learners import build_learner
 from mllib.progress import progress_bar, write
 from mllib.run_lock import RunLock
 from mllib.signals import StopRequest, signal_name
@@ -83,6 +83,8 @@ class TrainConfig:
     ``profile`` names a :mod:`mllib.config` profile (``auto``, ``quick``, ``full``; ``None`` reads
     ``$MLLIB_PROFILE``); ``device`` is ``auto``/``cpu``/``cuda``/``mps`` (``None`` reads ``$MLLIB_DEVICE``);
     ``overrides`` replaces any of its fields (e.g. ``{"meta_lr": 1e-3, "filters": 8}``);
+    ``bn`` ``None`` takes the algorithm's default (``mllib.algorithms.default_bn``: ``"support"``
+    for ``incontext``, ``"batch"`` otherwise);
     ``steps`` overrides the number of meta-steps; ``query`` overrides the profile's query
     images per class in training tasks; ``max_seconds`` (optional) is a training-time budget:
     the run stops after the meta-step that reaches it (the clock is ``metrics.jsonl``'s
@@ -105,7 +107,7 @@ class TrainConfig:
     device: str | None = None
     seed: int = 0
     out: str = "runs/default"
-    bn: str = "batch"
+    bn: str | None = None
     form: str = "auto"
     resume: bool = False
     split: str = "maml"
@@ -114,12 +116,17 @@ class TrainConfig:
     max_seconds: float | None = None
     allow_partial_data: bool = False
 
+    def __post_init__(self) -> None:
+        if self.bn is None and self.algo in ALL_ALGORITHMS:
+            self.bn = default_bn(self.algo)
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and its allowed values."""
         if not isinstance(self.out, (str, os.PathLike)) or not str(self.out).strip():
             raise ValueError(f"out must be a folder path, got {self.out!r}")
-        check_choice("algo", self.algo, ALGORITHMS)
+        check_choice("algo", self.algo, ALL_ALGORITHMS)
         check_choice("bn", self.bn, BN_MODES)
+        check_bn(self.algo, self.bn)
         check_choice("form", self.form, FORMS)
         check_choice("split", self.split, SPLIT_CHOICES)
         check_int("ways", self.ways, 2)
@@ -383,7 +390,7 @@ def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, l
     # Every random stream comes from config.seed: the initial weights (torch's global generator)
     # and the training tasks (the sampler's own generator). Validation tasks use VAL_SEED.
     torch.manual_seed(config.seed)
-    model = build_conv_learner(config.ways, profile.filters, config.depth).to(device)
+    model = build_learner(config.algo, config.ways, profile.filters, config.depth).to(device)
     meta_params = {k: v.detach().clone().to(device).requires_grad_(True)
                    for k, v in init_meta_params(model, meta_cfg).items()}
     parts = split_parts(config.split, data.characters)
@@ -435,12 +442,13 @@ def _resume_or_begin(run: _Run) -> None:
 
 def _banner(run: _Run, rank: int, world_size: int) -> str:
     config, profile = run.config, run.profile
+    inner = ("no inner loop" if config.algo == INCONTEXT else
+             f"inner {profile.inner_steps} x lr {profile.inner_lr} (test {profile.inner_steps_test})")
     return (
         f"{config.algo} {config.ways}-way {config.shots}-shot | device {describe_device(run.device)} | "
         f"form {run.meta_cfg.form}{' (auto)' if config.form == 'auto' else ''} | bn {config.bn} | "
         f"profile {profile.name}: {profile.meta_steps} steps, meta-batch {profile.meta_batch}, "
-        f"query {profile.query}, filters {profile.filters}, inner {profile.inner_steps} x lr {profile.inner_lr} "
-        f"(test {profile.inner_steps_test}), meta-lr {profile.meta_lr}, seed {config.seed}"
+        f"query {profile.query}, filters {profile.filters}, {inner}, meta-lr {profile.meta_lr}, seed {config.seed}"
         + (f" | rank {rank}/{world_size}" if world_size > 1 else "")
     )
 

@@ -11,7 +11,7 @@ import sys
 
 from mllib import distributed
 from mllib.signals import exit_code, signal_name
-from mllib.algorithms import ALGORITHMS, BN_MODES, FORMS
+from mllib.algorithms import ALL_ALGORITHMS, BN_MODES, FORMS
 from mllib.config import PROFILE_CHOICES
 from mllib.train import SPLIT_CHOICES, TrainConfig
 
@@ -30,7 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "into --out (locked by run.lock while the run goes on). Ctrl-C or SIGTERM saves a "
                     "checkpoint (exit 130 / 143); --resume continues exactly where it stopped.",
     )
-    parser.add_argument("--algo", choices=ALGORITHMS, default="maml")
+    parser.add_argument("--algo", choices=ALL_ALGORITHMS, default="maml",
+                        help="incontext: the in-context learner of notebook 07 (no inner loop)")
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--query", type=int, default=None, help="query images per class in training tasks "
@@ -46,8 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="training-time budget: stop after the meta-step that reaches S seconds "
                              "(validations included), validate and save there; for time-to-accuracy runs")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the training tasks")
-    parser.add_argument("--bn", choices=BN_MODES, default="batch",
-                        help="batch norm statistics: batch (transductive, as in the MAML paper) or support")
+    parser.add_argument("--bn", choices=BN_MODES, default=None,
+                        help="batch norm statistics: batch (transductive, as in the MAML paper; the default) or "
+                             "support (the default and only mode of incontext)")
     parser.add_argument("--form", choices=FORMS, default="auto",
                         help="loop over tasks or vmap (default auto: loop on CPU, vmap on CUDA)")
     parser.add_argument("--split", choices=SPLIT_CHOICES, default="maml",
