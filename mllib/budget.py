@@ -1,0 +1,218 @@
+"""Time budgets for the notebooks' live training: the one table, and the loop that keeps to it.
+
+Every cell of a notebook that trains something live (a sinusoid meta-training run, the MAML run of
+notebook 05, the RL runs of notebook 08, ...) takes its number of steps, and in the ``gpu``
+profile a wall-clock budget, from :data:`LIVE_TRAINING`, through :func:`live_budget`:
+
+* ``quick`` (a CPU, CI): the ``quick`` steps, no time limit: the run the notebook's text and
+  asserts describe, and whose time the notebook's header states (measured on a 2-core CPU).
+* ``gpu`` (``MLLIB_PROFILE=auto`` on a GPU): at most ``gpu`` steps (more than ``quick`` where a GPU
+  runs the network much faster; the same where the network is too small to gain), and never longer
+  than ``seconds``: what the quick run of that cell takes on the header's CPU. A fast card trains
+  more steps in that time; a slow device stops early and says so. Either way the cell takes no
+  longer than in the quick run on the CPU, so the notebook stays within its stated run time as long
+  as its other cells (evaluation) are no slower than on that CPU.
+* ``full`` (``MLLIB_PROFILE=full``, only by explicit choice): the paper-scale ``full`` steps, no
+  time limit.
+
+The time budget is kept by :class:`TimeBudget`, an iterator over the step numbers that stops before
+a step would overrun the budget (it estimates the next step's duration from the last one, and
+always runs at least one step). The trainers take it as ``max_seconds=``:
+``mllib.sine_experiments.meta_train_sinusoid`` / ``pretrain_sinusoid``,
+``mllib.learned_optimizer.meta_train_optimizer``, ``mllib.rl.meta_train`` / ``pretrain_joint``,
+``mllib.baselines.pretrain`` and ``mllib.train.meta_train`` (which stops after the step that uses
+the budget up, then validates: its ``--max-seconds`` semantics). All of them read the time from
+:func:`now`, which tests replace with a fake clock (:func:`use_clock`) to play a slow device.
+
+Example (notebook 05's live MAML run)::
+
+    MAML = live_budget("05 maml", PROFILE)      # Budget(steps=100, max_seconds=None) when quick
+    meta_train(TrainConfig(..., steps=MAML.steps, max_seconds=MAML.max_seconds), data=data)
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+from mllib.arguments import check_choice
+
+_clock: Callable[[], float] = time.perf_counter
+
+
+def now() -> float:
+    """Seconds from the budget clock (``time.perf_counter`` unless a test installed a fake)."""
+    return _clock()
+
+
+@contextmanager
+def use_clock(clock: Callable[[], float]) -> Iterator[None]:
+    """Read the time from ``clock`` (a function returning seconds) inside the block: a fake device."""
+    global _clock
+    previous, _clock = _clock, clock
+    try:
+        yield
+    finally:
+        _clock = previous
+
+
+def check_max_seconds(max_seconds: float | None) -> float | None:
+    """``max_seconds`` if it is ``None`` or a finite number of seconds > 0, else ``ValueError``."""
+    if max_seconds is None:
+        return None
+    if (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+            or not math.isfinite(max_seconds) or max_seconds <= 0):
+        raise ValueError(f"max_seconds must be a number of seconds > 0 (or None for no budget), "
+                         f"got {max_seconds!r}")
+    return float(max_seconds)
+
+
+class TimeBudget:
+    """The step numbers of a training loop, stopped before they overrun ``max_seconds``.
+
+    ``for step in TimeBudget(range(1, steps + 1), max_seconds, what="meta-steps"):`` runs every
+    step when ``max_seconds`` is None. Otherwise, before each step after the first, it checks that
+    the time used so far plus the last step's duration stays within ``max_seconds``; if not, it
+    stops, sets ``stopped``, and prints (``say``) a notice naming the steps done and planned.
+    At least one step always runs. ``done``: steps run; ``elapsed``: seconds from the first step
+    to the end of the last (both updated as it goes).
+    """
+
+    def __init__(self, steps: Iterable[int], max_seconds: float | None, what: str = "steps",
+                 say: Callable[[str], None] | None = print) -> None:
+        self.steps = steps
+        self.max_seconds = check_max_seconds(max_seconds)
+        self.what = what
+        self.say = say
+        self.done = 0
+        self.elapsed = 0.0
+        self.stopped = False
+
+    def __len__(self) -> int:
+        return len(self.steps)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        start = last = now()
+        for step in self.steps:
+            if self.done:
+                t = now()
+                self.elapsed, duration, last = t - start, t - last, t
+                if self.max_seconds is not None and self.elapsed + duration > self.max_seconds:
+                    self.stopped = True
+                    if self.say is not None:
+                        self.say(self.notice())
+                    return
+            yield step
+            self.done += 1
+        if self.done:
+            self.elapsed = now() - start
+
+    def notice(self) -> str:
+        """What a stopped run prints: the budget, the steps done, the steps planned."""
+        planned = f" of {len(self.steps)}" if hasattr(self.steps, "__len__") else ""
+        return (f"time budget of {self.max_seconds:g} s: stopped after {self.done}{planned} {self.what} "
+                f"({self.elapsed:.1f} s); the gpu profile bounds every live training run "
+                f"(MLLIB_PROFILE=full runs them all)")
+
+
+# ----------------------------------------------------------------------------- the table
+
+@dataclass(frozen=True)
+class LiveTraining:
+    """One live training run of a notebook: its steps in each profile, and its measured CPU cost.
+
+    ``cpu_step_seconds`` was measured with the quick profile's settings on the 2-core CPU that
+    the notebooks' headers name (shared with other jobs, load about 3, one torch thread; validation
+    included where the run validates), by ``benchmarks/live_training_costs.py``.
+    """
+
+    unit: str                 # what one step is
+    quick: int                # steps in the quick profile (what the notebook asserts)
+    gpu: int                  # most steps in the gpu profile (its time budget may stop it sooner)
+    full: int                 # steps in the full profile (paper scale, no time budget)
+    cpu_step_seconds: float   # measured seconds per quick step on the header's CPU
+    device: str = "notebook"  # "notebook": runs on the notebook's DEVICE; "cpu": always on the CPU
+
+    @property
+    def seconds(self) -> float:
+        """The gpu profile's budget: the quick run's time on the header's CPU (whole seconds, >= 2)."""
+        return float(max(2, math.ceil(self.quick * self.cpu_step_seconds)))
+
+
+#: Every live training run of notebooks 01-08, keyed "NN name". Sinusoid networks, the learned
+#: optimizer and the RL policies are too small to gain from a GPU (their ``gpu`` steps are the
+#: quick ones); the Omniglot conv nets gain several times (MAML and ProtoNets get the steps of the
+#: shipped quick checkpoints, 1,000). Notebook 05's supervised pre-training keeps its quick length:
+#: the notebook reads its loss curve (ln 4400 -> about 7).
+LIVE_TRAINING: dict[str, LiveTraining] = {
+    "01 pretrain": LiveTraining("pre-training steps", 1000, 1000, 10000, 0.00113),
+    "01 maml": LiveTraining("meta-steps", 1000, 1000, 10000, 0.00472),
+    "03 maml": LiveTraining("meta-steps", 1000, 1000, 10000, 0.00472),
+    "04 maml": LiveTraining("meta-steps", 1000, 1000, 70000, 0.00472),
+    "04 pretrain": LiveTraining("pre-training steps", 1000, 1000, 70000, 0.00113),
+    "05 maml": LiveTraining("meta-steps", 100, 1000, 3000, 0.229),
+    "05 pretrain": LiveTraining("minibatches", 400, 400, 5000, 0.119),
+    "06 sinusoid": LiveTraining("meta-steps", 1000, 1000, 10000, 0.00608),
+    "07 learned optimizer": LiveTraining("meta-steps", 40, 40, 100, 0.05, device="cpu"),
+    "07 protonet": LiveTraining("meta-steps", 100, 1000, 2000, 0.160),
+    "08 maml": LiveTraining("iterations", 100, 100, 500, 0.0674, device="cpu"),
+    "08 pretrain": LiveTraining("iterations", 100, 100, 500, 0.0377, device="cpu"),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a live training cell runs: ``steps``, and ``max_seconds`` of wall clock (None: no limit)."""
+
+    steps: int
+    max_seconds: float | None
+
+
+def live_budget(key: str, profile) -> Budget:
+    """The steps and time budget of the live training run ``key`` (e.g. ``"05 maml"``) in ``profile``.
+
+    ``profile``: a ``mllib.config.Profile`` or its name (``quick``, ``gpu``, ``full``).
+    """
+    check_choice("key", key, tuple(LIVE_TRAINING))
+    name = check_choice("profile", getattr(profile, "name", profile), ("quick", "gpu", "full"))
+    run = LIVE_TRAINING[key]
+    if name == "gpu":
+        return Budget(run.gpu, run.seconds)
+    return Budget(run.quick if name == "quick" else run.full, None)
+
+
+def steps_within(key: str, step_seconds: float) -> int:
+    """How many steps the gpu profile's run ``key`` trains on a device taking ``step_seconds`` per step."""
+    check_choice("key", key, tuple(LIVE_TRAINING))
+    if not (isinstance(step_seconds, (int, float)) and math.isfinite(step_seconds) and step_seconds > 0):
+        raise ValueError(f"step_seconds must be a number > 0, got {step_seconds!r}")
+    run = LIVE_TRAINING[key]
+    return max(1, min(run.gpu, math.floor(run.seconds / step_seconds)))
+
+
+def notebook_budget(notebook: str) -> float:
+    """Seconds of live training the gpu profile allows notebook ``notebook`` ("05"), all runs together.
+
+    Notebook 06 trains three sinusoid runs from its one entry.
+    """
+    runs = {key: run for key, run in LIVE_TRAINING.items() if key.split()[0] == notebook}
+    if not runs:
+        raise ValueError(f"notebook must be one of {sorted({k.split()[0] for k in LIVE_TRAINING})}, "
+                         f"got {notebook!r}")
+    return sum(run.seconds * (3 if key == "06 sinusoid" else 1) for key, run in runs.items())
+
+
+#: Notebook 05's live MAML run on a Colab T4 (an estimate, never measured): seconds per quick-profile
+#: meta-step (5-way 1-shot, meta-batch 8, 5 queries, 32 filters, second order, vmap form), low and
+#: high. Derived from measurements in the project's field notes: on an H100 the full profile's
+#: meta-step (meta-batch 32, 15 queries, 64 filters: about 40 times the work of a quick step) took
+#: 0.034 s in vmap form. A T4 has about 1/8 of an H100's fp32 throughput (8.1 against 67 TFLOPS)
+#: and 1/10 of its memory bandwidth (320 against 3,350 GB/s), so the quick step's arithmetic takes
+#: about 0.034 * 10 / 40 = 0.009 s there; the rest is a per-step overhead (kernel launches, Python)
+#: that does not shrink with the work, at most the H100's whole 0.034 s step. Hence 0.02-0.04 s.
+T4_MAML_STEP_SECONDS = (0.02, 0.04)
+
+__all__ = ["now", "use_clock", "check_max_seconds", "TimeBudget", "LiveTraining", "LIVE_TRAINING", "Budget",
+           "live_budget", "steps_within", "notebook_budget", "T4_MAML_STEP_SECONDS"]
