@@ -37,6 +37,9 @@ RECIPES = {
     "lslr_cos": Recipe(name="lslr_cos", lslr=True, cosine=True, **_CL),
     "proto_warm_cos": Recipe(name="proto_warm_cos", protonet_steps=300, cosine=True, **_CL),
     "cos_lr5e-3": Recipe(name="cos_lr5e-3", cosine=True, meta_lr=5e-3, **_CL),
+    "zero_head_cos_20w_pilot": Recipe(name="zero_head_cos_20w_pilot", ways=20, zero_head=True, cosine=True,
+                                      inner_lr=1.6, steps=600, val_every=200, inner_steps_test=1,
+                                      extra_test_steps=[], **_CL),
     "zero_head_cos_lr5e-3": Recipe(name="zero_head_cos_lr5e-3", zero_head=True, cosine=True, meta_lr=5e-3, **_CL),
 }
 
