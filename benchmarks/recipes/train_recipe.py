@@ -40,6 +40,9 @@ RECIPES = {
     "zero_head_cos_20w_pilot": Recipe(name="zero_head_cos_20w_pilot", ways=20, zero_head=True, cosine=True,
                                       inner_lr=1.6, steps=600, val_every=200, inner_steps_test=1,
                                       extra_test_steps=[], **_CL),
+    "zero_head_cos_64f_mb16": Recipe(name="zero_head_cos_64f_mb16", zero_head=True, cosine=True, filters=64,
+                                     meta_batch=16, steps=10000, val_every=500, inner_steps_test=1,
+                                     extra_test_steps=[], **_CL),
     "zero_head_cos_lr5e-3": Recipe(name="zero_head_cos_lr5e-3", zero_head=True, cosine=True, meta_lr=5e-3, **_CL),
 }
 
