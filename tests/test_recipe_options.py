@@ -190,6 +190,7 @@ def test_laptop_profile_and_twenty_way_settings():
     assert (laptop.filters, laptop.meta_batch, laptop.head_init, laptop.meta_lr_schedule) == (64, 16, "zero", "cosine")
     assert (quick.meta_steps, quick.inner_steps_test, quick.filters, quick.meta_batch) == (2500, 1, 32, 8)
     assert resolve_profile("quick", ways=20).inner_lr == pytest.approx(4 * quick.inner_lr)
+    assert (resolve_profile("laptop", ways=20).filters, resolve_profile("laptop", ways=20).meta_steps) == (32, 10000)
     assert resolve_profile("full").head_init == "learned" and resolve_profile("full").meta_lr_schedule == "constant"
 
 
