@@ -35,6 +35,7 @@ from mllib.algorithms import BN_MODES, loss_and_metric, predict, support_loss_fn
 from mllib.arguments import check_choice, check_int, check_positive
 from mllib.inner import adapt
 from mllib.models import ConvLearner, head_names, params_of
+from mllib.budget import TimeBudget, check_max_seconds
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 from mllib.tasks.omniglot import OmniglotTasks, stream_seed
@@ -173,15 +174,19 @@ class Pretrained:
 def pretrain(data_or_batches, *, steps: int = 500, batch_size: int = 64, lr: float = 1e-3, filters: int = 32,
              depth: int = 4, split: str | None = "maml", part: str = "train", rotations: bool | None = None,
              seed: int = 0, device: torch.device | str | None = None, progress: bool = True,
-             callback: Callable[[int, float, float], None] | None = None) -> Pretrained:
+             callback: Callable[[int, float, float], None] | None = None,
+             max_seconds: float | None = None) -> Pretrained:
     """Ordinary supervised training (Adam, cross-entropy) of a ``num_classes``-way ``ConvLearner``.
 
     ``data_or_batches``: an ``OmniglotData`` (a :class:`ClassBatches` is built from ``split``,
     ``part``, ``rotations``, ``seed``) or any object with ``num_classes`` and
     ``sample(batch_size) -> (x [B, 1, H, W], y [B])``. Batch norm uses each minibatch's statistics.
     The initial weights come from ``torch.manual_seed(seed)`` in a forked RNG.
-    ``callback(step, loss, accuracy)`` is called after every step.
+    ``callback(step, loss, accuracy)`` is called after every step. ``max_seconds``: a wall-clock
+    budget (``mllib.budget.TimeBudget``: stops before a step would overrun it, after at least one;
+    ``len(result.losses)`` tells how many ran).
     """
+    check_max_seconds(max_seconds)
     for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 2), ("filters", filters, 1),
                              ("depth", depth, 1), ("seed", seed, 0)):
         check_int(name, value, low)
@@ -198,7 +203,8 @@ def pretrain(data_or_batches, *, steps: int = 500, batch_size: int = 64, lr: flo
     params = params_of(model)
     opt = torch.optim.Adam(params.values(), lr=lr)
     result = Pretrained(model, params, batches.num_classes, filters, depth, x0.shape[1], x0.shape[-1])
-    bar = progress_bar(range(steps), desc="pretrain", enabled=progress)
+    bar = progress_bar(TimeBudget(range(steps), max_seconds, what="minibatches"), desc="pretrain",
+                       enabled=progress)
     for step in bar:
         x, y = batches.sample(batch_size)
         opt.zero_grad(set_to_none=True)

@@ -12,6 +12,8 @@ profile a wall-clock budget, from :data:`LIVE_TRAINING`, through :func:`live_bud
   more steps in that time; a slow device stops early and says so. Either way the cell takes no
   longer than in the quick run on the CPU, so the notebook stays within its stated run time as long
   as its other cells (evaluation) are no slower than on that CPU.
+* ``laptop`` (a CLI training profile, wider and slower than quick): the ``quick`` steps within the
+  same time budget as ``gpu``, so a notebook opened with it stays bounded too.
 * ``full`` (``MLLIB_PROFILE=full``, only by explicit choice): the paper-scale ``full`` steps, no
   time limit.
 
@@ -39,12 +41,12 @@ from typing import Callable, Iterable, Iterator
 
 from mllib.arguments import check_choice
 
-_clock: Callable[[], float] = time.perf_counter
+_clock: Callable[[], float] | None = None   # None: time.perf_counter, looked up at every call
 
 
 def now() -> float:
     """Seconds from the budget clock (``time.perf_counter`` unless a test installed a fake)."""
-    return _clock()
+    return time.perf_counter() if _clock is None else _clock()
 
 
 @contextmanager
@@ -67,6 +69,9 @@ def check_max_seconds(max_seconds: float | None) -> float | None:
         raise ValueError(f"max_seconds must be a number of seconds > 0 (or None for no budget), "
                          f"got {max_seconds!r}")
     return float(max_seconds)
+
+
+_ROUNDING = 1 + 1e-9   # a step that ends exactly on the budget fits, whatever the float sums
 
 
 class TimeBudget:
@@ -99,7 +104,7 @@ class TimeBudget:
             if self.done:
                 t = now()
                 self.elapsed, duration, last = t - start, t - last, t
-                if self.max_seconds is not None and self.elapsed + duration > self.max_seconds:
+                if self.max_seconds is not None and self.elapsed + duration > self.max_seconds * _ROUNDING:
                     self.stopped = True
                     if self.say is not None:
                         self.say(self.notice())
@@ -173,14 +178,19 @@ class Budget:
 def live_budget(key: str, profile) -> Budget:
     """The steps and time budget of the live training run ``key`` (e.g. ``"05 maml"``) in ``profile``.
 
-    ``profile``: a ``mllib.config.Profile`` or its name (``quick``, ``gpu``, ``full``).
+    ``profile``: a ``mllib.config.Profile`` or its name (``quick``, ``gpu``, ``laptop``, ``full``).
+
+        >>> live_budget("05 maml", "quick"), live_budget("05 maml", "gpu")
+        (Budget(steps=100, max_seconds=None), Budget(steps=1000, max_seconds=23.0))
     """
     check_choice("key", key, tuple(LIVE_TRAINING))
-    name = check_choice("profile", getattr(profile, "name", profile), ("quick", "gpu", "full"))
+    name = check_choice("profile", getattr(profile, "name", profile), ("quick", "gpu", "laptop", "full"))
     run = LIVE_TRAINING[key]
-    if name == "gpu":
-        return Budget(run.gpu, run.seconds)
-    return Budget(run.quick if name == "quick" else run.full, None)
+    if name == "quick":
+        return Budget(run.quick, None)
+    if name == "full":
+        return Budget(run.full, None)
+    return Budget(run.gpu if name == "gpu" else run.quick, run.seconds)
 
 
 def steps_within(key: str, step_seconds: float) -> int:

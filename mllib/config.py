@@ -1,4 +1,4 @@
-"""Named run configurations in one place: ``MLLIB_PROFILE=auto|quick|laptop|full``.
+"""Named run configurations in one place: ``MLLIB_PROFILE=auto|quick|gpu|laptop|full``.
 
 * ``quick``: minutes on a 2-core laptop CPU (what CI, the notebooks and ``make demo`` use by
   default). Its Omniglot recipe is MAML with the zeroing trick (``head_init="zero"``, see
@@ -6,8 +6,12 @@
   minutes of training on an idle 2-core CPU.
 * ``laptop``: the same recipe, longer and wider (64 filters, meta-batch 16, 10,000 meta-steps):
   about an hour of training on an idle 2-core CPU, for the MAML paper's Omniglot number.
-* ``full``: the MAML paper's Omniglot settings (all-parameter second-order MAML), meant for a GPU.
-* ``auto``: ``full`` when a GPU is present, ``quick`` otherwise.
+* ``gpu``: the quick settings, for a GPU. In the notebooks every live training run then takes
+  more steps where a GPU gains (``mllib.budget.LIVE_TRAINING``) but never longer than its quick
+  run takes on the 2-core CPU the notebooks' headers name: a bounded run on any card.
+* ``full``: the MAML paper's Omniglot settings (all-parameter second-order MAML, the notebooks'
+  paper-scale runs: hours), only by explicit choice.
+* ``auto``: ``gpu`` when a GPU is present, ``quick`` otherwise (never ``full``).
 
 A profile is a frozen dataclass; ``resolve_profile("quick", ways=20)`` applies the
 per-ways settings (the paper's 20-way tasks use a smaller meta-batch, a smaller inner learning
@@ -25,7 +29,7 @@ import torch
 from mllib.arguments import check_choice, check_positive
 
 PROFILE_ENV = "MLLIB_PROFILE"
-PROFILE_CHOICES = ("auto", "quick", "laptop", "full")
+PROFILE_CHOICES = ("auto", "quick", "gpu", "laptop", "full")
 HEAD_INITS = ("learned", "zero")            # mllib.algorithms.MetaConfig.head_init
 META_LR_SCHEDULES = ("constant", "cosine")  # mllib.schedules.meta_lr_at
 
@@ -89,6 +93,8 @@ _BASE = {
     ),
 }
 
+_BASE["gpu"] = dict(_BASE["quick"])  # the bound lives in mllib.budget (the notebooks' live runs)
+
 LEARNING_RATES = ("inner_lr", "meta_lr", "sine_inner_lr", "sine_meta_lr")  # each a finite number > 0
 
 # 20-way tasks. MAML paper (full): meta-batch 16, inner lr 0.1, 5 inner steps. Zero head (quick,
@@ -98,6 +104,7 @@ LEARNING_RATES = ("inner_lr", "meta_lr", "sine_inner_lr", "sine_meta_lr")  # eac
 _WAYS_OVERRIDES = {
     ("full", 20): dict(meta_batch=16, inner_lr=0.1, inner_steps=5, inner_steps_test=5),
     ("quick", 20): dict(meta_steps=2000, inner_lr=1.6),
+    ("gpu", 20): dict(meta_steps=2000, inner_lr=1.6),
     # 20-way with 64 filters and meta-batch 16 costs ~4.5x the 5-way laptop step (4x the images):
     # the 20-way laptop recipe keeps the quick learner and runs longer instead (~0.33 s per step)
     ("laptop", 20): dict(inner_lr=1.6, filters=32, meta_batch=8),
@@ -105,7 +112,7 @@ _WAYS_OVERRIDES = {
 
 
 def profile_name(name: str | None = None) -> str:
-    """Resolve ``auto`` (argument, then ``$MLLIB_PROFILE``) to ``quick`` or ``full``; other names stay."""
+    """Resolve ``auto`` (argument, then ``$MLLIB_PROFILE``) to ``gpu`` or ``quick``; other names stay."""
     chosen = (name or os.environ.get(PROFILE_ENV) or "auto").strip().lower()
     if chosen not in PROFILE_CHOICES:
         raise ValueError(
@@ -113,7 +120,7 @@ def profile_name(name: str | None = None) -> str:
             f"(set it with the profile argument or ${PROFILE_ENV})."
         )
     if chosen == "auto":
-        return "full" if torch.cuda.is_available() else "quick"
+        return "gpu" if torch.cuda.is_available() else "quick"
     return chosen
 
 

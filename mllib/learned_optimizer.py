@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from mllib.arguments import check_int
+from mllib.budget import TimeBudget, check_max_seconds
 from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
@@ -371,6 +372,7 @@ def meta_train_optimizer(
     first_order: bool = False,
     seed: int = 0,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[Params, dict[str, list]]:
     """Meta-train the update rule ``optimizer`` on sinusoid tasks; returns ``(phi, history)``.
 
@@ -385,9 +387,11 @@ def meta_train_optimizer(
     ``phi`` is a dict of detached tensors (the optimizer module's parameters are updated in place too).
     ``history``: ``{"step", "loss"}`` (mean query MSE over the unroll, per meta-step) and
     ``"interrupted"`` (Ctrl-C stops after the current meta-step). A tqdm bar shows progress unless
-    ``$CI`` is set.
+    ``$CI`` is set. ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before a
+    meta-step would overrun it, after at least one; ``history["stopped"]`` tells).
     """
     check_int("steps", steps, 0)
+    check_max_seconds(max_seconds)
     check_int("meta_batch", meta_batch, 1)
     check_int("horizon", horizon, 1)
     truncation = horizon if truncation is None else check_int("truncation", truncation, 1)
@@ -397,11 +401,12 @@ def meta_train_optimizer(
     tasks = SinusoidTasks(shots=shots, query=query, seed=seed) if tasks is None else tasks
     phi = dict(optimizer.named_parameters())
     adam = torch.optim.Adam(phi.values(), lr=meta_lr)
-    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
+    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False, "stopped": False}
     bar = progress_bar(total=steps, desc="meta-train optimizer", enabled=progress)
     rule = LearnedRule(optimizer, phi)
+    budget = TimeBudget(range(1, steps + 1), max_seconds, what="meta-steps")
     try:
-        for step in range(1, steps + 1):
+        for step in budget:
             batch = tasks.sample(meta_batch)
             if start is None:
                 theta = random_starts(model, meta_batch, seed=seed * 1_000_003 + step)
@@ -427,6 +432,7 @@ def meta_train_optimizer(
         history["interrupted"] = True
     finally:
         bar.close()
+    history["stopped"] = budget.stopped
     return {k: v.detach().clone() for k, v in phi.items()}, history
 
 

@@ -40,6 +40,7 @@ from mllib.config import resolve_profile
 from mllib.device import cpu_threads
 from mllib.inner import adapt
 from mllib.models import SineMLP, call_model, params_of
+from mllib.budget import TimeBudget, check_max_seconds
 from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
@@ -80,6 +81,7 @@ def meta_train_sinusoid(
     device: torch.device | str = "cpu",
     form: str = "vmap",
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[nn.Module, Params, dict[str, list]]:
     """Meta-train a sinusoid regressor's start; returns ``(model, meta_params, history)``.
 
@@ -105,8 +107,11 @@ def meta_train_sinusoid(
     ``history``: ``{"step": [...], "loss": [...]}`` with the mean query MSE after adaptation of
     every meta-batch, and ``"interrupted": bool`` (Ctrl-C stops after the current step and
     returns what was learned so far). A tqdm bar shows progress unless ``$CI`` is set.
+    ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before a step would
+    overrun it, after at least one step; ``history["stopped"]`` tells); None runs every step.
     """
     check_choice("algo", algo, SINE_ALGORITHMS)
+    check_max_seconds(max_seconds)
     profile = resolve_profile() if None in (steps, meta_batch, shots, inner_lr) else None
     steps = check_int("steps", profile.sine_meta_steps if steps is None else steps, 0)
     meta_batch = check_int("meta_batch", profile.sine_meta_batch if meta_batch is None else meta_batch, 1)
@@ -122,11 +127,12 @@ def meta_train_sinusoid(
     meta_params = init_meta_params(model, cfg)
     optimizer = torch.optim.Adam(meta_params.values(), lr=meta_lr)
     tasks = SinusoidTasks(shots=shots, query=query, seed=seed)
-    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False}
+    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False, "stopped": False}
+    budget = TimeBudget(range(1, steps + 1), max_seconds, what="meta-steps")
     with cpu_threads(_sine_threads(device)), progress_bar(total=steps, desc=f"meta-train {algo}",
                                                           enabled=progress) as bar:
         try:
-            for step in range(1, steps + 1):
+            for step in budget:
                 _, stats = meta_step(model, meta_params, tasks.sample(meta_batch).to(device), cfg, optimizer)
                 history["step"].append(step)
                 history["loss"].append(stats["loss"])
@@ -135,6 +141,7 @@ def meta_train_sinusoid(
                     bar.set_postfix(loss=f"{stats['loss']:.3f}")
         except KeyboardInterrupt:
             history["interrupted"] = True
+    history["stopped"] = budget.stopped
     result = {k: v.detach() for k, v in meta_params.items()}
     return load_into_model(model, result), result, history
 
@@ -148,6 +155,7 @@ def pretrain_sinusoid(
     model: nn.Module | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[nn.Module, Params]:
     """The non-meta baseline: one regressor trained on all tasks jointly; ``(model, params)``.
 
@@ -162,8 +170,10 @@ def pretrain_sinusoid(
     ``steps``, ``batch``, ``shots`` default to the profile's ``sine_meta_steps``,
     ``sine_meta_batch`` and ``sine_shots`` (the same task budget as ``meta_train_sinusoid``).
     ``model`` defaults to a ``SineMLP`` initialised from ``seed``. Returns the model (with the
-    trained parameters) and ``params_of(model)`` (a dict of leaf tensors).
+    trained parameters) and ``params_of(model)`` (a dict of leaf tensors). ``max_seconds``: a
+    wall-clock budget, as in :func:`meta_train_sinusoid`.
     """
+    check_max_seconds(max_seconds)
     profile = resolve_profile() if None in (steps, batch, shots) else None
     steps = check_int("steps", profile.sine_meta_steps if steps is None else steps, 0)
     batch = check_int("batch", profile.sine_meta_batch if batch is None else batch, 1)
@@ -175,7 +185,7 @@ def pretrain_sinusoid(
     tasks = SinusoidTasks(shots=shots, query=shots, seed=seed)
     with cpu_threads(_sine_threads(device)), progress_bar(total=steps, desc="pre-train", enabled=progress) as bar:
         try:
-            for _ in range(steps):
+            for _ in TimeBudget(range(steps), max_seconds, what="pre-training steps"):
                 b = tasks.sample(batch).to(device)
                 x = torch.cat([b.support_x, b.query_x], 1).reshape(-1, 1)
                 y = torch.cat([b.support_y, b.query_y], 1).reshape(-1, 1)

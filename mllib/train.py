@@ -45,6 +45,7 @@ import mllib.data
 from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, FORMS, INCONTEXT, MetaConfig, MetaGradientNotFinite,
                               check_bn, default_bn, init_meta_params, load_into_model, meta_step, resolve_form)
 from mllib.arguments import check_choice, check_int
+from mllib.budget import now as budget_clock
 from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
                               load_checkpoint, read_metrics, save_checkpoint)
 from mllib.config import Profile, resolve_profile
@@ -483,7 +484,7 @@ def _banner(run: _Run, rank: int, world_size: int) -> str:
 
 def _train_step(run: _Run, grad_hook, rank: int, world_size: int) -> tuple[dict, bool]:
     """One meta-step, then validation and checkpoints when due; ``(metrics record, out of time)``."""
-    profile, t0 = run.profile, time.perf_counter()
+    profile, t0 = run.profile, budget_clock()
     batch = run.train_tasks.sample(profile.meta_batch)
     set_meta_lr(run.optimizer, meta_lr_at(profile.meta_lr, run.step, profile.meta_steps, profile.meta_lr_schedule))
     if world_size > 1:
@@ -496,11 +497,11 @@ def _train_step(run: _Run, grad_hook, rank: int, world_size: int) -> tuple[dict,
     run.step += 1
     record = {"step": run.step, "loss": float(stats["loss"]), "accuracy": float(stats.get("accuracy", math.nan)),
               "val_accuracy": None}
-    out_of_time = _budget_spent(run.config.max_seconds, run.elapsed + time.perf_counter() - t0)
+    out_of_time = _budget_spent(run.config.max_seconds, run.elapsed + budget_clock() - t0)
     last = run.step == profile.meta_steps or out_of_time
     if run.step % profile.val_every == 0 or last:
         record["val_accuracy"] = _validate(run)
-    run.elapsed += time.perf_counter() - t0
+    run.elapsed += budget_clock() - t0
     record["seconds"] = round(run.elapsed, 3)
     if run.is_main:
         append_text(run.out / METRICS_NAME, json.dumps(record) + "\n")

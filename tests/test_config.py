@@ -46,7 +46,9 @@ def test_profiles_resolve_and_auto_follows_the_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert profile_name() == "quick"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert profile_name("auto") == "full"
+    assert profile_name("auto") == "gpu"     # bounded (mllib.budget); the paper scale only by name
+    assert resolve_profile("auto").to_dict() == dict(resolve_profile("quick").to_dict(), name="gpu")
+    assert resolve_profile("gpu", ways=20).inner_lr == resolve_profile("quick", ways=20).inner_lr
     monkeypatch.setenv("MLLIB_PROFILE", "quick")
     assert profile_name() == "quick"
     with pytest.raises(ValueError, match="MLLIB_PROFILE"):

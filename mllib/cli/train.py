@@ -46,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--query", type=int, default=None, help="query images per class in training tasks "
                         "(default: the profile's)")
     parser.add_argument("--profile", choices=PROFILE_CHOICES, default=None,
-                        help="run profile (default: $MLLIB_PROFILE, else auto = full on a GPU, quick otherwise)")
+                        help="run profile (default: $MLLIB_PROFILE, else auto = gpu on a GPU, quick otherwise; full only by name)")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda|mps (default: $MLLIB_DEVICE, else auto)")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<algo>-<ways>w<shots>s)")
     parser.add_argument("--resume", action="store_true",

@@ -37,6 +37,7 @@ from torch.func import vmap
 from tqdm import tqdm
 
 from mllib.arguments import check_positive
+from mllib.budget import TimeBudget, check_max_seconds
 from mllib.inner import adapt
 
 from .env import PointNavigation
@@ -149,7 +150,8 @@ class TrainRun:
     """The state of a (meta-)training run; pass it back as ``resume=`` to continue it.
 
     ``params``: detached parameters; ``history``: lists per iteration (``"iteration"`` and the
-    returns); ``iterations_done``; ``interrupted``: Ctrl-C stopped it early.
+    returns); ``iterations_done``; ``interrupted``: Ctrl-C stopped it early; ``stopped``: its
+    time budget (``max_seconds``) stopped it early.
     """
 
     params: Params
@@ -159,12 +161,15 @@ class TrainRun:
     iterations_done: int = 0
     interrupted: bool = False
     settings: dict = field(default_factory=dict)
+    stopped: bool = False
 
 
 def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, dict]], policy: nn.Module,
            env: PointNavigation, iterations: int, meta_batch: int, lr: float, seed: int,
-           resume: TrainRun | None, progress: bool, settings: dict, desc: str) -> TrainRun:
+           resume: TrainRun | None, progress: bool, settings: dict, desc: str,
+           max_seconds: float | None = None) -> TrainRun:
     _non_negative_int("iterations", iterations)
+    check_max_seconds(max_seconds)
     _positive_int("meta_batch", meta_batch)
     check_positive("meta_lr", lr)
     if resume is not None and resume.settings != settings:
@@ -176,7 +181,7 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
         run = TrainRun(params, {"iteration": []}, {}, generator.get_state(), settings=settings)
     else:
         run = copy.deepcopy(resume)
-        run.interrupted = False
+        run.interrupted = run.stopped = False
         generator = torch.Generator()
         generator.set_state(run.generator_state)
     params = {k: v.clone().requires_grad_(True) for k, v in run.params.items()}
@@ -185,8 +190,9 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
         optimizer.load_state_dict(run.optimizer_state)
     bar = tqdm(total=iterations, initial=min(run.iterations_done, iterations), desc=desc,
                disable=bool(os.environ.get("CI")) or not progress, dynamic_ncols=True)
+    budget = TimeBudget(range(run.iterations_done, iterations), max_seconds, what="iterations")
     try:
-        while run.iterations_done < iterations:
+        for _ in budget:
             goals = env.sample_goals(meta_batch, generator, dtype)
             grads, stats = gradient(params, goals, generator)
             for name, p in params.items():
@@ -201,6 +207,7 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
         run.interrupted = True
     finally:
         bar.close()
+        run.stopped = budget.stopped
         run.params = {k: v.detach().clone() for k, v in params.items()}
         run.optimizer_state = copy.deepcopy(optimizer.state_dict())
         run.generator_state = generator.get_state()
@@ -209,13 +216,16 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
 
 def meta_train(policy: nn.Module, env: PointNavigation, iterations: int, meta_batch: int = 20, episodes: int = 20,
                inner_lr: float = 0.1, meta_lr: float = 1e-3, estimator: str = "first_order", seed: int = 0,
-               resume: TrainRun | None = None, progress: bool = True) -> TrainRun:
+               resume: TrainRun | None = None, progress: bool = True,
+               max_seconds: float | None = None) -> TrainRun:
     """MAML on ``env``'s goals: ``iterations`` Adam steps on the meta-gradient (from ``policy``'s parameters).
 
     Each iteration draws ``meta_batch`` goals and ``episodes`` episodes before and after the inner
     step for each (all from one generator seeded with ``seed``). History: ``"return_before"``,
     ``"return_after"`` (mean returns of the batch). ``resume``: a run to continue up to
     ``iterations`` in total (same settings). A tqdm bar shows progress unless ``$CI`` is set.
+    ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before an iteration
+    would overrun it, after at least one; ``run.stopped`` tells; resume continues).
     """
     _check_estimator(estimator)
     _positive_int("episodes", episodes)
@@ -227,15 +237,16 @@ def meta_train(policy: nn.Module, env: PointNavigation, iterations: int, meta_ba
     settings = {"method": "maml", "env": repr(env), "meta_batch": meta_batch, "episodes": episodes,
                 "inner_lr": inner_lr, "meta_lr": meta_lr, "estimator": estimator, "seed": seed}
     return _train(gradient, policy, env, iterations, meta_batch, meta_lr, seed, resume, progress, settings,
-                  f"MAML ({estimator})")
+                  f"MAML ({estimator})", max_seconds)
 
 
 def pretrain_joint(policy: nn.Module, env: PointNavigation, iterations: int, meta_batch: int = 20,
                    episodes: int = 20, lr: float = 1e-3, seed: int = 0, resume: TrainRun | None = None,
-                   progress: bool = True) -> TrainRun:
+                   progress: bool = True, max_seconds: float | None = None) -> TrainRun:
     """The baseline: one policy trained by REINFORCE (Adam) on all goals jointly, no inner loop.
 
     Each iteration draws ``meta_batch`` goals with ``episodes`` episodes each. History: ``"return"``.
+    ``max_seconds``: a wall-clock budget, as in :func:`meta_train`.
     """
     _positive_int("episodes", episodes)
 
@@ -245,7 +256,7 @@ def pretrain_joint(policy: nn.Module, env: PointNavigation, iterations: int, met
     settings = {"method": "joint", "env": repr(env), "meta_batch": meta_batch, "episodes": episodes, "lr": lr,
                 "seed": seed}
     return _train(gradient, policy, env, iterations, meta_batch, lr, seed, resume, progress, settings,
-                  "joint pre-training")
+                  "joint pre-training", max_seconds)
 
 
 # ----------------------------------------------------------------------------- evaluation
