@@ -1,13 +1,18 @@
 """The pretrained checkpoint shipped in the package loads, matches its model card and works."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 
 import mllib
 from mllib.checkpoint import load_checkpoint
+from mllib.cli.train import add_parser, config_from_args
+from mllib.config import Profile
 from mllib.evaluate import evaluate
 
 CHECKPOINTS = Path(mllib.__file__).resolve().parent / "checkpoints"
@@ -52,3 +57,24 @@ def test_every_cards_eval_command_names_a_checkpoint_found_from_anywhere(tmp_pat
         assert argv[:4] == ["python", "-m", "mllib", "eval"]
         name = argv[argv.index("--checkpoint") + 1]
         assert find_checkpoint(name) == CHECKPOINTS / json.loads(card_path.read_text())["checkpoint"]
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.stem)
+def test_card_command_reproduces_the_training_profile(card_path):
+    """Rerunning the card's command trains with the profile stored in the checkpoint (every field).
+
+    Profiles change over time (issue 17 made the quick profile the zero-head recipe); a card made
+    before that names the old settings as flags, so its command still reproduces its checkpoint.
+    """
+    card = json.loads(card_path.read_text())
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    words = shlex.split(card["command"])
+    assert words[:3] == ["python", "-m", "mllib"], card["command"]
+    profile = config_from_args(parser.parse_args(words[3:])).resolved_profile()
+    saved = load_checkpoint(CHECKPOINTS / card["checkpoint"])["config"]["profile"]
+    defaults = {"head_init": "learned", "meta_lr_schedule": "constant"}  # older checkpoints lack them
+    differ = {f.name: (getattr(profile, f.name), saved.get(f.name, defaults.get(f.name)))
+              for f in dataclasses.fields(Profile)
+              if getattr(profile, f.name) != saved.get(f.name, defaults.get(f.name))}
+    assert not differ, f"{card_path.name}: the command gives (command, checkpoint) {differ}"
