@@ -1,6 +1,6 @@
 """Seconds per step of every live training run of the notebooks (``mllib.budget.LIVE_TRAINING``).
 
-Times a few steps of each run with the notebook's quick-profile settings on the CPU, one torch thread,
+Times a few steps of each run (after a 2-step warm-up) with the notebook's quick-profile settings on the CPU, one torch thread,
 through the same trainers the notebooks call, and writes ``benchmarks/results/live_training_costs.json``
 (``{key: seconds per step}``). The table's ``cpu_step_seconds`` come from here; on a shared machine say
 so (the figures scale with the load).
@@ -23,6 +23,7 @@ OUT = Path(__file__).resolve().parent / "results" / "live_training_costs.json"
 
 
 def timed(fn, steps: int) -> float:
+    fn(2)                                  # warm-up: first-call costs are not per step
     t0 = time.perf_counter()
     fn(steps)
     return (time.perf_counter() - t0) / steps
