@@ -1,7 +1,8 @@
 """Seconds per step of every live training run of the notebooks (``mllib.budget.LIVE_TRAINING``).
 
-Times a few steps of each run (after a 2-step warm-up) with the notebook's quick-profile settings on the CPU, one torch thread,
-through the same trainers the notebooks call, and writes ``benchmarks/results/live_training_costs.json``
+Times a few steps of each run (after a 2-step warm-up) with the notebook's quick-profile settings on
+the CPU, one torch thread, through the same trainers the notebooks call, and writes
+``benchmarks/results/live_training_costs.json``
 (``{key: seconds per step}``). The table's ``cpu_step_seconds`` come from here; on a shared machine say
 so (the figures scale with the load).
 

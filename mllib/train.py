@@ -83,7 +83,7 @@ RESUME_FREE_KEYS = (
 class TrainConfig:
     """Everything that defines an Omniglot meta-training run.
 
-    ``profile`` names a :mod:`mllib.config` profile (``auto``, ``quick``, ``full``; ``None`` reads
+    ``profile`` names a :mod:`mllib.config` profile (``auto``, ``quick``, ``gpu``, ``laptop``, ``full``; ``None`` reads
     ``$MLLIB_PROFILE``); ``device`` is ``auto``/``cpu``/``cuda``/``mps`` (``None`` reads ``$MLLIB_DEVICE``);
     ``overrides`` replaces any of its fields (e.g. ``{"meta_lr": 1e-3, "filters": 8}``);
     ``bn`` ``None`` takes the algorithm's default (``mllib.algorithms.default_bn``: ``"support"``
