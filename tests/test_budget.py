@@ -253,3 +253,13 @@ def test_meta_train_reads_the_budget_clock(tmp_path, omniglot, monkeypatch):
 
 
 
+
+
+def test_t4_replay_matches_the_budget():
+    """The replayed T4 runs (benchmarks/t4_budget_estimate.py) stopped where today's budget stops them."""
+    from mllib.budget import T4_MAML_ACCURACY, T4_MAML_STEP_SECONDS
+    assert set(T4_MAML_ACCURACY) == set(T4_MAML_STEP_SECONDS)
+    for step_seconds, (steps, accuracy, ci) in T4_MAML_ACCURACY.items():
+        # mllib.train.meta_train stops after the step that uses the budget up: one more than fits
+        assert steps - steps_within("05 maml", step_seconds) in (0, 1), "rerun t4_budget_estimate.py"
+        assert 0.2 < accuracy < 1 and 0 < ci < 0.02
