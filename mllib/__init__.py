@@ -4,6 +4,7 @@ Folders and modules, one job each, in the order the course meets them (imports p
 never back up; ``tests/test_structure.py`` checks it):
 
 * ``config``, ``device``: run profiles (``MLLIB_PROFILE``), the device toggle (``MLLIB_DEVICE``), CPU threads.
+* ``schedules``: the meta learning rate over a run (constant or cosine-annealed).
 * ``data``: Omniglot located, built once into a cache, loaded, split by fixed manifests.
 * ``tasks``: task distributions (Omniglot N-way K-shot, sinusoids) and the ``TaskBatch`` structure.
 * ``models``: the sinusoid MLP and the conv learner, parameters as plain dicts (speed tricks in ``fast_ops``).

@@ -27,6 +27,17 @@ Algorithms (``ALGORITHMS``):
   learner, which says so with ``reads_support_set = True``). Its batch norm always uses support
   statistics, so it takes ``bn="support"`` only; ``inner_steps`` and ``inner_lr`` are unused.
 
+The zeroing trick (``cfg.head_init="zero"``; Kao et al. 2022, "MAML is a noisy contrastive
+learner"): the head starts every task at zero instead of at a meta-learned value (maml, fomaml,
+metasgd, anil). The head is then not a meta-parameter: it stays zero in ``meta_params`` and its
+meta-gradient is zero. From a zero head the first inner step changes the head only (the body's
+inner gradient is ``W^T``-weighted, i.e. exactly zero), so that step differentiates the head alone
+and skips the body's backward pass (``adapt_task``); with one inner step the adapted classifier is
+``logits_c(x) = (lr / N) (sum of support features of class c - mean support feature) . f(x)``
+for N support images, a prototype classifier whose features are meta-learned end to end. The
+second-order meta-gradient still reaches the body, through the support features inside the
+adapted head and through the query features ``f(x)``.
+
 Batch norm (``cfg.bn``) is the same for all conv algorithms: in ``batch`` mode the support and the
 query sets are forwarded separately, each normalised with its own statistics; in ``support`` mode
 the query rows are normalised with support statistics (see ``predict``).
@@ -43,6 +54,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from mllib.arguments import check_choice, check_int, check_positive
+from mllib.config import HEAD_INITS
 from mllib.inner import adapt
 from mllib.models import call_model, head_names, params_of
 from mllib.tasks.batch import TaskBatch
@@ -53,6 +65,7 @@ ALL_ALGORITHMS = ALGORITHMS + (INCONTEXT,)
 BN_MODES = ("batch", "support")
 FORMS = ("auto", "loop", "vmap")
 REPTILE_DATA = ("support+query", "support")
+ZERO_HEAD_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")  # those with an inner loop on the head
 LR_PREFIX = "lr."
 
 Params = dict[str, Tensor]
@@ -68,6 +81,9 @@ class MetaConfig:
       or ``"support"`` (query normalised with support statistics). See ``mllib.models``.
     * ``form``: ``"loop"``, ``"vmap"`` or ``"auto"`` (``pick_form`` of the data's device).
     * ``reptile_data``: the data Reptile's inner SGD trains on in meta-training.
+    * ``head_init``: ``"learned"`` (the head's start is meta-learned, as in the MAML paper) or
+      ``"zero"`` (the zeroing trick: the head starts every task at zero; ``ZERO_HEAD_ALGORITHMS``
+      only; see the module docstring).
 
     Notebook 04, section 2 (one config per algorithm), notebooks 05 and 06.
 
@@ -81,6 +97,7 @@ class MetaConfig:
     bn: str = "batch"
     form: str = "auto"
     reptile_data: str = "support+query"
+    head_init: str = "learned"
 
     def __post_init__(self) -> None:
         for name, allowed in (("algo", ALL_ALGORITHMS), ("bn", BN_MODES), ("form", FORMS),
@@ -89,16 +106,26 @@ class MetaConfig:
         check_bn(self.algo, self.bn)
         check_int("inner_steps", self.inner_steps, 0)
         check_positive("inner_lr", self.inner_lr)
+        check_choice("head_init", self.head_init, HEAD_INITS)
+        if self.head_init == "zero" and self.algo not in ZERO_HEAD_ALGORITHMS:
+            raise ValueError(f"head_init='zero' needs an inner loop that adapts the head "
+                             f"(algo in {', '.join(ZERO_HEAD_ALGORITHMS)}); got algo={self.algo!r}")
 
     @classmethod
     def from_profile(cls, algo: str, profile, bn: str = "batch", form: str = "auto") -> "MetaConfig":
-        """The config of meta-training with a ``mllib.config.Profile`` (or its dict): its inner loop.
+        """The config of meta-training with a ``mllib.config.Profile`` (or its dict): its inner loop
+        and its head (``head_init``; ``"learned"`` where the profile has none, as in checkpoints
+        written before the field existed, and for algorithms outside ``ZERO_HEAD_ALGORITHMS``:
+        a profile's zeroing trick applies to the algorithms that adapt the head).
 
             >>> MetaConfig.from_profile("maml", {"inner_steps": 1, "inner_lr": 0.4}, bn="support").bn
             'support'
+            >>> MetaConfig.from_profile("maml", {"inner_steps": 1, "inner_lr": 0.4, "head_init": "zero"}).head_init
+            'zero'
         """
-        get = profile.get if isinstance(profile, Mapping) else lambda name: getattr(profile, name)
-        return cls(algo=algo, inner_steps=get("inner_steps"), inner_lr=get("inner_lr"), bn=bn, form=form)
+        get = profile.get if isinstance(profile, Mapping) else lambda name: getattr(profile, name, None)
+        return cls(algo=algo, inner_steps=get("inner_steps"), inner_lr=get("inner_lr"), bn=bn, form=form,
+                   head_init=(get("head_init") or "learned") if algo in ZERO_HEAD_ALGORITHMS else "learned")
 
     @property
     def first_order(self) -> bool:
@@ -151,12 +178,17 @@ def init_meta_params(model: nn.Module, cfg: MetaConfig) -> Params:
     """The meta-parameters: the model's parameters, plus ``"lr.<name>"`` rates for Meta-SGD.
 
     Meta-SGD's rates have the shape of their parameter and start at ``cfg.inner_lr`` (notebook 06).
+    With ``cfg.head_init="zero"`` the head's entries are zero (and stay zero: their meta-gradient is zero).
 
         >>> from mllib.models import SineMLP
         >>> sorted(init_meta_params(SineMLP(), MetaConfig(algo="metasgd")))[:2]
         ['body.0.bias', 'body.0.weight']
+        >>> init_meta_params(SineMLP(), MetaConfig(head_init="zero"))["head.weight"].abs().sum().item()
+        0.0
     """
     params = params_of(model)
+    if cfg.head_init == "zero":
+        params.update({n: torch.zeros_like(params[n]).requires_grad_(True) for n in head_names(model)})
     if cfg.algo == "metasgd":
         params.update({LR_PREFIX + n: torch.full_like(p, cfg.inner_lr).requires_grad_(True)
                        for n, p in list(params.items())})
@@ -277,6 +309,61 @@ def support_loss_fn(model: nn.Module) -> Callable[[Params, tuple[Tensor, Tensor]
     return loss
 
 
+def zero_head(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
+    """``params`` with every head entry (``mllib.models.head_names``) replaced by zeros of its shape.
+
+    The zeros are constants (no graph to the entries they replace); the other entries are kept as they are.
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> zeroed = zero_head(SineMLP(), params_of(SineMLP()))
+        >>> float(zeroed["head.bias"]), zeroed["head.bias"].requires_grad, bool(zeroed["body.0.weight"].abs().sum() > 0)
+        (0.0, False, True)
+    """
+    head = set(head_names(model))
+    return {k: torch.zeros_like(v) if k in head else v for k, v in params.items()}
+
+
+def adapt_task(model: nn.Module, params: Mapping[str, Tensor], rates: Mapping[str, Tensor] | None,
+               support_x: Tensor, support_y: Tensor, cfg: MetaConfig, steps: int | None = None,
+               evaluation: bool = False) -> Params:
+    """One task's inner loop as ``cfg`` says: ``mllib.inner.adapt`` on ``(support_x [S, ...], support_y [S])``.
+
+    ``rates``: Meta-SGD's learned rates (else ``cfg.inner_lr``); ``steps`` defaults to
+    ``cfg.inner_steps``; ANIL adapts the head only. With ``cfg.head_init="zero"`` the head starts
+    at zero (its meta-parameter value is ignored, so its meta-gradient is zero) and the first step
+    differentiates the head alone: at a zero head the body's inner gradient is exactly zero, and
+    so is its derivative with respect to everything but the head, which is a constant here. The
+    result equals adapting every parameter from the zeroed head (tested in float64, values and
+    meta-gradients), without the body's backward pass in that step. Notebook 05.
+
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model, cfg = ConvLearner(ways=2, filters=4), MetaConfig(head_init="zero")
+        >>> adapted = adapt_task(model, params_of(model), None, torch.rand(2, 1, 28, 28), torch.tensor([0, 1]), cfg)
+        >>> adapted["head.bias"].abs().sum().item(), adapted["head.weight"].abs().sum().item() > 0
+        (0.0, True)
+    """
+    steps = cfg.inner_steps if steps is None else steps
+    lr = rates if rates is not None else cfg.inner_lr
+    loss_fn, support = support_loss_fn(model), (support_x, support_y)
+    names = head_names(model) if cfg.algo == "anil" else None
+    if cfg.head_init != "zero":
+        return adapt(params, loss_fn, support, steps, lr, first_order=cfg.first_order, names=names,
+                     evaluation=evaluation)
+    params = zero_head(model, params)
+    if steps == 0 or cfg.algo == "anil":  # ANIL adapts the head alone anyway
+        return adapt(params, loss_fn, support, steps, lr, first_order=cfg.first_order, names=names,
+                     evaluation=evaluation)
+    head = head_names(model)
+    params = adapt(params, loss_fn, support, 1, lr, first_order=cfg.first_order, names=head, evaluation=evaluation)
+    if steps == 1:
+        return params
+    # The body must enter the next steps as new graph nodes (as it would after "body - lr * 0"):
+    # the adapted head depends on the body, so a gradient with respect to the body tensor itself
+    # would add the path through the head (the total derivative instead of the partial one).
+    params = {k: v if k in head else v.view_as(v) for k, v in params.items()}
+    return adapt(params, loss_fn, support, steps - 1, lr, first_order=cfg.first_order, evaluation=evaluation)
+
+
 def query_loss_and_metric(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
                           support_y: Tensor, query_x: Tensor, query_y: Tensor, cfg: MetaConfig,
                           steps: int | None = None, evaluation: bool = False) -> tuple[Tensor, Tensor]:
@@ -300,10 +387,7 @@ def query_loss_and_metric(model: nn.Module, meta_params: Mapping[str, Tensor], s
     elif cfg.algo == "protonet":
         outputs = proto_logits(model, params, support_x, support_y, query_x, _ways(model), cfg.bn)
     else:
-        adapted = adapt(params, support_loss_fn(model), (support_x, support_y),
-                        cfg.inner_steps if steps is None else steps,
-                        rates if rates is not None else cfg.inner_lr, first_order=cfg.first_order,
-                        names=head_names(model) if cfg.algo == "anil" else None, evaluation=evaluation)
+        adapted = adapt_task(model, params, rates, support_x, support_y, cfg, steps, evaluation)
         outputs = predict(model, adapted, support_x, query_x, cfg.bn)
     return loss_and_metric(outputs, query_y)
 

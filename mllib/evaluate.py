@@ -68,7 +68,8 @@ def mean_ci95(values: Sequence[float] | Tensor) -> tuple[float, float]:
 class Protocol:
     """How a meta-learner is tested: which tasks, and how it adapts to each (notebook 05, section 3).
 
-    * ``meta_config``: the algorithm, inner learning rate, batch-norm mode and form;
+    * ``meta_config``: the algorithm, inner learning rate, batch-norm mode, form and head start
+      (``head_init``: a zero-head learner adapts from a zero head at test time too);
     * ``ways``, ``shots``, ``query``: the task shape (``query`` images per class);
     * ``inner_steps``: adaptation steps at test time;
     * ``split``: the character split manifest (``"maml"``, ``"vinyals"``; ``None``: all characters).
@@ -233,7 +234,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
 
     Returns ``{"accuracy", "ci95", "algo", "ways", "shots", "query", "tasks", "inner_steps",
     "inner_lr", "inner_lr_learned", "bn", "transductive", "split", "split_name", "seed", "seconds",
-    "device", "form", "step", "checkpoint", "standard_protocol", "protocol_note"}`` (accuracy and
+    "device", "form", "step", "checkpoint", "head_init", "standard_protocol", "protocol_note"}`` (accuracy and
     ci95 as fractions in 0..1; ``standard_protocol`` is false when the data, or the data the
     checkpoint was trained on, was incomplete, and ``protocol_note`` says how). Notebook 05, section 3.
 
@@ -272,7 +273,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
         "bn": meta.bn,
         "transductive": meta.bn == "batch", "split": split, "split_name": protocol.split, "seed": seed,
         "seconds": round(time.perf_counter() - start, 3), "device": str(dev),
-        "form": meta.form, "step": run.step, "checkpoint": run.checkpoint,
+        "form": meta.form, "step": run.step, "checkpoint": run.checkpoint, "head_init": meta.head_init,
         "standard_protocol": not notes, "protocol_note": "; ".join(notes) or None,
     }
 

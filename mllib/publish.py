@@ -171,6 +171,8 @@ def publish(
         "filters": profile["filters"],
         "meta_batch": profile["meta_batch"],
         "meta_lr": profile["meta_lr"],
+        "meta_lr_schedule": profile.get("meta_lr_schedule", "constant"),
+        "head_init": profile.get("head_init", "learned"),
         "code_version": state.get("version"),
         "git_commit": state.get("git_commit"),
         "command": train_command(config),

@@ -62,11 +62,21 @@ def _duration(seconds) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def time_to_accuracy_cell(card: dict, marks=("90", "95", "98")) -> str:
+    """The card's training time to a validation accuracy of 90 / 95 / 98% (``-``: never reached).
+
+        >>> time_to_accuracy_cell({"val_time_to_accuracy": {"90": {"seconds": 61.0}, "95": {"seconds": 150.2}}})
+        '61 s / 2.5 min / -'
+    """
+    reached = card.get("val_time_to_accuracy") or {}
+    return " / ".join(_duration((reached.get(m) or {}).get("seconds")) for m in marks)
+
+
 def cards_table(cards: list[tuple[str, dict]]) -> list[str]:
     """Markdown lines: one row per model card."""
     if not cards:
         return ["No model cards yet (`mllib/checkpoints/*.json`)."]
-    lines = ["| checkpoint | algorithm | task | profile | device | training time | validation >= 90% after "
+    lines = ["| checkpoint | algorithm | task | profile | device | training time | validation >= 90 / 95 / 98% after "
              "| test accuracy % (95% CI) | tasks | batch norm |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, c in cards:
@@ -77,7 +87,7 @@ def cards_table(cards: list[tuple[str, dict]]) -> list[str]:
         lines.append(f"| `{_get(c, 'checkpoint', 'file', default=name)}` | {_get(c, 'algo')} | {task} | "
                      f"{_get(c, 'profile')} | {_get(c, 'card', 'device')} | "
                      f"{_duration(_get(c, 'train_seconds', 'training_seconds', 'seconds', default=None))} | "
-                     f"{_duration(((c.get('val_time_to_accuracy') or {}).get('90') or {}).get('seconds'))} | "
+                     f"{time_to_accuracy_cell(c)} | "
                      f"{accuracy} | {_get(c, 'tasks', 'test_tasks')} | {_get(c, 'bn')} |")
     return lines
 
@@ -90,13 +100,19 @@ def bench_table(name: str, b: dict) -> list[str]:
     missing = [n for n, s in refs.items() if not s.get("loaded")]
     device = str(host.get("device", "?")).split(" (")[0]
     threads = f", {cfg['threads']} torch thread(s) per process" if cfg.get("threads") else ""
+    timing = (f"{cfg['rounds']} interleaved rounds of one meta-step per implementation (start rotated)"
+              if cfg.get("rounds") else f"median of {cfg.get('steps')} x {cfg.get('repeats')} meta-steps interleaved "
+                                        f"across implementations")
+    load = [host.get(k) for k in ("loadavg_start", "loadavg_end")]
+    load_text = (" Load average (1 min) " + " -> ".join(str(x[0]) for x in load if x) + "." if any(load) else "")
     lines = [f"**`{name}`**: {device}" + (f" ({host['cpu']}, {host.get('cpus')} cores)" if host.get("cpu") else "")
              + f"{threads}, torch {host.get('torch', '?')}, "
              f"{cfg.get('ways')}-way {cfg.get('shots')}-shot, {cfg.get('query')} queries per class, meta-batch "
-             f"{cfg.get('meta_batch')}, {cfg.get('filters')} filters; median of {cfg.get('steps')} x "
-             f"{cfg.get('repeats')} meta-steps interleaved across implementations. References loaded: {', '.join(loaded) or 'none'}"
+             f"{cfg.get('meta_batch')}, {cfg.get('filters')} filters; {timing}. References loaded: "
+             f"{', '.join(loaded) or 'none'}"
              + (f" (not loaded: {', '.join(missing)})" if missing else "")
-             + ". Gradients " + ("agree" if b.get("gradients_agree") else "**DISAGREE**") + ".", "",
+             + ". Gradients " + ("agree" if b.get("gradients_agree") else "**DISAGREE**") + "." + load_text
+             + (f" {b['note']}" if b.get("note") else ""), "",
              "| algorithm | implementation | median s / meta-step | min s | peak memory MB |",
              "| --- | --- | --- | --- | --- |"]
     for r in b.get("results", []):
@@ -106,8 +122,13 @@ def bench_table(name: str, b: dict) -> list[str]:
                      f"{mem:.0f} ({kind}) |")
     for r in b.get("ratios", []):
         lines.append("")
-        lines.append(f"{r['algo']}: {r['mllib']} / fastest reference ({r['reference']}) = "
-                     f"**{r['ratio_median']:.2f}** (median), {r['ratio_min']:.2f} (min).")
+        if "ratio_q75" in r:  # per-round ratios (bench version 2)
+            lines.append(f"{r['algo']}: {r['mllib']} / fastest reference of each round = **{r['ratio_median']:.2f}** "
+                         f"(median of {r['rounds']} rounds; quartiles {r['ratio_q25']:.2f}-{r['ratio_q75']:.2f}, "
+                         f"worst round {r['ratio_worst']:.2f}).")
+        else:
+            lines.append(f"{r['algo']}: {r['mllib']} / fastest reference ({r['reference']}) = "
+                         f"**{r['ratio_median']:.2f}** (median), {r['ratio_min']:.2f} (min).")
     return lines
 
 

@@ -35,7 +35,7 @@ import math
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +55,8 @@ from mllib.files import append_text, atomic_write_text, check_output_dir, remove
 from mllib.learners import build_learner
 from mllib.progress import progress_bar, write
 from mllib.run_lock import RunLock
+from mllib.schedules import meta_lr_at, set_meta_lr
+from mllib.algorithms import ZERO_HEAD_ALGORITHMS
 from mllib.signals import StopRequest, signal_name
 from mllib.tasks import OmniglotTasks, TaskBatch
 
@@ -93,8 +95,8 @@ class TrainConfig:
     characters of the split (refused otherwise; ``$MLLIB_ALLOW_PARTIAL_DATA`` allows it too), with
     a warning and the run marked non-standard. Notebook 05, section 2.
 
-        >>> TrainConfig(algo="maml", ways=20, profile="quick").resolved_profile().inner_steps   # 20-way: 3
-        3
+        >>> TrainConfig(algo="maml", ways=20, profile="quick").resolved_profile().inner_lr   # 20-way: 1.6
+        1.6
     """
 
     algo: str = "maml"
@@ -145,13 +147,22 @@ class TrainConfig:
                              f"got {self.max_seconds!r}")
 
     def resolved_profile(self) -> Profile:
-        """The profile with ``overrides``, ``query`` and ``steps`` applied."""
+        """The profile with ``overrides``, ``query`` and ``steps`` applied.
+
+        A profile's ``head_init="zero"`` applies to the algorithms with an inner loop on the head
+        (``mllib.algorithms.ZERO_HEAD_ALGORITHMS``); the others get ``"learned"`` (asking for a zero
+        head explicitly, in ``overrides``, is an error for them)."""
         overrides = dict(self.overrides)
         if self.query is not None:
             overrides["query"] = self.query
         if self.steps is not None:
             overrides["meta_steps"] = self.steps
         profile = resolve_profile(self.profile, self.ways, **overrides)
+        if profile.head_init == "zero" and self.algo not in ZERO_HEAD_ALGORITHMS:
+            if overrides.get("head_init") == "zero":
+                raise ValueError(f"head_init='zero' needs an inner loop that adapts the head (algo in "
+                                 f"{', '.join(ZERO_HEAD_ALGORITHMS)}); got algo={self.algo!r}")
+            profile = replace(profile, head_init="learned")  # the profile's zeroing trick is for those only
         for name in ("meta_steps", "meta_batch", "query", "filters", "val_every", "val_tasks",
                      "test_query", "checkpoint_every"):
             check_int(name, getattr(profile, name), 1)
@@ -406,6 +417,11 @@ def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, l
                val_protocol, is_main, say)
     _resume_or_begin(run)
     say(_banner(run, rank, world_size))
+    if profile.head_init != "learned" or profile.meta_lr_schedule != "constant":
+        say(f"recipe: head_init {profile.head_init}"
+            + (" (zeroing trick: the head starts every task at zero)" if profile.head_init == "zero" else "")
+            + f", meta-lr {profile.meta_lr_schedule}"
+            + (f" (annealed to 0 over {profile.meta_steps} steps)" if profile.meta_lr_schedule == "cosine" else ""))
     return run
 
 
@@ -414,6 +430,7 @@ def _resume_or_begin(run: _Run) -> None:
     ckpt_path, metrics_path = run.out / CHECKPOINT_NAME, run.out / METRICS_NAME
     if run.config.resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, expected_config=run.run_dict, ignore=RESUME_FREE_KEYS)
+        _check_schedule_horizon(state["config"], run.profile, ckpt_path)
         check_params_match(state["meta_params"], run.meta_params, str(ckpt_path))
         if state["config"].get("protocol_note") and not run.run_dict.get("protocol_note"):
             run.run_dict = {"protocol_note": state["config"]["protocol_note"], **run.run_dict}  # stays marked
@@ -440,6 +457,17 @@ def _resume_or_begin(run: _Run) -> None:
         atomic_write_text(metrics_path, "")
 
 
+def _check_schedule_horizon(saved: dict, profile: Profile, ckpt_path: Path) -> None:
+    """A cosine-annealed run resumes only with its own number of meta-steps (the schedule's length)."""
+    steps = saved.get("profile", {}).get("meta_steps")
+    if profile.meta_lr_schedule == "cosine" and steps != profile.meta_steps:
+        raise ValueError(
+            f"{ckpt_path} was trained with a cosine meta-lr schedule over {steps} meta-steps; resume it with "
+            f"the same number of steps (steps={steps}, --steps {steps}), not {profile.meta_steps}: the "
+            f"learning rate of every step depends on it"
+        )
+
+
 def _banner(run: _Run, rank: int, world_size: int) -> str:
     config, profile = run.config, run.profile
     inner = ("no inner loop" if config.algo == INCONTEXT else
@@ -457,6 +485,7 @@ def _train_step(run: _Run, grad_hook, rank: int, world_size: int) -> tuple[dict,
     """One meta-step, then validation and checkpoints when due; ``(metrics record, out of time)``."""
     profile, t0 = run.profile, time.perf_counter()
     batch = run.train_tasks.sample(profile.meta_batch)
+    set_meta_lr(run.optimizer, meta_lr_at(profile.meta_lr, run.step, profile.meta_steps, profile.meta_lr_schedule))
     if world_size > 1:
         batch = batch.chunk(world_size)[rank]
     try:

@@ -69,7 +69,7 @@ def test_check_gradients_flags_a_wrong_gradient(monkeypatch):
 
 def test_reduced_benchmark_runs_and_reports_ratios(capsys):
     result = run_benchmark(algos=("maml", "fomaml"), forms=("loop", "vmap"), references=bench.REFERENCES,
-                           meta_batch=2, filters=8, query=2, steps=2, warmup=1, repeats=1, isolate=False,
+                           meta_batch=2, filters=8, query=2, rounds=2, warmup=1, isolate=False,
                            check_tasks=2, log=print)
     out = capsys.readouterr().out
     print(bench.format_table(result))
@@ -121,3 +121,35 @@ def test_cli_quick_json(capsys):
     result = json.loads(out)
     assert code == 0 and result["kind"] == "mllib-bench" and result["config"]["meta_batch"] == 2
     assert [r["impl"] for r in result["results"]] == ["mllib-loop"]
+
+
+def test_ratios_are_computed_within_each_round():
+    from mllib.bench import quartiles, round_ratios
+    r = round_ratios([1.0, 1.0, 3.0, 0.5], [[2.0, 1.0, 1.0, 1.0], [1.0, 2.0, 6.0, 2.0]])
+    assert r["per_round"] == [1.0, 1.0, 3.0, 0.5]           # over the fastest reference of each round
+    assert (r["ratio_median"], r["ratio_worst"], r["ratio_best"], r["rounds"]) == (1.0, 3.0, 0.5, 4)
+    assert (r["ratio_q25"], r["ratio_q75"]) == quartiles([1.0, 1.0, 3.0, 0.5])[::2] == (0.875, 1.5)
+    assert r["ratio_of_medians"] == 1.0   # median 1.0 over the faster median (1.0 vs 2.0): the older summary
+    with pytest.raises(ValueError, match="one per round"):
+        round_ratios([1.0, 2.0], [[1.0]])
+
+
+def test_reduced_benchmark_records_rounds_and_load(monkeypatch):
+    result = run_benchmark(algos=("maml",), forms=("loop",), references=(), meta_batch=1, filters=4, query=1,
+                           rounds=3, warmup=0, isolate=False, check_tasks=1)
+    assert result["config"]["rounds"] == 3 and result["results"][0]["n"] == 3
+    assert "loadavg_start" in result["host"] and "loadavg_end" in result["host"]
+    with pytest.raises(ValueError, match="rounds"):
+        run_benchmark(algos=("maml",), forms=("loop",), references=(), rounds=0)
+
+
+def test_cli_rounds_and_the_older_steps_repeats_spelling(capsys):
+    from mllib.__main__ import main
+    base = ["bench", "--no-isolate", "--json", "--algos", "maml", "--forms", "loop", "--references", "none",
+            "--check-tasks", "1", "--meta-batch", "1", "--filters", "4", "--query", "1", "--warmup", "0"]
+    assert main(base + ["--steps", "2", "--repeats", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["rounds"] == 4
+    assert main(base + ["--rounds", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["rounds"] == 3
+    assert main(base + ["--rounds", "3", "--steps", "2"]) == 2
+    assert "not both" in capsys.readouterr().err

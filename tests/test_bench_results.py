@@ -33,10 +33,22 @@ def make_root(tmp_path, readme="# x\n\n" + START + "\nold\n" + END + "\n\nafter\
 
 def test_render_shows_the_files_numbers(tmp_path):
     text = render_results(make_root(tmp_path))
-    assert "| maml | 5-way 1-shot | full | NVIDIA H100 | 95 s | 12 s | 98.7 ± 0.3 | 600 | batch |" in text
+    assert "| maml | 5-way 1-shot | full | NVIDIA H100 | 95 s | 12 s / - / - | 98.7 ± 0.3 | 600 | batch |" in text
     assert "| maml | mllib-loop | 1.500 | 1.400 | 900 (RSS) |" in text
     assert "**0.83** (median)" in text and "higher 0.2.1" in text and "not loaded: learn2learn" in text
     assert "data-bench" not in text
+
+
+def test_per_round_ratios_and_load_are_shown(tmp_path):
+    root = make_root(tmp_path)
+    v2 = {**BENCH, "host": {**BENCH["host"], "loadavg_start": [3.5, 3, 3], "loadavg_end": [4.25, 4, 4]},
+          "config": {**BENCH["config"], "rounds": 15}, "note": "Shared machine.",
+          "ratios": [{**BENCH["ratios"][0], "ratio_q25": 0.8, "ratio_q75": 0.86, "ratio_worst": 0.95, "rounds": 15}]}
+    (root / "benchmarks" / "results" / "cpu_x.json").write_text(json.dumps(v2))
+    text = render_results(root)
+    assert "15 interleaved rounds of one meta-step per implementation" in text
+    assert "**0.83** (median of 15 rounds; quartiles 0.80-0.86, worst round 0.95)" in text
+    assert "Load average (1 min) 3.5 -> 4.25." in text and "Shared machine." in text
 
 
 def test_update_rewrites_only_the_block(tmp_path):

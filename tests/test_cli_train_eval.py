@@ -12,7 +12,8 @@ from mllib.__main__ import main
 
 TINY_FLAGS = ["--ways", "3", "--shots", "1", "--query", "1", "--profile", "quick", "--device", "cpu",
               "--filters", "4", "--meta-batch", "2", "--val-every", "1", "--val-tasks", "3", "--test-query", "1",
-              "--checkpoint-every", "1", "--inner-steps-test", "1", "--seed", "5"]
+              "--checkpoint-every", "1", "--inner-steps-test", "1", "--seed", "5",
+              "--meta-lr-schedule", "constant"]  # the resume tests extend runs (cosine would refuse)
 
 
 @pytest.fixture(autouse=True)

@@ -81,7 +81,8 @@ def test_load_run_reads_the_protocol_and_applies_changes(run):
     loaded = load_run(run.best_path, "cpu")
     protocol = loaded.protocol
     assert (protocol.ways, protocol.shots, protocol.query, protocol.inner_steps, protocol.split) == (3, 1, 2, 2, "maml")
-    assert protocol.meta_config == MetaConfig(algo="maml", inner_steps=1, inner_lr=0.4, bn="batch", form="loop")
+    assert protocol.meta_config == MetaConfig(algo="maml", inner_steps=1, inner_lr=0.4, bn="batch", form="loop",
+                                              head_init="zero")  # the quick profile's zeroing trick
     assert loaded.params.keys() == run.meta_params.keys() and loaded.checkpoint == str(run.best_path)
     assert loaded.model.ways == 3
     changed = load_run(run, "cpu", query=4, inner_steps=0, bn="support", form="vmap").protocol

@@ -29,7 +29,7 @@ from mllib.train import TrainConfig, meta_train
 TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2)
 TINY_FLAGS = ["--ways", "3", "--shots", "1", "--query", "1", "--profile", "quick", "--device", "cpu",
               "--filters", "4", "--meta-batch", "2", "--val-every", "2", "--val-tasks", "3", "--test-query", "1",
-              "--checkpoint-every", "2", "--seed", "5"]
+              "--checkpoint-every", "2", "--seed", "5", "--meta-lr-schedule", "constant"]
 
 
 @pytest.fixture

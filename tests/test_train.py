@@ -13,8 +13,9 @@ import mllib.algorithms
 from mllib.models import build_conv_learner
 from mllib.train import TrainConfig, TrainingDiverged, meta_train, time_to_accuracy
 
+# the trainer's mechanics on plain MAML (the quick profile's recipe is tested in test_recipe_options.py)
 TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
-            inner_steps=1, inner_steps_test=1)
+            inner_steps=1, inner_steps_test=1, head_init="learned", meta_lr_schedule="constant")
 
 
 def tiny(out, **kw) -> TrainConfig:

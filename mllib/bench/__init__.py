@@ -18,8 +18,11 @@ and the same parameter names, loaded with the same initial weights.
 Honesty rules built in:
 
 * every implementation runs in its own fresh subprocess (peak RSS of a process only grows); the
-  implementations of one algorithm are set up side by side and stepped in turn, one meta-step at a
-  time, so a load change on a busy shared CPU hurts all alike; times are summarised by median and min;
+  implementations of one algorithm are set up side by side and stepped in rounds, one meta-step
+  each per round with the first one rotated, so a load change on a busy shared CPU hurts all alike;
+* the verdict is a ratio computed within each round (mllib over the fastest reference of that
+  round), reported as median, quartiles and worst round, next to the load average at the start
+  and the end (``suite.round_ratios``); times are also summarised by median and min;
 * ``check_gradients`` computes the meta-gradient of every implementation on the same initial
   weights and the same tasks in float64 and reports the relative error against ``mllib-loop``:
   a fast wrong gradient counts for nothing.
@@ -34,11 +37,12 @@ from .references import (REFERENCES, RefBlock, RefConvNet, higher_step, learn2le
                          reference_status)
 from .runner import Runner, WorkerRunner, peak_rss_mb, time_config
 from .spec import BENCH_KIND, IMPLEMENTATIONS, MLLIB_IMPLS, REFERENCE_ALGOS, BenchSpec, make_step, synthetic_batch
-from .suite import format_table, host_info, run_benchmark, summarise
+from .suite import format_table, host_info, load_average, quartiles, round_ratios, run_benchmark, summarise
 
 __all__ = [
     "BENCH_KIND", "GRAD_TOLERANCE", "IMPLEMENTATIONS", "MLLIB_IMPLS", "REFERENCE_ALGOS", "REFERENCES", "BenchSpec",
     "RefBlock", "RefConvNet", "Runner", "WorkerRunner", "check_gradients", "format_table", "higher_step",
-    "host_info", "learn2learn_step", "make_step", "peak_rss_mb", "reference_model", "reference_status",
-    "rel_error", "run_benchmark", "summarise", "synthetic_batch", "time_config",
+    "host_info", "learn2learn_step", "load_average", "make_step", "peak_rss_mb", "quartiles", "reference_model",
+    "reference_status", "rel_error", "round_ratios", "run_benchmark", "summarise", "synthetic_batch",
+    "time_config",
 ]

@@ -8,9 +8,12 @@ Examples::
     python -m mllib bench --device cuda --ways 20 --meta-batch 16
     python -m mllib bench --readme                         # regenerate README's results block
 
-Every configuration runs in its own subprocess (peak RSS is per process), implementations are
-interleaved over ``--repeats`` rounds, and the meta-gradients of all implementations are compared in
-float64 on the same weights and tasks. The exit status is 1 when gradients disagree.
+Every configuration runs in its own subprocess (peak RSS is per process). Each of ``--rounds``
+rounds times one meta-step of every implementation back to back (the first one rotated), and the
+verdict is mllib's time over the fastest reference *of that round*: median, quartiles and worst
+round are reported, with the load average at the start and the end. The meta-gradients of all
+implementations are compared in float64 on the same weights and tasks. The exit status is 1 when
+gradients disagree.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from mllib.device import resolve_device
 from mllib.files import atomic_write_text, check_output_file
 from mllib.results import update_readme
 
-QUICK = dict(meta_batch=2, filters=8, query=2, steps=2, warmup=1, repeats=1)
+QUICK = dict(meta_batch=2, filters=8, query=2, rounds=2, warmup=1)
 
 
 def _csv(allowed: tuple[str, ...], name: str):
@@ -60,16 +63,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--query", type=int, default=15, help="query images per class")
     parser.add_argument("--filters", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5, help="timed meta-steps per configuration and round")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds, each one timed meta-step of every implementation (default 15)")
+    parser.add_argument("--steps", type=int, default=None, help="older spelling: rounds = steps x repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="older spelling: rounds = steps x repeats")
     parser.add_argument("--warmup", type=int, default=1, help="untimed meta-steps before timing")
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds over all implementations")
     parser.add_argument("--check-tasks", type=int, default=4, help="tasks in the float64 gradient check")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in each worker")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
     parser.add_argument("--no-isolate", dest="isolate", action="store_false",
                         help="time in this process (faster start; peak RSS then covers everything run)")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes for a smoke test: meta-batch 2, filters 8, 2 queries, 2 steps")
+                        help="tiny sizes for a smoke test: meta-batch 2, filters 8, 2 queries, 2 rounds")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
     parser.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH")
     parser.add_argument("--readme", action="store_true",
@@ -90,12 +95,18 @@ def run(args: argparse.Namespace) -> int:
         print("README results block " + ("rewritten" if changed else "already up to date"))
         return 0
     device = str(resolve_device(args.device))
-    sizes = dict(meta_batch=args.meta_batch, filters=args.filters, query=args.query, steps=args.steps,
-                 warmup=args.warmup, repeats=args.repeats)
+    for name in ("rounds", "steps", "repeats"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.rounds is not None and (args.steps, args.repeats) != (None, None):
+        raise ValueError("give --rounds, or the older --steps/--repeats (rounds = steps x repeats), not both")
+    rounds = args.rounds if args.rounds is not None else (
+        15 if (args.steps, args.repeats) == (None, None) else (args.steps or 1) * (args.repeats or 1))
+    sizes = dict(meta_batch=args.meta_batch, filters=args.filters, query=args.query, rounds=rounds,
+                 warmup=args.warmup)
     if args.quick:
         sizes.update(QUICK)
-    for name, low in (("meta_batch", 1), ("filters", 1), ("query", 1), ("steps", 1), ("warmup", 0),
-                      ("repeats", 1)):
+    for name, low in (("meta_batch", 1), ("filters", 1), ("query", 1), ("warmup", 0)):
         if sizes[name] < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {sizes[name]}")
     if args.out is not None:

@@ -3,6 +3,8 @@
 Example::
 
     python -m mllib train --algo maml --ways 5 --shots 1 --profile quick --out runs/demo --resume
+    python -m mllib train --profile laptop --out runs/laptop            # about an hour on a 2-core CPU
+    python -m mllib train --profile full --head-init zero --meta-lr-schedule cosine --out runs/x
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sys
 from mllib import distributed
 from mllib.signals import exit_code, signal_name
 from mllib.algorithms import ALL_ALGORITHMS, BN_MODES, FORMS
-from mllib.config import PROFILE_CHOICES
+from mllib.config import HEAD_INITS, META_LR_SCHEDULES, PROFILE_CHOICES
 from mllib.train import SPLIT_CHOICES, TrainConfig
 
 # profile fields that can be overridden from the command line: flag -> Profile field
@@ -20,6 +22,13 @@ PROFILE_FLAGS = {
     "meta_lr": float, "meta_batch": int, "inner_lr": float, "inner_steps": int,
     "inner_steps_test": int, "filters": int, "val_every": int, "val_tasks": int,
     "test_query": int, "checkpoint_every": int,
+}
+# profile fields with a fixed set of values: flag -> (Profile field's choices, help)
+PROFILE_CHOICE_FLAGS = {
+    "head_init": (HEAD_INITS, "zero: the zeroing trick, the head starts every task at zero and is not "
+                              "meta-learned (maml, fomaml, metasgd, anil); learned: the MAML paper's head"),
+    "meta_lr_schedule": (META_LR_SCHEDULES, "cosine: anneal the meta learning rate to 0 over the run's "
+                                            "meta-steps (resume with the same --steps)"),
 }
 
 
@@ -61,12 +70,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group = parser.add_argument_group("profile overrides")
     for name, kind in PROFILE_FLAGS.items():
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    for name, (choices, text) in PROFILE_CHOICE_FLAGS.items():
+        group.add_argument("--" + name.replace("_", "-"), dest=name, choices=choices, default=None,
+                           help=text + " (default: the profile's)")
     parser.set_defaults(func=run)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = {name: getattr(args, name) for name in PROFILE_FLAGS if getattr(args, name) is not None}
+    overrides = {name: getattr(args, name) for name in (*PROFILE_FLAGS, *PROFILE_CHOICE_FLAGS)
+                 if getattr(args, name) is not None}
     return TrainConfig(
         algo=args.algo, ways=args.ways, shots=args.shots, query=args.query, profile=args.profile,
         overrides=overrides, steps=args.steps, device=args.device, seed=args.seed,
