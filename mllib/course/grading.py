@@ -205,6 +205,28 @@ def judge_solution(nb: NotebookNode, run: NotebookRun, name: str) -> list[str]:
     return problems
 
 
+def judge_release(nb: NotebookNode, name: str, cfg=None) -> list[str]:
+    """Problems of a *student* notebook's text (before it runs): it must hold no hidden tests, no
+    solution or quiz-answer region, no graded reference, and (with ``cfg``) its badges must open
+    the student release."""
+    from .colab import BADGE_TAG, badge_markdown
+    from .exercises import BEGIN_HIDDEN, BEGIN_SOLUTION, MARKER_WORDS
+    from .nbio import tags
+
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        text = source(cell)
+        for marker in (BEGIN_HIDDEN, BEGIN_SOLUTION):
+            if MARKER_WORDS[marker] in text:
+                problems.append(f"{name}: cell {i} still holds {marker!r} (hidden tests, solution or quiz answer)")
+        if cell.cell_type == "code" and "_reference(" in text:
+            problems.append(f"{name}: cell {i} still names a graded reference")
+        if cfg is not None and BADGE_TAG in tags(cell) and text != badge_markdown(cfg, name, student=True):
+            problems.append(f"{name}: cell {i}: the badges do not open the student release "
+                            f"({cfg.student_ref!r})")
+    return problems
+
+
 @dataclass
 class VerifyReport:
     ok: bool
@@ -220,8 +242,9 @@ def verify_student_build(notebooks_dir: str | Path = "notebooks", *, solutions: 
                          echo=None) -> VerifyReport:
     """Build the student release into a temporary folder, run it, and check it behaves.
 
-    For each notebook: the exercise convention holds (:func:`lint_exercises`); in the student
-    version every check cell reports "not implemented" for its own exercise and every other cell
+    For each notebook: the exercise convention holds (:func:`lint_exercises`); the student
+    version holds no hidden test, solution, quiz answer or reference and its badges open the
+    student release (:func:`judge_release`); in the student version every check cell reports "not implemented" for its own exercise and every other cell
     runs; with ``solutions=True`` the solution notebook also runs with every check passing
     (skip it when nbval already runs the solutions with ``MLLIB_CHECKS_STRICT=1``).
     Checks run with ``MLLIB_CHECKS_STRICT`` unset.
@@ -230,12 +253,16 @@ def verify_student_build(notebooks_dir: str | Path = "notebooks", *, solutions: 
     problems: list[str] = []
     runs: dict[str, dict] = {}
     env = kernel_env(strict=False)
+    from .config import config_path, load_config
+
+    cfg = load_config(config_path(notebooks_dir.resolve().parent))
     with tempfile.TemporaryDirectory(prefix="mllib-student-", dir=work_dir) as tmp:
-        build_student(notebooks_dir, tmp)
+        build_student(notebooks_dir, tmp, cfg)
         for path in list_notebooks(notebooks_dir):
             solution_nb = read_notebook(path)
             problems += lint_exercises(solution_nb, path.name)
             student_path = Path(tmp) / path.name
+            problems += judge_release(read_notebook(student_path), path.name, cfg)
             if echo:
                 echo(f"running the student version of {path.name} ...")
             nb, run = run_notebook(student_path, env=env, allow_errors=True, timeout=timeout)
