@@ -191,3 +191,17 @@ def test_make_student_ships_the_project_template(student_build):
     assert template.is_file()
     text = "".join(source(c) for c in read_notebook(template).cells)
     assert "600" in text and "model card" in text.lower()
+
+
+def test_effort_in_every_header_and_the_generated_table_are_current():
+    from mllib.course.effort import check_effort, exercises_line, notebook_efforts
+
+    assert check_effort(ROOT) == []
+    for path in list_notebooks(NOTEBOOKS):
+        rows, problems = notebook_efforts(read_notebook(path), path.name)
+        assert problems == [] and any(r.kind == "exercise" for r in rows) and any(r.kind == "quiz" for r in rows)
+        header = next(source(c) for c in read_notebook(path).cells if "What you will learn" in source(c))
+        assert exercises_line(rows) in header and "minutes in all" in header
+    table = (ROOT / "docs" / "instructors.md").read_text(encoding="utf-8")
+    for name in SPECS:
+        assert f"checks.check_{name}`" in table, name
