@@ -13,6 +13,7 @@ concept: what is wrong, which idea to revisit) and ``More help: checks.hint('<ex
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -76,16 +77,20 @@ def solutions_dir() -> Path | None:
 
 
 def find_solution(exercise: str, folder: str | Path) -> str | None:
-    """The source of the solution cell whose check cell calls ``checks.check_<exercise>``."""
-    from mllib.course.exercises import find_exercises
-    from mllib.course.nbio import list_notebooks, read_notebook, source
-
+    """The source of the solution cell whose check cell (the next code cell) calls
+    ``checks.check_<exercise>``, in the notebooks of ``folder`` (read as JSON, so the checks do
+    not depend on the notebook tooling of ``mllib.course``)."""
     call = re.compile(rf"\bchecks\.check_{re.escape(exercise)}\(")
-    for path in list_notebooks(folder):
-        nb = read_notebook(path)
-        for ex in find_exercises(nb):
-            if ex.check_index is not None and call.search(source(nb.cells[ex.check_index])):
-                return source(nb.cells[ex.cell_index])
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        code = ["".join(c["source"]) if isinstance(c.get("source"), list) else c.get("source", "")
+                for c in cells if c.get("cell_type") == "code"]
+        for text, following in zip(code, code[1:]):
+            if "### BEGIN SOLUTION" in text and call.search(following):
+                return text
     return None
 
 
