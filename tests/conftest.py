@@ -69,3 +69,19 @@ def lenient_checks(monkeypatch):
     from mllib import checks
     monkeypatch.delenv(checks.STRICT_ENV, raising=False)
     monkeypatch.delenv(checks.RECORD_ENV, raising=False)
+
+
+_NOTEBOOK_REFERENCES: dict = {}
+
+
+def notebook_reference(exercise: str):
+    """The graded reference of ``exercise``: ``<exercise>_reference`` defined in the hidden tests of
+    its check cell in the instructor notebooks (the installed package holds none)."""
+    if not _NOTEBOOK_REFERENCES:
+        from mllib.course.check_values import hidden_references
+        from mllib.course.nbio import list_notebooks, read_notebook
+
+        notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+        for path in list_notebooks(notebooks):
+            _NOTEBOOK_REFERENCES.update(hidden_references(read_notebook(path), path.name))
+    return _NOTEBOOK_REFERENCES[exercise]

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from mllib import checks
+
+from conftest import notebook_reference
 from mllib.checks import Case, compare_values, run_check
 
 
@@ -63,13 +65,13 @@ def remap_ignores_classes(labels, classes=None):
 @pytest.mark.parametrize("fn", [ci_right, ci_numpy])
 def test_confidence_interval_passes_correct_implementations(fn, capsys):
     result = checks.check_confidence_interval(fn)
-    assert result and result.status == "passed" and result.passed == result.total == 5
-    assert capsys.readouterr().out.strip() == "✅ confidence_interval: passed 5/5 cases"
+    assert result and result.status == "passed" and result.passed == result.total
+    assert capsys.readouterr().out.strip() == f"✅ confidence_interval: passed {result.total}/{result.total} cases"
 
 
 def test_confidence_interval_reference_matches_the_formula():
     values = torch.tensor([0.2, 0.4, 0.9], dtype=torch.float64)
-    mean, half = checks._ci95_reference(values)
+    mean, half = notebook_reference("confidence_interval")(values)
     sd = math.sqrt(((0.2 - 0.5) ** 2 + (0.4 - 0.5) ** 2 + (0.9 - 0.5) ** 2) / 2)  # sample sd, n - 1
     assert mean == pytest.approx(0.5) and half == pytest.approx(1.96 * sd / math.sqrt(3))
 
@@ -79,13 +81,13 @@ def test_confidence_interval_names_the_population_sd_mistake(capsys):
     out = capsys.readouterr().out
     assert not result and result.status == "failed" and result.passed == 0
     assert out.startswith("❌ confidence_interval: result[1] is ")
-    assert "case 1 of 5" in out
+    assert "case 1 of " in out
     assert "Hint: you used the population standard deviation" in out
 
 
 def test_confidence_interval_names_the_missing_sqrt(capsys):
     assert not checks.check_confidence_interval(ci_no_sqrt)
-    assert "divide the standard deviation by sqrt(n)" in capsys.readouterr().out
+    assert "the interval is about the mean of n of them" in capsys.readouterr().out
 
 
 def test_label_remap_passes_reference_and_fails_the_classic_mistakes(capsys):
@@ -98,14 +100,14 @@ def test_label_remap_passes_reference_and_fails_the_classic_mistakes(capsys):
     assert not float_result and "dtype torch.float32" in out and "torch.long" in out
     ignored = checks.check_label_remap(remap_ignores_classes)
     out = capsys.readouterr().out
-    assert not ignored and "case 2 of 6" in out  # case 1 has classes=None, case 2 gives an order
+    assert not ignored and "case 2 of " in out  # case 1 has classes=None, case 2 gives an order
     assert ignored.passed == 1
 
 
 def test_label_remap_reference_follows_its_docstring():
     labels = torch.tensor([812, 45, 812, 1203])
-    assert checks._label_remap_reference(labels).tolist() == [0, 1, 0, 2]
-    assert checks._label_remap_reference(labels, torch.tensor([1203, 812, 45])).tolist() == [1, 2, 1, 0]
+    assert notebook_reference("label_remap")(labels).tolist() == [0, 1, 0, 2]
+    assert notebook_reference("label_remap")(labels, torch.tensor([1203, 812, 45])).tolist() == [1, 2, 1, 0]
 
 
 # ---------------------------------------------------------------- verdict kinds
@@ -184,7 +186,8 @@ def test_checks_are_deterministic_and_fast(capsys):
     seen = []
     checks.check_label_remap(lambda labels, classes=None: seen.append(labels.tolist()) or remap_right(labels, classes))
     checks.check_label_remap(lambda labels, classes=None: seen.append(labels.tolist()) or remap_right(labels, classes))
-    assert seen[:6] == seen[6:] and len({str(s) for s in seen[:6]}) == 6
+    half = len(seen) // 2
+    assert seen[:half] == seen[half:] and len({str(s) for s in seen[:half]}) == half >= 3
     for check, fn in ((checks.check_confidence_interval, ci_right), (checks.check_label_remap, remap_right)):
         start = time.perf_counter()
         check(fn)
@@ -239,7 +242,7 @@ def test_compare_values(got, want, expected):
 
 
 # ---------------------------------------------------------------- the package layout
-def test_package_reexports_every_notebook_check_and_reference():
+def test_package_reexports_every_notebook_check_and_holds_no_reference():
     import importlib
     import pkgutil
     from pathlib import Path
@@ -252,5 +255,4 @@ def test_package_reexports_every_notebook_check_and_reference():
         module = importlib.import_module(f"mllib.checks.{name}")
         for public in module.__all__:
             assert public in checks.__all__ and getattr(checks, public) is getattr(module, public)
-        for private in (n for n in vars(module) if n.startswith("_") and n.endswith("_reference")):
-            assert getattr(checks, private) is getattr(module, private)
+        assert not [n for n in vars(module) if n.endswith("_reference")], name  # references: hidden tests only

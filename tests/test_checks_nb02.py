@@ -79,7 +79,7 @@ def test_support_query_split_fails_plausible_mistakes(fn, words, capsys):
 
 def test_support_query_split_overlap_gets_specific_hint(capsys):
     checks.check_support_query_split(split_independent_draws)
-    assert "ONE random permutation" in capsys.readouterr().out
+    assert "one random choice that serves both sets" in capsys.readouterr().out
 
 
 def test_support_query_split_not_implemented_and_strict(capsys, monkeypatch):

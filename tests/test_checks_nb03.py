@@ -60,7 +60,7 @@ def test_sgd_step_passes(fn):
 
 
 @pytest.mark.parametrize("fn, words", [
-    (step_first_order, "create_graph=True"),
+    (step_first_order, "keep the graph of the gradient computation"),
     (step_detached, "not connected"),
     (step_ascent, "adapted["),
     (step_missing_key, "missing ['head.bias']"),
@@ -114,7 +114,12 @@ def curve_unfinished(*args):
     raise NotImplementedError()
 
 
-@pytest.mark.parametrize("fn", [curve_right, curve_with_adapt])
+def test_adaptation_curve_refuses_the_library_adapt():
+    result = checks.check_adaptation_curve(curve_with_adapt)   # right values, but mllib.inner.adapt did the work
+    assert not result and "the course library's own version" in result.message
+
+
+@pytest.mark.parametrize("fn", [curve_right])
 def test_adaptation_curve_passes(fn):
     result = checks.check_adaptation_curve(fn)
     assert result and result.status == "passed", result.message

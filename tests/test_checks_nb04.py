@@ -49,12 +49,12 @@ def mg_list(model, params, sx, sy, qx, qy, inner_lr, first_order):
 
 def test_task_meta_gradient_passes_reference(capsys):
     result = checks.check_task_meta_gradient(mg_right)
-    assert result and result.passed == result.total == 6
-    assert "✅ task_meta_gradient: passed 6/6" in capsys.readouterr().out
+    assert result and result.passed == result.total
+    assert f"✅ task_meta_gradient: passed {result.total}/{result.total}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fn, words", [
-    (mg_always_first_order, "create_graph=True"),
+    (mg_always_first_order, "must stay in the graph"),
     (mg_always_second_order, "treat the inner gradient as a constant"),
     (mg_no_adaptation, "adapt first"),
     (mg_step_up, "differs"),
@@ -117,11 +117,11 @@ def reptile_in_place(params, adapted, epsilon):  # modifying the inputs is fine;
 def test_reptile_update_passes_correct_answers(capsys):
     assert checks.check_reptile_update(reptile_right)
     assert checks.check_reptile_update(reptile_in_place)
-    assert capsys.readouterr().out.count("✅ reptile_update: passed 5/5") == 2
+    assert capsys.readouterr().out.count("✅ reptile_update: passed 3/3") == 2
 
 
 @pytest.mark.parametrize("fn, words", [
-    (reptile_sum, "divide the sum by the number of tasks"),
+    (reptile_sum, "the sum grows with the number of tasks"),
     (reptile_away, "TOWARDS"),
     (reptile_last_task, "not only the last one"),
 ])

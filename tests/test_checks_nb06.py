@@ -1,26 +1,16 @@
-"""Checks of notebook 06: the Meta-SGD inner step and ANIL's head-only step."""
+"""Checks of notebook 06: ANIL's head-only step (the Meta-SGD rates' meta-gradient: tests/test_exercises.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from mllib import checks
+
+from conftest import notebook_reference
 from mllib.inner import adapt
 
 
 pytestmark = pytest.mark.usefixtures("lenient_checks")
-
-
-def metasgd_right(params, grads, rates):
-    return {k: p - rates[k] * grads[k] for k, p in params.items()}
-
-
-def metasgd_plus(params, grads, rates):
-    return {k: p + rates[k] * grads[k] for k, p in params.items()}
-
-
-def metasgd_mean_rate(params, grads, rates):
-    return {k: p - rates[k].mean() * grads[k] for k, p in params.items()}
 
 
 def anil_right(params, grads, lr, head):
@@ -42,29 +32,17 @@ def unfinished(*args):
     raise NotImplementedError()
 
 
-def test_metasgd_reference_is_adapt_with_per_parameter_rates():
-    params = {"w": torch.randn(3, dtype=torch.float64), "b": torch.randn(1, dtype=torch.float64)}
-    rates = {"w": torch.rand(3, dtype=torch.float64), "b": torch.rand(1, dtype=torch.float64)}
-    loss = lambda p, x: ((p["w"] * x).sum() + p["b"]).square().sum()  # noqa: E731
-    x = torch.randn(3, dtype=torch.float64)
-    grads = torch.func.grad(loss)(params, x)
-    want = adapt(params, loss, x, 1, rates, evaluation=True)
-    got = checks._metasgd_step_reference(params, grads, rates)
-    assert all(torch.allclose(got[k], want[k]) for k in params)
-
-
 def test_anil_reference_is_adapt_on_the_head():
     params = {"body.w": torch.randn(3, dtype=torch.float64), "head.w": torch.randn(3, dtype=torch.float64)}
     loss = lambda p, x: ((p["body.w"] * p["head.w"] * x).sum()).square()  # noqa: E731
     x = torch.randn(3, dtype=torch.float64)
     grads = torch.func.grad(loss)(params, x)
     want = adapt(params, loss, x, 1, 0.1, names=["head.w"], evaluation=True)
-    got = checks._anil_step_reference(params, grads, 0.1, ["head.w"])
+    got = notebook_reference("anil_step")(params, grads, 0.1, ["head.w"])
     assert all(torch.allclose(got[k], want[k]) for k in params)
 
 
-@pytest.mark.parametrize("check,fn", [(checks.check_metasgd_step, metasgd_right),
-                                      (checks.check_anil_step, anil_right)])
+@pytest.mark.parametrize("check,fn", [(checks.check_anil_step, anil_right)])
 def test_pass_correct_implementations(check, fn, capsys):
     result = check(fn)
     assert result and result.passed == result.total
@@ -72,8 +50,6 @@ def test_pass_correct_implementations(check, fn, capsys):
 
 
 @pytest.mark.parametrize("check,fn,words", [
-    (checks.check_metasgd_step, metasgd_plus, "against"),
-    (checks.check_metasgd_step, metasgd_mean_rate, "own rate"),
     (checks.check_anil_step, anil_everything, "only the names in head"),
     (checks.check_anil_step, anil_head_only_keys, "keep the body"),
 ])
@@ -83,7 +59,7 @@ def test_fail_plausible_mistakes_with_a_hint(check, fn, words, capsys):
     assert words in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("check", [checks.check_metasgd_step, checks.check_anil_step])
+@pytest.mark.parametrize("check", [checks.check_metasgd_rate_gradient, checks.check_anil_step])
 def test_not_implemented(check, capsys):
     assert check(unfinished).status == "not_implemented"
     assert "⏳" in capsys.readouterr().out

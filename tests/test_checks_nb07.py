@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from mllib import checks
+
+from conftest import notebook_reference
 from mllib.incontext import attend
 from mllib.learned_optimizer import LearnedOptimizer
 
@@ -72,13 +74,13 @@ def test_learned_update_reference_is_the_library_rule():
         weights[f"w{i}"], weights[f"b{i}"] = layer.weight.detach(), layer.bias.detach()
     features, grad = torch.randn(9, 4, dtype=torch.float64), torch.randn(9, dtype=torch.float64)
     want = opt(features, grad).detach()
-    got = checks._learned_update_reference(features, grad, weights, math.exp(float(opt.log_lr.detach())), 0.2)
+    got = notebook_reference("learned_update")(features, grad, weights, math.exp(float(opt.log_lr.detach())), 0.2)
     assert torch.allclose(got, want)
 
 
 def test_support_attention_reference_is_the_library_attention():
     q, k, v = torch.randn(3, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 2)
-    assert torch.allclose(checks._support_attention_reference(q, k, v.double()), attend(q, k, v.double()))
+    assert torch.allclose(notebook_reference("support_attention")(q, k, v.double()), attend(q, k, v.double()))
 
 
 @pytest.mark.parametrize("check,fn", [(checks.check_learned_update, update_right),
@@ -94,7 +96,7 @@ def test_pass_correct_implementations(check, fn, capsys):
     (checks.check_learned_update, update_network_only, "added to the SGD step"),
     (checks.check_learned_update, update_no_relu, "ReLU"),
     (checks.check_learned_update, update_no_scale, "scale"),
-    (checks.check_support_attention, attention_unscaled, "sqrt(d)"),
+    (checks.check_support_attention, attention_unscaled, "square root of d"),
     (checks.check_support_attention, attention_wrong_axis, "over the support set"),
     (checks.check_support_attention, attention_no_softmax, "softmax"),
 ])

@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from mllib import checks
+
+from conftest import notebook_reference
 from mllib.rl import reinforce_loss
 
 pytestmark = pytest.mark.usefixtures("lenient_checks")
@@ -85,7 +87,7 @@ def unfinished(*args):
 
 def test_reference_is_the_library_loss():
     lp, r, b = torch.randn(3, 3, 4, dtype=torch.float64)
-    assert torch.equal(checks._reinforce_loss_reference(lp, r, b), reinforce_loss(lp, r, b))
+    assert torch.equal(notebook_reference("reinforce_loss")(lp, r, b), reinforce_loss(lp, r, b))
     assert torch.allclose(loss_right(lp, r, b), reinforce_loss(lp, r, b))
 
 
@@ -99,14 +101,14 @@ def test_pass_correct_implementations(check, fn, capsys):
 
 
 @pytest.mark.parametrize("check,fn,words", [
-    (checks.check_reinforce_loss, loss_no_minus, "minus sign"),
+    (checks.check_reinforce_loss, loss_no_minus, "*minus* the surrogate"),
     (checks.check_reinforce_loss, loss_no_baseline, "subtract the baseline"),
-    (checks.check_reinforce_loss, loss_immediate_reward, "not by r_t alone"),
+    (checks.check_reinforce_loss, loss_immediate_reward, "not by that step's reward alone"),
     (checks.check_reinforce_loss, loss_whole_return, "whole episode"),
-    (checks.check_reinforce_loss, loss_sum_over_episodes, "average over the episodes"),
+    (checks.check_reinforce_loss, loss_sum_over_episodes, "*average* over the episodes"),
     (checks.check_reinforce_loss, loss_mean_over_time, "shrinks the gradient"),
     (checks.check_adapted_policy, step_uphill, "step *down*"),
-    (checks.check_adapted_policy, step_first_order, "create_graph=True"),
+    (checks.check_adapted_policy, step_first_order, "keep the graph through it"),
     (checks.check_adapted_policy, step_detached, "cut off from params"),
     (checks.check_adapted_policy, step_only_some_keys, "every key of params"),
 ])

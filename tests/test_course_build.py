@@ -28,12 +28,19 @@ STUB = '''def remap_labels(labels, classes=None):
     raise NotImplementedError()'''
 
 
+def hidden(exercise: str, fn: str) -> str:
+    """A check cell's hidden-tests region (the instructor version only)."""
+    return (f"\n\n### BEGIN HIDDEN TESTS\ndef {exercise}_reference(*args):\n    return None\n\n\n"
+            f"checks.hidden_tests({exercise!r}, {fn}, {exercise}_reference)\n### END HIDDEN TESTS")
+
+
 def make_notebook(later: str = "print('the rest runs', 1 + 1)") -> object:
     cells = [new_markdown_cell("# 02 Task sampling\n\nWhat you will learn."),
              new_code_cell("from mllib import checks")]
-    cells += exercise_cells("remap", SOLVED, "checks.check_label_remap(remap_labels)", points=3)
+    cells += exercise_cells("remap", SOLVED, "checks.check_label_remap(remap_labels)" + hidden("label_remap", "remap_labels"),
+                            points=3)
     cells += exercise_cells("ci95", "def ci(v):\n    ### BEGIN SOLUTION\n    return 1, 2\n    ### END SOLUTION",
-                            "checks.check_confidence_interval(ci)", points=2)
+                            "checks.check_confidence_interval(ci)" + hidden("confidence_interval", "ci"), points=2)
     cells.append(new_code_cell(later))
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
@@ -67,13 +74,15 @@ def test_student_version_replaces_solutions_clears_outputs_and_keeps_the_rest():
     nb = make_notebook()
     student = student_version(nb)
     assert student.cells[2].source == STUB
-    assert "### BEGIN SOLUTION" not in "".join(c.source for c in student.cells)
+    text = "".join(c.source for c in student.cells)
+    assert "### BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text and "_reference" not in text
+    assert student.cells[3].source == "checks.check_label_remap(remap_labels)\n"  # the visible check stays
     for before, after in zip(nb.cells, student.cells):
         assert after.metadata == before.metadata  # nbgrader metadata kept
         assert after.get("id") == before.get("id")
         if after.cell_type == "code":
             assert after.outputs == [] and after.execution_count is None
-            if "BEGIN SOLUTION" not in before.source:
+            if "BEGIN SOLUTION" not in before.source and "HIDDEN TESTS" not in before.source:
                 assert after.source == before.source
     assert student.metadata == nb.metadata
     assert nb.cells[2].source == SOLVED and nb.cells[1].outputs  # the input is untouched
@@ -131,7 +140,7 @@ def test_lint_accepts_the_convention():
 def test_lint_flags_later_use_of_the_learners_function():
     problems = lint_exercises(make_notebook(later="labels = remap_labels(ids)"), "nb")
     assert len(problems) == 1 and "cell 6: uses 'remap_labels'" in problems[0]
-    rebinding = "from mllib.checks import _label_remap_reference as remap_labels\nremap_labels(ids)"
+    rebinding = "from mllib.evaluate import mean_ci95 as remap_labels\nremap_labels(ids)"
     assert lint_exercises(make_notebook(later=rebinding), "nb") == []
     nb = make_notebook(later="print(math.pi, answer)")
     nb.cells[4].source = "import math\n### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION\ndef ci(v):\n    return 1, 2"

@@ -34,11 +34,32 @@ REMAP_SOLVED = '''def remap_labels(labels, classes=None):
     ### END SOLUTION'''
 
 
+CI_CHECK = '''checks.check_confidence_interval(confidence_interval)
+
+### BEGIN HIDDEN TESTS
+def confidence_interval_reference(values):
+    return values.mean().item(), 1.96 * values.std().item() / math.sqrt(len(values))
+
+
+checks.hidden_tests("confidence_interval", confidence_interval, confidence_interval_reference)
+### END HIDDEN TESTS'''
+REMAP_CHECK = '''checks.check_label_remap(remap_labels)
+
+### BEGIN HIDDEN TESTS
+def label_remap_reference(labels, classes=None):
+    order = list(dict.fromkeys(labels.tolist())) if classes is None else classes.tolist()
+    return torch.tensor([order.index(x) for x in labels.tolist()])
+
+
+checks.hidden_tests("label_remap", remap_labels, label_remap_reference)
+### END HIDDEN TESTS'''
+
+
 def make_notebook():
     cells = [new_markdown_cell("# 02 Tiny course notebook"),
              new_code_cell("import math, os\nimport torch\nfrom mllib import checks"),
-             *exercise_cells("ci95", CI_SOLVED, "checks.check_confidence_interval(confidence_interval)", points=2),
-             *exercise_cells("remap", REMAP_SOLVED, "checks.check_label_remap(remap_labels)", points=3),
+             *exercise_cells("ci95", CI_SOLVED, CI_CHECK, points=2),
+             *exercise_cells("remap", REMAP_SOLVED, REMAP_CHECK, points=3),
              new_code_cell("# the rest uses the reference, never the learner's functions\n"
                            "print(os.environ['MLLIB_PROFILE'], os.environ['MLLIB_DEVICE'])")]
     return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -62,13 +83,14 @@ def test_execute_runs_in_place_and_reports_time_memory_and_checks(course, tmp_pa
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # kept for nbval
     assert code[-1].outputs[0]["text"] == "quick cpu\n"  # the CI defaults reach the kernel
-    assert "✅ label_remap: passed 6/6 cases" in code[4].outputs[0]["text"]
+    out = "".join(o.get("text", "") for o in code[4].outputs)
+    assert "✅ label_remap: passed 4/4 cases" in out and "✅ label_remap (hidden tests): passed" in out
     assert "execution" not in code[0].metadata  # no timing metadata churn in git
     report = json.loads(report_path.read_text())
     assert report["ok"] and report["env"]["MLLIB_PROFILE"] == "quick"
     (run,) = report["notebooks"]
     assert run["wall_s"] > 0 and run["cell_errors"] == []
-    assert [c["status"] for c in run["checks"]] == ["passed", "passed"]
+    assert [c["status"] for c in run["checks"]] == ["passed"] * 4  # visible and hidden, two exercises
     if Path("/proc/self/status").exists():
         assert run["peak_rss_source"] == "VmHWM" and 50 < run["peak_rss_mb"] < 4000
     assert "| 02_tiny.ipynb |" in capsys.readouterr().out
@@ -97,7 +119,8 @@ def test_grade_a_submission_with_one_right_one_wrong_and_an_edited_check(course,
     assert (result["total"], result["max_total"]) == (3, 5)
     assert "population standard deviation" not in result["scores"][0]["detail"]  # first line only
     assert result["scores"][0]["detail"].startswith("❌ confidence_interval: result[1] is")
-    assert result["notes"] == ["locked cell 'remap_check' had been edited; restored from the reference"]
+    assert result["notes"] == ["locked cell 'remap_check' had been edited; restored from the reference",
+                               "hidden tests of 2 check cell(s) run from the reference"]
 
 
 # ---------------------------------------------------------------- judging logic on hand-made runs

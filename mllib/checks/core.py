@@ -5,7 +5,8 @@ Every exercise of the course ends with a check cell such as::
     checks.check_confidence_interval(confidence_interval)
 
 which calls the learner's function on a few deterministic random inputs, compares the
-results with a reference implementation and prints one verdict block:
+results with fixed expected values (or, in the hidden tests, the instructor's reference) and
+prints one verdict block:
 
 * ``✅ <exercise>: passed N/N cases``
 * ``❌ <exercise>: <what failed>`` followed by ``   Hint: ...``
@@ -26,20 +27,13 @@ Environment variables:
 This module is the framework: verdicts, inputs, comparison and :func:`run_check`. The checks
 themselves live in one module per notebook, ``nbNN_<notebook>.py`` (see the package docstring).
 
-Adding a check for a new exercise (about ten lines, in its notebook's module, which imports
-``Case``, ``make_cases``, ``random_tensor`` and ``run_check`` from here)::
+The course's exercises do not call :func:`run_check` with a reference directly: each is an
+:class:`~mllib.checks.exercise.ExerciseSpec` whose visible check compares with stored values and
+whose hidden tests take the instructor's reference (``mllib/checks/exercise.py`` explains the
+pattern; the package ships no reference solution). :func:`run_check` with a ``reference`` stays
+available for one's own quick checks::
 
-    def _reptile_reference(params, adapted, epsilon):
-        return {k: p + epsilon * (adapted[k] - p) for k, p in params.items()}
-
-    def check_reptile_update(fn):
-        \"\"\"fn(params, adapted, epsilon) -> dict: the Reptile meta-update of one task.\"\"\"
-        def case(gen, i):
-            params = {"w": random_tensor(gen, 3, 2), "b": random_tensor(gen, 3)}
-            adapted = {k: p + random_tensor(gen, *p.shape) for k, p in params.items()}
-            return Case((params, adapted, [0.1, 0.5, 1.0][i % 3]))
-        return run_check("reptile_update", fn, _reptile_reference, make_cases(0, 4, case),
-                         hint="move each parameter a fraction epsilon towards its adapted value")
+    run_check("square", my_square, lambda x: x * x, [Case((i,)) for i in range(4)], hint="multiply")
 
 Inputs are generated from fixed seeds (``make_cases``), so a check gives the same verdict
 every time; each check runs in well under a second.
@@ -56,6 +50,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+
+from .hints import Hints
+from .library_calls import LIBRARY_CALL_HINT, CallGuard, library_call_message
 
 STRICT_ENV = "MLLIB_CHECKS_STRICT"
 RECORD_ENV = "MLLIB_CHECKS_RECORD"
@@ -274,28 +271,38 @@ def _finish(result: CheckResult) -> CheckResult:
 def run_check(
     exercise: str,
     learner_fn: Callable,
-    reference_fn: Callable,
+    reference_fn: Callable | None,
     cases: Iterable[Case | tuple],
     *,
-    hint: str,
+    hint: str | Hints,
     rtol: float = 1e-6,
     atol: float = 1e-8,
     compare: Callable[[Any, Any], str | None] | None = None,
     diagnose: Callable[[Case, Any, Any], str | None] | None = None,
+    expected: list | None = None,
+    wrap: Callable[[Callable], Callable] | None = None,
+    forbidden: Iterable[str] = (),
 ) -> CheckResult:
-    """Run ``learner_fn`` and ``reference_fn`` on every case, compare, print the verdict, return it.
+    """Run ``learner_fn`` on every case, compare with the expected result, print the verdict, return it.
 
     Args:
         exercise: the name shown in the verdict (e.g. ``"confidence_interval"``).
         learner_fn: the learner's function.
-        reference_fn: the reference implementation, called with the same arguments.
+        reference_fn: the reference implementation, called with the same arguments (the hidden
+            tests pass the instructor's reference); ``None`` when ``expected`` gives every result.
         cases: :class:`Case` objects or tuples of positional arguments (see :func:`make_cases`).
             Each function gets its own deep copy, so a learner who modifies inputs in place
             cannot change the reference's answer.
-        hint: shown under a failure.
+        hint: shown under a failure: a :class:`~mllib.checks.hints.Hints` (its conceptual tier,
+            plus a pointer to ``checks.hint(exercise)`` for the next one) or a plain sentence.
         rtol, atol: tolerances of the default comparison (:func:`compare_values`).
         compare: ``compare(got, want) -> None | "what differs"`` replacing the default.
         diagnose: ``diagnose(case, got, want) -> None | "a more specific hint"`` for known mistakes.
+        expected: fixed expected results, one per case (the visible checks: no reference runs).
+        wrap: ``wrap(fn) -> fn`` applied to the learner and the reference alike, e.g. to measure the
+            gradient *through* the function's result.
+        forbidden: dotted names of library functions the learner must not call (the exercise asks
+            for them to be written); a call fails the case (:mod:`mllib.checks.library_calls`).
 
     Stops at the first failing case. Returns a :class:`CheckResult`.
     """
@@ -303,24 +310,39 @@ def run_check(
     total = len(cases)
     if total == 0:
         raise ValueError("cases must hold at least one case")
+    if expected is not None and len(expected) != total:
+        raise ValueError(f"expected must hold one result per case ({total}), got {len(expected)}")
+    if expected is None and reference_fn is None:
+        raise ValueError("give reference_fn or expected")
+    concept, more = _hint_lines(exercise, hint)
     if not callable(learner_fn):
         return _finish(CheckResult(exercise, ERROR, 0, total,
                                    f"❌ {exercise}: expected a function, got {type(learner_fn).__name__}\n"
                                    f"   Hint: pass the function itself, without calling it"))
     compare = compare or (lambda got, want: compare_values(got, want, rtol, atol))
+    guard = CallGuard(learner_fn, forbidden)
+    call_learner = wrap(guard) if wrap else guard
+    call_reference = (wrap(reference_fn) if wrap else reference_fn) if reference_fn is not None else None
     for index, case in enumerate(cases, start=1):
-        want = reference_fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+        if expected is not None:
+            want = expected[index - 1]
+        else:
+            want = call_reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         where = f"case {index} of {total} (input: {describe_case(case)})"
         try:
-            got = learner_fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+            got = call_learner(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         except NotImplementedError:
             return _finish(CheckResult(exercise, NOT_IMPLEMENTED, index - 1, total,
                                        f"⏳ {exercise}: {NOT_IMPLEMENTED_TEXT}"))
         except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
             text = f"{type(err).__name__}: {err}".strip().rstrip(":")
             return _finish(CheckResult(exercise, ERROR, index - 1, total,
-                                       f"❌ {exercise}: your function raised {text}{_where(err, learner_fn)} on {where}\n"
-                                       f"   Hint: {hint}"))
+                                       f"❌ {exercise}: your function raised {text}{_where(err, learner_fn)} "
+                                       f"on {where}\n   Hint: {concept}{more}"))
+        if guard.calls:
+            return _finish(CheckResult(exercise, FAILED, index - 1, total,
+                                       f"❌ {exercise}: {library_call_message(guard.calls)} on {where}\n"
+                                       f"   Hint: {LIBRARY_CALL_HINT}"))
         try:
             problem = compare(got, want)
         except Exception as err:  # noqa: BLE001 - a result the comparison cannot read
@@ -329,8 +351,16 @@ def run_check(
             specific = diagnose(case, got, want) if diagnose else None
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
                                        f"❌ {exercise}: {problem} on {where}\n"
-                                       f"   Hint: {specific or hint}"))
+                                       f"   Hint: {specific or concept}{more}"))
     return _finish(CheckResult(exercise, PASSED, total, total, f"✅ {exercise}: passed {total}/{total} cases"))
+
+
+def _hint_lines(exercise: str, hint: str | Hints) -> tuple[str, str]:
+    """The first tier of ``hint`` and the "More help" line that points at the next tier."""
+    if isinstance(hint, Hints):
+        name = exercise.split(" ")[0]
+        return hint.concept, f"\n   More help: checks.hint({name!r})"
+    return hint, ""
 
 
 __all__ = [

@@ -6,13 +6,54 @@ from typing import Any, Callable
 
 import torch
 
-from mllib.sine_experiments import fit_polynomial
+from .core import Case, CheckResult, _to_tensor, make_cases
+from .exercise import VISIBLE, ExerciseSpec, register, visible_check
+from .hints import Hints
 
-from .core import Case, CheckResult, _to_tensor, compare_values, make_cases, run_check
+
+def _cases(kind: str) -> list[Case]:
+    settings = [(10, 1), (10, 3), (5, 2)] if kind == VISIBLE else \
+        [(20, 5), (4, 0), (8, 4), (6, 5), (30, 2), (3, 1), (12, 6)]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        k, degree = settings[i]
+        x = torch.rand(k, generator=gen, dtype=torch.float64) * 10 - 5
+        amplitude = 0.1 + 4.9 * torch.rand(1, generator=gen, dtype=torch.float64)
+        phase = math.pi * torch.rand(1, generator=gen, dtype=torch.float64)
+        return Case((x, amplitude * torch.sin(x - phase), degree))
+
+    return make_cases(1 if kind == VISIBLE else 101, len(settings), case)
 
 
-def _polynomial_fit_reference(x: torch.Tensor, y: torch.Tensor, degree: int) -> torch.Tensor:
-    return fit_polynomial(x, y, degree)
+def _structure(case: Case, got: Any, want: Any) -> str | None:
+    t = _to_tensor(got)
+    if t is None:
+        return None
+    if t.numel() == want.numel() and t.dim() != 1:
+        return "return a 1-D tensor of degree + 1 coefficients, not a column or a matrix"
+    if t.numel() != want.numel():
+        return "a polynomial of degree d has d + 1 coefficients, one per power of x from x**0 to x**d"
+    return None
+
+
+SPEC = register(ExerciseSpec(
+    name="polynomial_fit",
+    cases=_cases,
+    hints=Hints(
+        concept="fitting a polynomial is a linear least-squares problem in its coefficients; revisit "
+                "section 3 (the design matrix) of notebook 01",
+        reasoning="each row of the design matrix holds the powers of one input point, one column per "
+                  "coefficient from the constant term up; the coefficients are then the least-squares "
+                  "solution of (design matrix) times (coefficients) close to the targets, which torch's "
+                  "linear-algebra module solves for you"),
+    mistakes={
+        "reversed_order": "your coefficients come highest power first (numpy.polyfit's order); this "
+                          "exercise wants the constant term first",
+        "no_constant_column": "your design matrix starts at x**1: the constant term, x**0, is missing",
+    },
+    forbidden=("mllib.sine_experiments.fit_polynomial", "mllib.sine_experiments.polynomial_mse"),
+    diagnose=_structure, rtol=1e-5, atol=1e-6,
+))
 
 
 def check_polynomial_fit(fn: Callable) -> CheckResult:
@@ -23,32 +64,7 @@ def check_polynomial_fit(fn: Callable) -> CheckResult:
     ``y_hat = c[0] + c[1] x + ... + c[degree] x^degree`` minimising ``sum (y_hat_i - y_i)^2``.
     Tolerance 1e-5 relative (normal equations, ``lstsq`` and ``pinv`` all pass).
     """
-    settings = [(10, 1), (10, 3), (5, 2), (20, 5), (4, 0), (8, 4)]
-
-    def case(gen: torch.Generator, i: int) -> Case:
-        k, degree = settings[i]
-        x = torch.rand(k, generator=gen, dtype=torch.float64) * 10 - 5
-        amplitude = 0.1 + 4.9 * torch.rand(1, generator=gen, dtype=torch.float64)
-        phase = math.pi * torch.rand(1, generator=gen, dtype=torch.float64)
-        return Case((x, amplitude * torch.sin(x - phase), degree))
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        t = _to_tensor(got)
-        if t is None:
-            return None
-        if t.numel() == want.numel() and t.dim() != 1:
-            return "return a 1-D tensor of degree + 1 coefficients (e.g. `solution[:, 0]` or `.reshape(-1)`)"
-        if t.numel() == want.numel() and compare_values(t.flip(0), want, 1e-5, 1e-6) is None:
-            return ("your coefficients are in reverse order (highest power first, like numpy.polyfit); "
-                    "put the constant term first")
-        if t.numel() != want.numel():
-            return "a polynomial of degree d has d + 1 coefficients: columns x**0, x**1, ..., x**d"
-        return None
-
-    return run_check("polynomial_fit", fn, _polynomial_fit_reference, make_cases(1, len(settings), case),
-                     hint="build the design matrix X[i, d] = x[i] ** d for d = 0..degree, then solve the "
-                          "least-squares problem X c ~ y (torch.linalg.lstsq(X, y[:, None]).solution[:, 0])",
-                     rtol=1e-5, atol=1e-6, diagnose=diagnose)
+    return visible_check(SPEC, fn)
 
 
 __all__ = ["check_polynomial_fit"]

@@ -1,24 +1,54 @@
 """Checks of notebook 02, task sampling: ``check_label_remap``, ``check_support_query_split``."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable
 
 import torch
 
-from .core import Case, CheckResult, _describe, _to_tensor, make_cases, run_check
+from .core import Case, CheckResult, _describe, _to_tensor, make_cases
+from .exercise import VISIBLE, ExerciseSpec, register, visible_check
+from .hints import Hints
 
 
-def _label_remap_reference(labels: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
-    if classes is None:
-        seen: list[int] = []
-        for label in labels.tolist():
-            if label not in seen:
-                seen.append(label)
-        order = seen
-    else:
-        order = classes.tolist()
-    position = {c: i for i, c in enumerate(order)}
-    return torch.tensor([position[label] for label in labels.tolist()], dtype=torch.long)
+def _label_remap_cases(kind: str) -> list[Case]:
+    shapes = [(5, 1), (5, 3), (20, 1), (3, 5)] if kind == VISIBLE else \
+        [(2, 2), (5, 5), (10, 2), (1, 4), (7, 3), (5, 1), (4, 4), (3, 1)]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        ways, shots = shapes[i]
+        ids = torch.randperm(1623, generator=gen)[:ways]
+        labels = ids.repeat_interleave(shots)
+        labels = labels[torch.randperm(len(labels), generator=gen)]
+        if i % 2 == 0:
+            return Case((labels,))
+        return Case((labels, ids[torch.randperm(ways, generator=gen)]))
+
+    return make_cases(7 if kind == VISIBLE else 107, len(shapes), case)
+
+
+def _label_remap_structure(case: Case, got: Any, want: Any) -> str | None:
+    if isinstance(got, torch.Tensor) and got.is_floating_point():
+        return "class labels are integers (cross_entropy needs them as torch.long)"
+    return None
+
+
+LABEL_REMAP = register(ExerciseSpec(
+    name="label_remap",
+    cases=_label_remap_cases,
+    hints=Hints(
+        concept="each label becomes the *position* of its class in the task's order of classes; revisit "
+                "notebook 02, section 3 (why every task numbers its classes 0..N-1 afresh)",
+        reasoning="first settle the order of the N classes (the given one, or the order in which the ids "
+                  "first appear), then give every class id its position in that order and replace each "
+                  "label by the position of its id"),
+    mistakes={
+        "sorted_order": "number the classes in order of first appearance, not in sorted order of their ids",
+        "ignores_classes": "when classes is given, its order decides the new labels",
+        "one_based": "the new labels start at 0, not 1",
+    },
+    diagnose=_label_remap_structure,
+))
 
 
 def check_label_remap(fn: Callable) -> CheckResult:
@@ -33,56 +63,34 @@ def check_label_remap(fn: Callable) -> CheckResult:
     ``0..N-1``. Example: ``fn(tensor([812, 45, 812, 1203]))`` gives ``tensor([0, 1, 0, 2])``;
     ``fn(tensor([812, 45, 812, 1203]), tensor([1203, 812, 45]))`` gives ``tensor([1, 2, 1, 0])``.
     """
-    def case(gen: torch.Generator, i: int) -> Case:
-        ways, shots = [(5, 1), (5, 3), (20, 1), (3, 5), (2, 2), (5, 5)][i]
-        ids = torch.randperm(1623, generator=gen)[:ways]
-        labels = ids.repeat_interleave(shots)
-        labels = labels[torch.randperm(len(labels), generator=gen)]
-        if i % 2 == 0:
-            return Case((labels,))
-        return Case((labels, ids[torch.randperm(ways, generator=gen)]))
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        if isinstance(got, torch.Tensor) and got.is_floating_point():
-            return "return a torch.long tensor: cross_entropy needs integer class labels"
-        if len(case.args) == 1 and isinstance(got, torch.Tensor) and got.shape == want.shape:
-            if torch.equal(got.long(), torch.unique(case.args[0], return_inverse=True)[1]):
-                return "number the classes in order of first appearance, not in sorted order"
-        return None
-
-    return run_check("label_remap", fn, _label_remap_reference, make_cases(7, 6, case),
-                     hint="build a dict {class id: position in classes} (first-appearance order when "
-                          "classes is None) and look every label up; return a torch.long tensor",
-                     diagnose=diagnose)
+    return visible_check(LABEL_REMAP, fn)
 
 
-def _support_query_reference(num_examples: int, shots: int, query: int,
-                             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    order = torch.randperm(num_examples, generator=generator)
-    return order[:shots], order[shots:shots + query]
+def _split_cases(kind: str) -> list[Case]:
+    """Ten calls on (20, 1, 15) with eight different seeds (one repeated), then other shapes."""
+    if kind == VISIBLE:
+        specs = [(20, 1, 15, 0), (20, 1, 15, 0)] + [(20, 1, 15, s) for s in range(1, 9)] + [
+            (20, 5, 15, 9), (10, 3, 7, 10), (20, 10, 10, 11), (5, 2, 2, 12), (20, 1, 19, 13)]
+    else:
+        specs = [(20, 1, 15, 50 + s) for s in range(10)] + [(20, 1, 15, 50)] + [
+            (3, 1, 2, 70), (20, 0, 5, 71), (20, 5, 0, 72), (2, 1, 1, 73), (100, 20, 30, 74)]
+    return [Case((n, s, q, torch.Generator().manual_seed(1000 + seed)),
+                 label=f"num_examples={n}, shots={s}, query={q}, generator seeded {1000 + seed}")
+            for n, s, q, seed in specs]
 
 
-def check_support_query_split(fn: Callable) -> CheckResult:
-    """Check ``fn(num_examples, shots, query, generator) -> (support_idx, query_idx)``.
+def _split_expect(num_examples: int, shots: int, query: int, generator: torch.Generator) -> tuple:
+    """What the property check needs to know about a call: its sizes and its generator's state."""
+    state = hashlib.sha1(generator.get_state().numpy().tobytes()).hexdigest()
+    return num_examples, shots, query, state
 
-    One class of an N-way K-shot task has ``num_examples`` images (Omniglot: 20 drawers).
-    ``fn`` picks ``shots`` of them for the support set and ``query`` others for the query set:
-    two 1-D integer tensors ``[shots]`` and ``[query]`` with values in ``0..num_examples-1``,
-    all ``shots + query`` values distinct (no image in both sets, none twice), drawn at random
-    with ``generator`` (a seeded ``torch.Generator``) only, so the same seed gives the same split.
-    Any such split passes: the check tests these properties, not one particular draw.
-    """
-    specs = [(20, 1, 15, 0), (20, 1, 15, 0)] + [(20, 1, 15, s) for s in range(1, 9)] + [
-        (20, 5, 15, 9), (10, 3, 7, 10), (20, 10, 10, 11), (5, 2, 2, 12), (20, 1, 19, 13)]
-    cases = [Case((n, s, q, torch.Generator().manual_seed(1000 + seed)),
-                  label=f"num_examples={n}, shots={s}, query={q}, generator seeded {1000 + seed}")
-             for n, s, q, seed in specs]
+
+def _split_compare() -> Callable[[Any, Any], str | None]:
     seen: dict[tuple, tuple] = {}
-    first_supports: list[tuple] = []
-    index = iter(specs)
+    supports: list[tuple] = []
 
     def compare(got: Any, want: Any) -> str | None:
-        n, s, q, seed = next(index)
+        n, s, q, state = want
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             return "the result should be a pair (support_idx, query_idx)"
         parts = []
@@ -99,36 +107,61 @@ def check_support_query_split(fn: Callable) -> CheckResult:
             parts.append(t.long())
         support, query_idx = parts
         both = torch.cat(parts)
-        if len(set(support.tolist()) & set(query_idx.tolist())):
-            return f"support and query share index(es) {sorted(set(support.tolist()) & set(query_idx.tolist()))}"
+        shared = set(support.tolist()) & set(query_idx.tolist())
+        if shared:
+            return f"support and query share index(es) {sorted(shared)}"
         if len(set(both.tolist())) != len(both):
             return "an index appears twice within the support or the query set"
-        key = (n, s, q, seed)
+        key = (n, s, q, state)
         result = (tuple(support.tolist()), tuple(query_idx.tolist()))
         if key in seen and seen[key] != result:
             return "two calls with identically seeded generators gave different splits"
         seen[key] = result
         if (n, s, q) == (20, 1, 15):
-            first_supports.append(result[0])
-            if len(first_supports) == 10 and len(set(first_supports)) < 3:
-                return (f"calls with 9 differently seeded generators chose only {len(set(first_supports))} "
+            supports.append(result[0])
+            if len(supports) == 10 and len(set(supports)) < 3:
+                return (f"calls with 9 differently seeded generators chose only {len(set(supports))} "
                         "distinct support set(s): the split is not random")
         return None
 
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        try:
-            support, query_idx = (_to_tensor(v).long() for v in got)
-        except Exception:  # noqa: BLE001
-            return None
-        if set(support.tolist()) & set(query_idx.tolist()):
-            return ("draw ONE random permutation of the indices and slice it: the first `shots` "
-                    "for the support set, the next `query` for the query set")
-        return None
+    return compare
 
-    return run_check("support_query_split", fn, _support_query_reference, cases,
-                     hint="order = torch.randperm(num_examples, generator=generator), then slice it; "
-                          "use the generator argument for every random draw",
-                     compare=compare, diagnose=diagnose)
+
+def _split_structure(case: Case, got: Any, want: Any) -> str | None:
+    try:
+        support, query_idx = (_to_tensor(v).long() for v in got)
+    except Exception:  # noqa: BLE001
+        return None
+    if set(support.tolist()) & set(query_idx.tolist()):
+        return ("drawing the support and the query indices independently lets them overlap: make one "
+                "random choice that serves both sets")
+    return None
+
+
+SUPPORT_QUERY_SPLIT = register(ExerciseSpec(
+    name="support_query_split",
+    cases=_split_cases,
+    hints=Hints(
+        concept="the two sets must be disjoint, random, and reproducible from the generator alone; revisit "
+                "notebook 02, section 4 (support and query sets never share an example)",
+        reasoning="one random ordering of all the class's examples, drawn with the given generator, already "
+                  "holds everything: its first few entries can be the support set and the next few the "
+                  "query set, and no index can then appear twice"),
+    fixed=False, fresh_compare=_split_compare, expect=_split_expect, diagnose=_split_structure,
+))
+
+
+def check_support_query_split(fn: Callable) -> CheckResult:
+    """Check ``fn(num_examples, shots, query, generator) -> (support_idx, query_idx)``.
+
+    One class of an N-way K-shot task has ``num_examples`` images (Omniglot: 20 drawers).
+    ``fn`` picks ``shots`` of them for the support set and ``query`` others for the query set:
+    two 1-D integer tensors ``[shots]`` and ``[query]`` with values in ``0..num_examples-1``,
+    all ``shots + query`` values distinct (no image in both sets, none twice), drawn at random
+    with ``generator`` (a seeded ``torch.Generator``) only, so the same seed gives the same split.
+    Any such split passes: the check tests these properties, not one particular draw.
+    """
+    return visible_check(SUPPORT_QUERY_SPLIT, fn)
 
 
 __all__ = ["check_label_remap", "check_support_query_split"]

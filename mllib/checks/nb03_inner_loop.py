@@ -6,17 +6,12 @@ from typing import Any, Callable
 import torch
 from torch.func import functional_call
 
-from mllib.sine_experiments import adaptation_curve
-from mllib.tasks.batch import TaskBatch
-
-from .core import Case, CheckResult, _to_tensor, compare_values, make_cases, run_check
+from .core import Case, CheckResult, _to_tensor, compare_values, make_cases
+from .exercise import VISIBLE, ExerciseSpec, register, visible_check
+from .hints import Hints
 from .sine_inputs import _sine_task
 
-
-def _sgd_step_reference(model, params, x, y, lr):
-    loss = torch.nn.functional.mse_loss(functional_call(model, params, (x,)), y)
-    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
-    return {name: p - lr * g for (name, p), g in zip(params.items(), grads)}
+INNER_LOOP_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.sine_experiments.adapt_task")
 
 
 class _ThroughStep:
@@ -44,6 +39,62 @@ class _ThroughStep:
                 "meta_gradient": {k: (torch.zeros_like(p) if g is None else g) for (k, p), g in zip(params.items(), grads)}}
 
 
+def _step_cases(kind: str) -> list[Case]:
+    rates, sizes, hidden = ([0.01, 0.1, 0.5], [10, 5, 3], 4) if kind == VISIBLE else \
+        ([0.03, 0.2, 0.05, 1.0, 0.1], [10, 1, 20, 4, 7], 8)
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        model, params, x, y, qx, qy = _sine_task(gen, sizes[i], 10, hidden)
+        return Case((model, params, x, y, rates[i], qx, qy),
+                    label=f"SineMLP(hidden={hidden}) params, x/y [{len(x)}, 1], lr={rates[i]}")
+
+    return make_cases(3 if kind == VISIBLE else 103, len(rates), case)
+
+
+def _step_compare(got: Any, want: Any) -> str | None:
+    if not isinstance(got, dict) or "adapted" not in got:
+        return f"the result should be a dict of adapted parameters, got {type(got).__name__}"
+    problem = compare_values(got["adapted"], want["adapted"], 1e-6, 1e-9, path="adapted")
+    if problem:
+        return problem
+    if got["meta_gradient"] is None:
+        return ("the adapted parameters are not connected to the starting parameters in the autograd "
+                "graph, so the outer loop cannot differentiate through your step")
+    if compare_values(got["meta_gradient"], want["meta_gradient"], 1e-5, 1e-9) is not None:
+        return ("the values are right, but the gradient of a query loss through your step with respect "
+                "to the start differs from second-order MAML's")
+    return None
+
+
+def _step_structure(case: Case, got: Any, want: Any) -> str | None:
+    if not isinstance(got, dict) or "adapted" not in got:
+        return "return a new dict with one adapted tensor per key of params"
+    if compare_values(got["adapted"], want["adapted"], 1e-6, 1e-9) is None and got["meta_gradient"] is None:
+        return ("the new values must be computed from params themselves, inside the autograd graph: "
+                "no detaching, no no-grad block, no in-place update")
+    return None
+
+
+SGD_STEP = register(ExerciseSpec(
+    name="sgd_step",
+    cases=_step_cases,
+    hints=Hints(
+        concept="one inner step moves every parameter against the gradient of the support loss, and the "
+                "outer loop must be able to differentiate through that move; revisit notebook 03, section 1",
+        reasoning="compute the support MSE of the network called with params, take its gradient with respect "
+                  "to every entry of params while asking autograd to record that gradient computation too, "
+                  "and build a new dict in which each entry is the old one minus the rate times its gradient"),
+    mistakes={
+        "no_create_graph": "the values are right, but the inner gradient was treated as a constant: ask "
+                           "autograd to keep the graph of the gradient computation itself",
+        "step_up": "a descent step goes *against* the gradient",
+        "sum_loss": "the support loss is the mean squared error, not the sum of squared errors",
+    },
+    forbidden=INNER_LOOP_FUNCTIONS,
+    wrap=_ThroughStep, compare=_step_compare, diagnose=_step_structure,
+))
+
+
 def check_sgd_step(fn: Callable) -> CheckResult:
     """Check ``fn(model, params, x, y, lr) -> adapted``: one differentiable inner-loop SGD step.
 
@@ -53,50 +104,50 @@ def check_sgd_step(fn: Callable) -> CheckResult:
     The step must keep the autograd graph (``create_graph=True``), so that a query loss of the
     adapted parameters can be differentiated with respect to the *start* ``params`` (the
     second-order meta-gradient of MAML); the check compares both the values and that
-    meta-gradient with the reference.
+    meta-gradient with fixed expected values.
     """
-    rates = [0.01, 0.1, 0.5, 0.03]
+    return visible_check(SGD_STEP, fn)
+
+
+def _curve_cases(kind: str) -> list[Case]:
+    settings = [(3, 0.01), (1, 0.1), (0, 0.05)] if kind == VISIBLE else \
+        [(5, 0.02), (2, 0.3), (0, 0.1), (4, 0.01), (1, 1.0)]
 
     def case(gen: torch.Generator, i: int) -> Case:
-        model, params, x, y, qx, qy = _sine_task(gen, [10, 5, 10, 3][i], 10)
-        return Case((model, params, x, y, rates[i], qx, qy),
-                    label=f"SineMLP(hidden=8) params, x/y [{len(x)}, 1], lr={rates[i]}")
+        model, params, sx, sy, qx, qy = _sine_task(gen, 10, 20)
+        steps, lr = settings[i]
+        return Case((model, params, sx, sy, qx, qy, steps, lr),
+                    label=f"SineMLP(hidden=8), support [10, 1], query [20, 1], steps={steps}, lr={lr}")
 
-    def compare(got: Any, want: Any) -> str | None:
-        if not isinstance(got, dict) or "adapted" not in got:
-            return f"the result should be a dict of adapted parameters, got {type(got).__name__}"
-        problem = compare_values(got["adapted"], want["adapted"], 1e-6, 1e-9, path="adapted")
-        if problem:
-            return problem
-        if got["meta_gradient"] is None:
-            return ("the adapted parameters are not connected to the starting parameters in the autograd "
-                    "graph, so the outer loop cannot differentiate through your step")
-        if compare_values(got["meta_gradient"], want["meta_gradient"], 1e-5, 1e-9) is not None:
-            return ("the values are right, but the gradient of a query loss through your step with respect "
-                    "to the start differs from second-order MAML's: the inner gradient was treated as a constant")
-        return None
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        if not isinstance(got, dict) or "adapted" not in got:
-            return None
-        if compare_values(got["adapted"], want["adapted"], 1e-6, 1e-9) is not None:
-            return None
-        if got["meta_gradient"] is None:
-            return ("compute the new values from params themselves (no .detach(), no torch.no_grad(), "
-                    "no in-place update), with create_graph=True in torch.autograd.grad")
-        return "pass create_graph=True to torch.autograd.grad so the step itself can be differentiated"
+    return make_cases(4 if kind == VISIBLE else 104, len(settings), case)
 
 
-    return run_check("sgd_step", _ThroughStep(fn), _ThroughStep(_sgd_step_reference),
-                     make_cases(3, len(rates), case), compare=compare, diagnose=diagnose,
-                     hint="new value = params[k] - lr * (gradient of the support MSE, F.mse_loss of "
-                          "functional_call(model, params, (x,)) and y, with respect to params[k]); "
-                          "a step *down* the gradient, one entry per key")
+def _curve_structure(case: Case, got: Any, want: Any) -> str | None:
+    t = _to_tensor(got)
+    steps = case.args[6]
+    if t is not None and t.numel() == steps:
+        return "the curve starts *before* the first step: steps + 1 numbers in all"
+    return None
 
 
-def _adaptation_curve_reference(model, params, support_x, support_y, query_x, query_y, steps, lr):
-    batch = TaskBatch(support_x[None], support_y[None], query_x[None], query_y[None])
-    return adaptation_curve(model, params, batch, steps, lr)
+ADAPTATION_CURVE = register(ExerciseSpec(
+    name="adaptation_curve",
+    cases=_curve_cases,
+    hints=Hints(
+        concept="an adaptation curve records how good the adapted parameters are on *fresh* points of the "
+                "task after 0, 1, 2, ... inner steps; revisit notebook 03, section 2",
+        reasoning="keep the current parameters in a variable; at each k from 0 to steps first record the query "
+                  "MSE of the current parameters, then (except after the last record) replace them by one "
+                  "plain SGD step on the support MSE; no graph needs to be kept at test time"),
+    mistakes={
+        "measured_on_support": "train on the support set but measure the curve on the query set",
+        "no_update": "the curve never changes: each step must replace the current parameters by the "
+                     "stepped ones",
+        "step_up": "a descent step goes *against* the gradient",
+    },
+    forbidden=("mllib.sine_experiments.adaptation_curve", *INNER_LOOP_FUNCTIONS),
+    diagnose=_curve_structure, rtol=1e-5, atol=1e-8,
+))
 
 
 def check_adaptation_curve(fn: Callable) -> CheckResult:
@@ -108,33 +159,7 @@ def check_adaptation_curve(fn: Callable) -> CheckResult:
     query MSE of the start itself. ``model`` is a float64 ``SineMLP``, ``params`` a dict of leaf
     tensors, ``support_x, support_y [K, 1]``, ``query_x, query_y [Q, 1]``. Tolerance 1e-5 relative.
     """
-    settings = [(3, 0.01), (1, 0.1), (0, 0.05), (5, 0.02)]
-
-    def case(gen: torch.Generator, i: int) -> Case:
-        model, params, sx, sy, qx, qy = _sine_task(gen, 10, 20)
-        steps, lr = settings[i]
-        return Case((model, params, sx, sy, qx, qy, steps, lr),
-                    label=f"SineMLP(hidden=8), support [10, 1], query [20, 1], steps={steps}, lr={lr}")
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        t = _to_tensor(got)
-        if t is None:
-            return None
-        steps = case.args[6]
-        if t.numel() == steps:
-            return "return steps + 1 numbers: the query MSE before any step, then after each of the steps"
-        if t.numel() == steps + 1:
-            model, params, sx, sy = case.args[:4]
-            on_support = _adaptation_curve_reference(model, params, sx, sy, sx, sy, steps, case.args[7])
-            if compare_values(t, on_support, 1e-5, 1e-8) is None:
-                return "train on the support set but measure the curve on the query set"
-        return None
-
-    return run_check("adaptation_curve", fn, _adaptation_curve_reference, make_cases(4, len(settings), case),
-                     rtol=1e-5, atol=1e-8, diagnose=diagnose,
-                     hint="keep a dict `current` = params; for k in 0..steps: record the query MSE of `current` "
-                          "(under torch.no_grad()), then, if k < steps, replace `current` by one SGD step on the "
-                          "support MSE (torch.autograd.grad, then p - lr * g, detached)")
+    return visible_check(ADAPTATION_CURVE, fn)
 
 
 __all__ = ["check_sgd_step", "check_adaptation_curve"]

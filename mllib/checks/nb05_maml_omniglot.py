@@ -1,20 +1,53 @@
 """Checks of notebook 05, MAML on Omniglot: ``check_confidence_interval``, ``check_prototypes``."""
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
 
-from .core import Case, CheckResult, make_cases, random_tensor, run_check
+from .core import Case, CheckResult, make_cases, random_tensor
+from .exercise import VISIBLE, ExerciseSpec, register, visible_check
+from .hints import Hints
 
 
-def _ci95_reference(values: torch.Tensor) -> tuple[float, float]:
-    v = values.double()
-    n = v.numel()
-    mean = v.mean().item()
-    sd = math.sqrt(((v - mean) ** 2).sum().item() / (n - 1))
-    return mean, 1.96 * sd / math.sqrt(n)
+def _ci_cases(kind: str) -> list[Case]:
+    sizes = [2, 5, 30, 7] if kind == VISIBLE else [600, 3, 200, 10, 7]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        n = sizes[i]
+        if n == 7:  # every task scored the same: the interval has zero width
+            return Case((torch.full((n,), 0.8, dtype=torch.float64),), label="7 equal values")
+        return Case((torch.rand(n, generator=gen, dtype=torch.float64),))
+
+    return make_cases(95 if kind == VISIBLE else 195, len(sizes), case)
+
+
+def _ci_structure(case: Case, got: Any, want: Any) -> str | None:
+    try:
+        _, half = got
+        float(half)
+    except (TypeError, ValueError):
+        return "return a pair (mean, half_width)"
+    return None
+
+
+CONFIDENCE_INTERVAL = register(ExerciseSpec(
+    name="confidence_interval",
+    cases=_ci_cases,
+    hints=Hints(
+        concept="the interval describes how precisely the *mean* over the tasks is known, so its width shrinks "
+                "as the number of tasks grows; revisit notebook 05, section 3",
+        reasoning="estimate the spread of one task's score from the sample (with the divisor that makes the "
+                  "estimate unbiased), turn it into the spread of the mean of n scores, and take 1.96 of those "
+                  "on either side of the mean"),
+    mistakes={
+        "population_sd": "you used the population standard deviation (divide by n); the sample one divides "
+                         "by n - 1",
+        "no_sqrt_n": "that is the spread of one task's score; the interval is about the mean of n of them",
+        "variance": "use the standard deviation (the square root of the variance)",
+    },
+    forbidden=("mllib.evaluate.mean_ci95",), diagnose=_ci_structure,
+))
 
 
 def check_confidence_interval(fn: Callable) -> CheckResult:
@@ -24,38 +57,43 @@ def check_confidence_interval(fn: Callable) -> CheckResult:
     accuracies of 600 test tasks. ``half_width = 1.96 * sd / sqrt(n)`` where ``sd`` is the
     *sample* standard deviation (divisor ``n - 1``, i.e. ``torch.std`` with its default
     ``correction=1``, or ``numpy.std(..., ddof=1)``). Both results may be Python floats or
-    one-element tensors; tolerance 1e-6 relative.
+    one-element tensors; tolerance 1e-6 relative. Calling ``mllib.evaluate.mean_ci95`` fails.
     """
-    sizes = [2, 5, 30, 600, 7]
+    return visible_check(CONFIDENCE_INTERVAL, fn)
+
+
+def _proto_cases(kind: str) -> list[Case]:
+    shapes = [(5, 1, 8), (5, 5, 16), (3, 4, 6)] if kind == VISIBLE else [(20, 1, 4), (2, 3, 5), (5, 2, 3), (1, 4, 2)]
 
     def case(gen: torch.Generator, i: int) -> Case:
-        n = sizes[i]
-        if i == 4:  # every task scored the same: the interval has zero width
-            return Case((torch.full((n,), 0.8, dtype=torch.float64),), label="7 equal values")
-        return Case((torch.rand(n, generator=gen, dtype=torch.float64),))
+        ways, shots, dim = shapes[i]
+        labels = torch.arange(ways).repeat_interleave(shots)
+        labels = labels[torch.randperm(len(labels), generator=gen)]
+        return Case((random_tensor(gen, ways * shots, dim), labels, ways))
 
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        try:
-            _, half = got
-            half = float(half)
-        except (TypeError, ValueError):
-            return "return a pair (mean, half_width), e.g. `return mean, half_width`"
-        v = case.args[0].double()
-        n = v.numel()
-        sd0 = v.std(correction=0).item()
-        if math.isclose(half, 1.96 * sd0 / math.sqrt(n), rel_tol=1e-6):
-            return "you used the population standard deviation (divide by n); use the sample one (divide by n - 1)"
-        if math.isclose(half, 1.96 * v.std().item(), rel_tol=1e-6):
-            return "divide the standard deviation by sqrt(n): the interval is about the mean, not one task"
-        return None
-
-    return run_check("confidence_interval", fn, _ci95_reference, make_cases(95, len(sizes), case),
-                     hint="mean = values.mean(); half_width = 1.96 * sd / sqrt(n) with the sample sd (n - 1)",
-                     diagnose=diagnose)
+    return make_cases(5 if kind == VISIBLE else 105, len(shapes), case)
 
 
-def _prototypes_reference(embeddings: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
-    return torch.stack([embeddings[labels == c].mean(0) for c in range(ways)])
+def _proto_structure(case: Case, got: Any, want: Any) -> str | None:
+    if isinstance(got, torch.Tensor) and got.shape == want.shape[::-1] and got.shape != want.shape:
+        return "one row per class: the result is [ways, D], not [D, ways]"
+    return None
+
+
+PROTOTYPES = register(ExerciseSpec(
+    name="prototypes",
+    cases=_proto_cases,
+    hints=Hints(
+        concept="a prototype summarises one class by the average of its support embeddings; revisit "
+                "notebook 05, section 4",
+        reasoning="for each class label in turn, select the rows of the embeddings whose label is that class "
+                  "and average them; the rows of the result follow the class order 0..ways-1"),
+    mistakes={
+        "sum": "you summed the embeddings of each class: a prototype is their mean",
+        "overall_mean": "that is the mean over the whole support set: average each class separately",
+    },
+    diagnose=_proto_structure,
+))
 
 
 def check_prototypes(fn: Callable) -> CheckResult:
@@ -65,29 +103,7 @@ def check_prototypes(fn: Callable) -> CheckResult:
     ``0..ways-1`` (every class present, in any order); the result is ``[ways, D]`` with row ``c``
     the mean embedding of the support examples labelled ``c``.
     """
-    shapes = [(5, 1, 8), (5, 5, 16), (20, 1, 4), (3, 4, 6)]
-
-    def case(gen: torch.Generator, i: int) -> Case:
-        ways, shots, dim = shapes[i]
-        labels = torch.arange(ways).repeat_interleave(shots)
-        labels = labels[torch.randperm(len(labels), generator=gen)]
-        return Case((random_tensor(gen, ways * shots, dim), labels, ways))
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        emb, labels, ways = case.args
-        if isinstance(got, torch.Tensor) and got.shape == want.shape:
-            sums = torch.stack([emb[labels == c].sum(0) for c in range(ways)])
-            if torch.allclose(got.double(), sums, atol=1e-6) and not torch.allclose(sums, want):
-                return "you summed the embeddings of each class: divide by the number of shots (take the mean)"
-            if torch.allclose(got.double(), emb.mean(0).expand_as(want), atol=1e-6):
-                return "that is the mean over the whole support set: average each class separately"
-        if isinstance(got, torch.Tensor) and got.shape == want.shape[::-1]:
-            return "return [ways, D] (one row per class), not [D, ways]"
-        return None
-
-    return run_check("prototypes", fn, _prototypes_reference, make_cases(5, len(shapes), case),
-                     hint="for each class c in range(ways): embeddings[labels == c].mean(0); stack the rows",
-                     diagnose=diagnose)
+    return visible_check(PROTOTYPES, fn)
 
 
 __all__ = ["check_confidence_interval", "check_prototypes"]

@@ -1,47 +1,117 @@
-"""Checks of notebook 06, learning the learning algorithm: ``check_metasgd_step``, ``check_anil_step``."""
+"""Checks of notebook 06, learning the learning algorithm: ``check_metasgd_rate_gradient``, ``check_anil_step``."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import torch
 
-from .core import Case, CheckResult, make_cases, random_tensor, run_check
+from .core import Case, CheckResult, _to_tensor, make_cases, random_tensor
+from .exercise import VISIBLE, ExerciseSpec, register, visible_check
+from .hints import Hints
+from .sine_inputs import _sine_task
 
 
-def _metasgd_step_reference(params: dict, grads: dict, rates: dict) -> dict:
-    return {k: p - rates[k] * grads[k] for k, p in params.items()}
+def _rate_cases(kind: str) -> list[Case]:
+    sizes, hidden = ([10, 5, 3], 4) if kind == VISIBLE else ([10, 1, 20, 7], 8)
 
-
-def check_metasgd_step(fn: Callable) -> CheckResult:
-    """Check ``fn(params, grads, rates) -> dict``: one Meta-SGD inner step.
-
-    ``params``, ``grads`` and ``rates`` are dicts with the same keys and tensors of the same
-    shape; the result has those keys with ``params[k] - rates[k] * grads[k]`` (an elementwise
-    product: every single weight has its own learned rate).
-    """
     def case(gen: torch.Generator, i: int) -> Case:
-        shapes = {"body.0.weight": (4, 1), "body.0.bias": (4,), "head.weight": (1, 4), "head.bias": (1,)}
+        model, params, sx, sy, qx, qy = _sine_task(gen, sizes[i], 10, hidden)
+        rates = {k: 0.02 + 0.05 * torch.rand(p.shape, generator=gen, dtype=torch.float64) for k, p in params.items()}
+        return Case((model, params, rates, sx, sy, qx, qy),
+                    label=f"SineMLP(hidden={hidden}) params and rates, support [{sizes[i]}, 1], query [10, 1]")
+
+    return make_cases(60 if kind == VISIBLE else 160, len(sizes), case)
+
+
+def _rate_structure(case: Case, got: Any, want: Any) -> str | None:
+    if not isinstance(got, dict) or set(got) != set(want):
+        return "return a dict with one entry per rate tensor (the keys of rates)"
+    for key, value in got.items():
+        t = _to_tensor(value)
+        if t is not None and t.shape != want[key].shape:
+            return ("every single weight has its own rate, so the gradient has one number per weight: "
+                    f"{key!r} needs shape {tuple(want[key].shape)}")
+    return None
+
+
+METASGD_RATE_GRADIENT = register(ExerciseSpec(
+    name="metasgd_rate_gradient",
+    cases=_rate_cases,
+    hints=Hints(
+        concept="the rates enter the query loss only through the adapted parameters, and the adapted "
+                "parameters depend on the rates linearly; the chain rule then needs just two ordinary "
+                "gradients; revisit notebook 06, section 1",
+        reasoning="write one adapted weight as its start minus its rate times its support gradient; the "
+                  "support gradient is evaluated at the start, so it does not depend on the rate; the derivative "
+                  "of the adapted weight with respect to its own rate is therefore minus that support gradient, "
+                  "and the chain rule multiplies it, weight by weight, by the query loss's gradient taken where "
+                  "the query loss is evaluated: at the adapted parameters"),
+    mistakes={
+        "no_minus": "the adapted weight *decreases* as its rate grows (start minus rate times gradient): "
+                    "check the sign",
+        "query_gradient_at_start": "the query loss is evaluated at the *adapted* parameters, so its gradient "
+                                   "must be taken there, not at the start",
+        "times_rate": "the adapted weight is linear in its rate: its derivative with respect to the rate does "
+                      "not contain the rate itself",
+        "start_gradient": "that is the meta-gradient with respect to the *start*; this exercise asks for the "
+                          "gradient with respect to the *rates*",
+    },
+    forbidden=("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.algorithms.meta_gradient",
+               "mllib.algorithms.meta_step", "mllib.algorithms.query_loss_and_metric"),
+    diagnose=_rate_structure, rtol=1e-6, atol=1e-10,
+))
+
+
+def check_metasgd_rate_gradient(fn: Callable) -> CheckResult:
+    """Check ``fn(model, params, rates, support_x, support_y, query_x, query_y) -> dict``.
+
+    Meta-SGD's inner step ``adapted[k] = params[k] - rates[k] * g[k]`` with ``g`` the gradient of the
+    support MSE at ``params``; the result is ``{k: d (query MSE of adapted) / d rates[k]}``, one
+    number per weight (same shapes as ``rates``). ``model`` is a float64 ``SineMLP``; ``params``
+    and ``rates`` dicts of tensors with the same keys and shapes; ``support_x, support_y [K, 1]``,
+    ``query_x, query_y [Q, 1]``. The expected values were computed by autograd through the step;
+    tolerance 1e-6 relative.
+    """
+    return visible_check(METASGD_RATE_GRADIENT, fn)
+
+
+def _anil_cases(kind: str) -> list[Case]:
+    rates = [0.4, 0.1, 0.01] if kind == VISIBLE else [0.3, 1.0, 0.05, 0.2]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        shapes = {"blocks.0.conv.weight": (3, 1, 3, 3), "blocks.0.norm.weight": (3,), "head.weight": (5, 3),
+                  "head.bias": (5,)}
         params = {k: random_tensor(gen, *s) for k, s in shapes.items()}
         grads = {k: random_tensor(gen, *s) for k, s in shapes.items()}
-        rates = {k: 0.01 * random_tensor(gen, *s).abs() for k, s in shapes.items()}
-        return Case((params, grads, rates))
+        head = ["head.weight", "head.bias"] if i != 3 else ["head.bias"]
+        return Case((params, grads, rates[i], head))
 
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        params, grads, rates = case.args
-        if not isinstance(got, dict) or set(got) != set(want):
-            return "return a dict with the same keys as params"
-        if all(torch.allclose(torch.as_tensor(got[k]).double(), params[k] + rates[k] * grads[k]) for k in params):
-            return "step *against* the gradient: params - rates * grads"
-        if all(torch.allclose(torch.as_tensor(got[k]).double(), params[k] - rates[k].mean() * grads[k]) for k in params):
-            return "use each weight's own rate (elementwise), not the mean rate of the tensor"
-        return None
-
-    return run_check("metasgd_step", fn, _metasgd_step_reference, make_cases(6, 3, case),
-                     hint="{k: params[k] - rates[k] * grads[k] for k in params}", diagnose=diagnose)
+    return make_cases(7 if kind == VISIBLE else 107, len(rates), case)
 
 
-def _anil_step_reference(params: dict, grads: dict, lr: float, head: list) -> dict:
-    return {k: (p - lr * grads[k]) if k in head else p for k, p in params.items()}
+def _anil_structure(case: Case, got: Any, want: Any) -> str | None:
+    params, grads, lr, head = case.args
+    if not isinstance(got, dict):
+        return "return a dict with every key of params"
+    if set(got) == set(head):
+        return "keep the body's parameters in the result too (unchanged): the model needs all of them"
+    return None
+
+
+ANIL_STEP = register(ExerciseSpec(
+    name="anil_step",
+    cases=_anil_cases,
+    hints=Hints(
+        concept="ANIL's inner loop adapts the head only; the body is shared by all tasks and stays as it is; "
+                "revisit notebook 06, section 2",
+        reasoning="go through every parameter: a name listed in head takes an SGD step with its gradient, any "
+                  "other name keeps its current value, and the result still holds every name"),
+    mistakes={
+        "all_updated": "that updated every parameter (MAML's inner step); ANIL updates only the names in head",
+        "step_up": "a descent step goes *against* the gradient",
+    },
+    forbidden=("mllib.inner.adapt", "mllib.inner.inner_gradients"), diagnose=_anil_structure,
+))
 
 
 def check_anil_step(fn: Callable) -> CheckResult:
@@ -51,26 +121,7 @@ def check_anil_step(fn: Callable) -> CheckResult:
     list of the head's parameter names. The head takes an SGD step ``params[k] - lr * grads[k]``;
     every other (body) parameter is returned unchanged. The result has all keys of ``params``.
     """
-    def case(gen: torch.Generator, i: int) -> Case:
-        shapes = {"blocks.0.conv.weight": (3, 1, 3, 3), "blocks.0.norm.weight": (3,), "head.weight": (5, 3),
-                  "head.bias": (5,)}
-        params = {k: random_tensor(gen, *s) for k, s in shapes.items()}
-        grads = {k: random_tensor(gen, *s) for k, s in shapes.items()}
-        return Case((params, grads, [0.4, 0.1, 0.01][i], ["head.weight", "head.bias"]))
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        params, grads, lr, head = case.args
-        if not isinstance(got, dict):
-            return "return a dict with every key of params"
-        if set(got) == set(head):
-            return "keep the body's parameters in the result too (unchanged): the model needs all of them"
-        if set(got) == set(params) and all(
-                torch.allclose(torch.as_tensor(got[k]).double(), params[k] - lr * grads[k]) for k in params):
-            return "that updated every parameter (MAML's inner step); ANIL updates only the names in head"
-        return None
-
-    return run_check("anil_step", fn, _anil_step_reference, make_cases(7, 3, case),
-                     hint="{k: p - lr * grads[k] if k in head else p for k, p in params.items()}", diagnose=diagnose)
+    return visible_check(ANIL_STEP, fn)
 
 
-__all__ = ["check_metasgd_step", "check_anil_step"]
+__all__ = ["check_metasgd_rate_gradient", "check_anil_step"]

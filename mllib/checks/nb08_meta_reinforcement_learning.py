@@ -1,21 +1,49 @@
 """Checks of notebook 08, meta-reinforcement learning: ``check_reinforce_loss``, ``check_adapted_policy``."""
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable
 
 import torch
 
-from .core import Case, CheckResult, compare_values, make_cases, random_tensor, run_check
+from .core import Case, CheckResult, make_cases, random_tensor
+from .exercise import VISIBLE, ExerciseSpec, register, visible_check
+from .hints import Hints
 
 
-def _reward_to_go(rewards: torch.Tensor) -> torch.Tensor:
-    return rewards.flip(-1).cumsum(-1).flip(-1)
+def _loss_cases(kind: str) -> list[Case]:
+    shapes = [(4, 5), (6, 3), (3, 1)] if kind == VISIBLE else [(2, 7), (5, 4), (1, 6), (8, 2)]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        e, h = shapes[i]
+        log_probs, rewards = random_tensor(gen, e, h), -random_tensor(gen, e, h).abs()
+        return Case((log_probs, rewards, -h * random_tensor(gen, e, h).abs() / 2))
+
+    return make_cases(80 if kind == VISIBLE else 180, len(shapes), case)
 
 
-def _reinforce_loss_reference(log_probs, rewards, baseline):
-    from mllib.rl.losses import reinforce_loss
-    return reinforce_loss(log_probs, rewards, baseline)
+REINFORCE_LOSS = register(ExerciseSpec(
+    name="reinforce_loss",
+    cases=_loss_cases,
+    hints=Hints(
+        concept="the REINFORCE loss is a surrogate whose gradient is minus the policy-gradient estimate: each "
+                "action's log-probability is weighted by how much better than the baseline the rewards *after* it "
+                "were; revisit notebook 08, section 2",
+        reasoning="first turn the rewards into rewards-to-go (for each step, the sum of that step's reward and "
+                  "all later ones in the same episode), subtract the baseline, weight the log-probabilities by the "
+                  "result, add up over the steps of each episode, average over the episodes, and flip the sign"),
+    mistakes={
+        "no_minus": "the loss is *minus* the surrogate: minimising it must climb the return",
+        "no_baseline": "subtract the baseline from the reward-to-go",
+        "reward_not_to_go": "weight each log-probability by the reward-to-go from its step on, not by that "
+                            "step's reward alone",
+        "whole_return": "weight each log-probability by the rewards from its step on, not by the whole "
+                        "episode's return",
+        "sum_over_episodes": "sum over the time steps of an episode, then *average* over the episodes",
+        "mean_over_steps": "sum over the time steps of an episode (a mean over steps shrinks the gradient by "
+                           "the horizon)",
+    },
+    forbidden=("mllib.rl.losses.reinforce_loss", "mllib.rl.losses.reward_to_go"),
+))
 
 
 def check_reinforce_loss(fn: Callable) -> CheckResult:
@@ -25,38 +53,7 @@ def check_reinforce_loss(fn: Callable) -> CheckResult:
     ``sum_t log_probs[e, t] * (G[e, t] - baseline[e, t])``, with the reward-to-go
     ``G[e, t] = rewards[e, t] + rewards[e, t+1] + ... + rewards[e, -1]``.
     """
-    shapes = [(4, 5), (6, 3), (3, 1), (2, 7)]
-
-    def case(gen: torch.Generator, i: int) -> Case:
-        e, h = shapes[i]
-        log_probs, rewards = random_tensor(gen, e, h), -random_tensor(gen, e, h).abs()
-        return Case((log_probs, rewards, -h * random_tensor(gen, e, h).abs() / 2))
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        lp, r, b = case.args
-        g = _reward_to_go(r)
-        wrong = {
-            "the loss is *minus* the surrogate (minimising it must climb the return): put a minus sign in front":
-                (lp * (g - b)).sum(-1).mean(),
-            "subtract the baseline from the reward-to-go: G_t - b_t": -(lp * g).sum(-1).mean(),
-            "weight log pi(a_t) by the reward-to-go G_t (the rewards from step t on), not by r_t alone":
-                -(lp * (r - b)).sum(-1).mean(),
-            "weight log pi(a_t) by the reward-to-go G_t from step t on, not by the whole episode's return":
-                -(lp * (r.sum(-1, keepdim=True) - b)).sum(-1).mean(),
-            "sum over the time steps of an episode, then average over the episodes (not a sum over episodes)":
-                -(lp * (g - b)).sum(),
-            "sum over the time steps of an episode (a mean over steps shrinks the gradient by the horizon)":
-                -(lp * (g - b)).mean(),
-        }
-        for hint, value in wrong.items():
-            if compare_values(got, value, 1e-6, 1e-9) is None:
-                return hint
-        return None
-
-    return run_check("reinforce_loss", fn, _reinforce_loss_reference, make_cases(80, len(shapes), case),
-                     diagnose=diagnose,
-                     hint="G = rewards.flip(-1).cumsum(-1).flip(-1); "
-                          "loss = -(log_probs * (G - baseline)).sum(-1).mean()")
+    return visible_check(REINFORCE_LOSS, fn)
 
 
 def _outer_weights(params: dict) -> dict:
@@ -92,11 +89,6 @@ class _WithMetaGradient:
                 "meta_gradient": dict(zip(leaves, grads))}
 
 
-def _adapted_policy_reference(params, loss_fn, episodes, lr):
-    from mllib.inner import adapt
-    return adapt(params, loss_fn, episodes, 1, lr)
-
-
 def _policy_case(gen: torch.Generator, lr: float) -> Case:
     from mllib.rl import PointNavigation, policy_loss_fn, rollout, seeded_policy
     env = PointNavigation(horizon=4)
@@ -110,6 +102,38 @@ def _policy_case(gen: torch.Generator, lr: float) -> Case:
                 label=f"GaussianMLPPolicy(hidden=(6,)) params, its REINFORCE loss_fn, 3 episodes of 4 steps, lr={lr}")
 
 
+def _policy_cases(kind: str) -> list[Case]:
+    rates = [0.05, 0.1, 0.02] if kind == VISIBLE else [0.01, 0.2, 0.07]
+    return make_cases(81 if kind == VISIBLE else 181, len(rates), lambda gen, i: _policy_case(gen, rates[i]))
+
+
+def _policy_structure(case: Case, got: Any, want: Any) -> str | None:
+    if not isinstance(got, dict) or set(got) != {"adapted", "meta_gradient"}:
+        return "return a dict with every key of params, each holding its adapted tensor"
+    return None
+
+
+ADAPTED_POLICY = register(ExerciseSpec(
+    name="adapted_policy",
+    cases=_policy_cases,
+    hints=Hints(
+        concept="the inner loop of MAML for RL is one gradient step on the REINFORCE loss, and the outer loop "
+                "must differentiate through it, gradient included; revisit notebook 08, section 3",
+        reasoning="differentiate loss_fn with respect to the parameter dict in a way that keeps the gradient "
+                  "itself differentiable, then build a new dict in which every parameter moves against its "
+                  "gradient by the rate lr"),
+    mistakes={
+        "step_up": "step *down* the loss (the loss is minus the return, so this climbs the return)",
+        "first_order": "the step is right but its gradient counts as a constant: keep the graph through it "
+                       "(second order)",
+        "detached": "the values are right but the result is cut off from params: no detaching and no "
+                    "no-grad block",
+    },
+    forbidden=("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.rl.maml.adapt_policies"),
+    wrap=_WithMetaGradient, diagnose=_policy_structure, rtol=1e-6, atol=1e-9,
+))
+
+
 def check_adapted_policy(fn: Callable) -> CheckResult:
     """Check ``fn(params, loss_fn, episodes, lr) -> dict``: one differentiable policy-gradient step.
 
@@ -119,34 +143,7 @@ def check_adapted_policy(fn: Callable) -> CheckResult:
     ``params`` through the gradient itself (second order): the check also compares the gradient
     of a fixed function of the result with respect to ``params``.
     """
-    rates = [0.05, 0.1, 0.02]
-
-    def case(gen: torch.Generator, i: int) -> Case:
-        return _policy_case(gen, rates[i])
-
-    def diagnose(case: Case, got: Any, want: Any) -> str | None:
-        if not isinstance(got, dict) or set(got) != {"adapted", "meta_gradient"}:
-            return "return a dict with every key of params: {k: params[k] - lr * grads[k] for k in params}"
-        params, loss_fn, episodes, lr = copy.deepcopy(case.args)
-        grads = torch.func.grad(loss_fn)({k: v.detach() for k, v in params.items()}, episodes)
-        uphill = {k: params[k].detach() + lr * grads[k] for k in params}
-        if compare_values(got["adapted"], uphill, 1e-6, 1e-9) is None:
-            return ("step *down* the loss: params - lr * grad (the loss is minus the return, so this climbs "
-                    "the return)")
-        if compare_values(got["adapted"], want["adapted"], 1e-6, 1e-9) is None:
-            first_order = _outer_weights(params)
-            if compare_values(got["meta_gradient"], first_order, 1e-6, 1e-9) is None:
-                return ("the step is right but its gradient is a constant: keep the graph through it, with "
-                        "torch.func.grad(loss_fn)(params, episodes) or torch.autograd.grad(..., create_graph=True)")
-            return ("the values are right but the result is cut off from params (no autograd graph): "
-                    "do not detach, and do not work under torch.no_grad()")
-        return None
-
-    return run_check("adapted_policy", _WithMetaGradient(fn) if callable(fn) else fn,
-                     _WithMetaGradient(_adapted_policy_reference), make_cases(81, len(rates), case),
-                     rtol=1e-6, atol=1e-9, diagnose=diagnose,
-                     hint="grads = torch.func.grad(loss_fn)(params, episodes); "
-                          "return {k: params[k] - lr * grads[k] for k in params}")
+    return visible_check(ADAPTED_POLICY, fn)
 
 
 __all__ = ["check_reinforce_loss", "check_adapted_policy"]

@@ -27,8 +27,8 @@ def _sine_points(gen: torch.Generator, count: int) -> tuple[torch.Tensor, torch.
     return x, amplitude * torch.sin(x - phase)
 
 
-def _sine_task(gen: torch.Generator, support: int, query: int):
+def _sine_task(gen: torch.Generator, support: int, query: int, hidden: int = 8):
     """``(model, params, support_x, support_y, query_x, query_y)``: a tiny model and one task's points
     ``[support, 1]`` and ``[query, 1]``, drawn from ``gen`` in that order."""
-    model, params = _tiny_sine_model(gen)
+    model, params = _tiny_sine_model(gen, hidden)
     return (model, params, *_sine_points(gen, support), *_sine_points(gen, query))

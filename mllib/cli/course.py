@@ -143,6 +143,30 @@ def _verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def _exercises(args) -> int:
+    from mllib.course.effort import apply_effort
+
+    problems, changed = apply_effort(args.root, write=True)
+    for problem in problems:
+        print(problem)
+    for path in changed:
+        print(f"updated {path}")
+    print(f"{len(changed)} file(s) changed")
+    return 1 if problems else 0
+
+
+def _check_values(args) -> int:
+    from mllib.course.check_values import VALUES_PATH, check_values
+
+    current = check_values(args.root, write=args.write)
+    if current:
+        print(f"{VALUES_PATH.name}: current")
+        return 0
+    print(f"{VALUES_PATH.name}: " + ("regenerated" if args.write else
+                                     "out of date (run `python -m mllib course check-values --write`)"))
+    return 0 if args.write else 1
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("course", help="student release, Colab/Binder badges, notebook runs and grading",
                                    description="Build the student release, keep the Colab/Binder badges and "
@@ -200,10 +224,22 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("grade", help="run a student's notebook and print a score per exercise")
     p.add_argument("notebook")
     p.add_argument("--reference", default=None,
-                   help="the instructor's notebook: restore locked check cells the student edited")
+                   help="the instructor's notebook (or its folder): restores locked check cells the student "
+                        "edited and adds the hidden tests")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
     p.set_defaults(func=_needs_course_extra(_grade))
+
+    p = sub.add_parser("exercises", help="write each exercise's effort (cell metadata) into the notebook "
+                                         "headers and the exercise table of docs/instructors.md")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.set_defaults(func=_needs_course_extra(_exercises))
+
+    p = sub.add_parser("check-values", help="whether the visible checks' stored values match the instructor "
+                                            "notebooks' hidden references and instructor/known_mistakes.py")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.add_argument("--write", action="store_true", help="regenerate mllib/checks/fixed_values.py")
+    p.set_defaults(func=_needs_course_extra(_check_values))
 
     p = sub.add_parser("verify-student", help="build and run the student release; every check must fail "
                                               "only for its own exercise and every other cell must run")

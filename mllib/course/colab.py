@@ -44,12 +44,21 @@ UNPUBLISHED = ("*Open in Colab / Binder: this copy of the course names no reposi
 WHEEL = DISTRIBUTION.replace("-", "_") + "-*.whl"
 
 
-def badge_markdown(cfg: CourseConfig, notebook: str) -> str:
-    """The badge cell's Markdown for ``notebook`` (a file name)."""
+def badge_markdown(cfg: CourseConfig, notebook: str, student: bool = False) -> str:
+    """The badge cell's Markdown for ``notebook`` (a file name): the instructor version's links
+    (``ref``), or with ``student`` the student release's (``student_ref``)."""
     if not cfg.published:
         return UNPUBLISHED
-    return (f"[![Open In Colab]({COLAB_BADGE_SVG})]({cfg.colab_url(notebook)}) "
-            f"[![Binder]({BINDER_BADGE_SVG})]({cfg.binder_url(notebook)})")
+    return (f"[![Open In Colab]({COLAB_BADGE_SVG})]({cfg.colab_url(notebook, student)}) "
+            f"[![Binder]({BINDER_BADGE_SVG})]({cfg.binder_url(notebook, student)})")
+
+
+def student_badges(nb: NotebookNode, notebook: str, cfg: CourseConfig) -> NotebookNode:
+    """``nb`` (a copy) with its badge cell pointing to the student release (``cfg.student_ref``)."""
+    nb = copy.deepcopy(nb)
+    for i in _tagged(nb, BADGE_TAG):
+        nb.cells[i].source = badge_markdown(cfg, notebook, student=True)
+    return nb
 
 
 def _yourself_lines() -> list[str]:

@@ -5,6 +5,10 @@
   badges say so and the Colab install cell stops with instructions: the course never installs
   code from a placeholder repository that anybody could register).
 * ``ref``: the branch or tag pinned by the badges and by the Colab install cell.
+* ``student_ref``: the branch the student release is published to (default ``student``): the
+  repository with ``notebooks_dir`` replaced by ``make student``'s output and the instructor
+  material removed (``docs/instructors.md``, "Publishing the student release"). The badges of
+  the student build point there; the instructor notebooks' badges point to ``ref``.
 * ``notebooks_dir``: the notebooks' folder inside the repository.
 * ``gpu_notebooks``: file-name patterns of notebooks that ask Colab for a GPU runtime.
 * ``colab_gpu_type``: the GPU type written into those notebooks' Colab metadata.
@@ -40,6 +44,7 @@ class CourseConfig:
     notebooks_dir: str = "notebooks"
     gpu_notebooks: tuple[str, ...] = ()
     colab_gpu_type: str = "T4"
+    student_ref: str = "student"
 
     def __post_init__(self) -> None:
         if self.repository is None:
@@ -49,6 +54,9 @@ class CourseConfig:
                              f"(no trailing slash or .git), got {self.repository!r}")
         if not _REF_RE.match(self.ref) or ".." in self.ref:
             raise ValueError(f"ref must be a branch or tag name (letters, digits, _ . / -), got {self.ref!r}")
+        if not _REF_RE.match(self.student_ref) or ".." in self.student_ref or self.student_ref == self.ref:
+            raise ValueError(f"student_ref must be a branch name (letters, digits, _ . / -) other than ref "
+                             f"({self.ref!r}), got {self.student_ref!r}")
         if not self.notebooks_dir or self.notebooks_dir.startswith("/"):
             raise ValueError(f"notebooks_dir must be a relative folder, got {self.notebooks_dir!r}")
 
@@ -74,14 +82,20 @@ class CourseConfig:
         """What pip installs on Colab: ``git+<repository>@<ref>`` (``None`` before publication)."""
         return None if self.repository is None else f"git+{self.repository}@{self.ref}"
 
-    def colab_url(self, notebook: str) -> str:
-        """Colab link of ``notebook`` (a file name inside ``notebooks_dir``)."""
-        return f"https://colab.research.google.com/github/{self.slug}/blob/{self.ref}/{self.notebooks_dir}/{notebook}"
+    def launch_ref(self, student: bool = False) -> str:
+        """The ref a badge opens: ``student_ref`` for the student release, ``ref`` for instructors."""
+        return self.student_ref if student else self.ref
 
-    def binder_url(self, notebook: str | None = None) -> str:
+    def colab_url(self, notebook: str, student: bool = False) -> str:
+        """Colab link of ``notebook`` (a file name inside ``notebooks_dir``) in the instructor
+        version (``ref``) or the student release (``student_ref``)."""
+        return (f"https://colab.research.google.com/github/{self.slug}/blob/{self.launch_ref(student)}/"
+                f"{self.notebooks_dir}/{notebook}")
+
+    def binder_url(self, notebook: str | None = None, student: bool = False) -> str:
         """Binder link opening JupyterLab on the notebooks folder (or on one notebook)."""
         target = self.notebooks_dir if notebook is None else f"{self.notebooks_dir}/{notebook}"
-        return f"https://mybinder.org/v2/gh/{self.slug}/{self.ref}?urlpath=lab/tree/{target}"
+        return f"https://mybinder.org/v2/gh/{self.slug}/{self.launch_ref(student)}?urlpath=lab/tree/{target}"
 
     def wants_gpu(self, notebook: str) -> bool:
         return any(fnmatch.fnmatch(notebook, pattern) for pattern in self.gpu_notebooks)
@@ -114,6 +128,7 @@ def load_config_from(raw: dict) -> CourseConfig:
         notebooks_dir=raw.get("notebooks_dir", "notebooks"),
         gpu_notebooks=tuple(raw.get("gpu_notebooks", ())),
         colab_gpu_type=raw.get("colab_gpu_type", "T4"),
+        student_ref=raw.get("student_ref", "student"),
     )
 
 

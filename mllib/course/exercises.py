@@ -22,6 +22,24 @@ BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 STUB_CODE = ("# YOUR CODE HERE", "raise NotImplementedError()")
 STUB_MARKDOWN = "YOUR ANSWER HERE"
+# nbgrader treats any line that *contains* these words as a marker, in code and Markdown cells alike
+MARKER_WORDS = {BEGIN_SOLUTION: "BEGIN SOLUTION", END_SOLUTION: "END SOLUTION",
+                BEGIN_HIDDEN: "BEGIN HIDDEN TESTS", END_HIDDEN: "END HIDDEN TESTS"}
+
+
+def is_marker(line: str, marker: str) -> bool:
+    """Whether nbgrader reads ``line`` as ``marker`` (it matches the words anywhere in the line)."""
+    return MARKER_WORDS[marker] in line
+
+
+def canonical_marker(line: str, cell_type: str) -> bool:
+    """A marker line written as the convention asks: ``### BEGIN SOLUTION`` (indented like the code)
+    in code; in Markdown also ``<!-- BEGIN SOLUTION -->``, which renders as nothing."""
+    stripped = line.strip()
+    for marker, words in MARKER_WORDS.items():
+        if words in line:
+            return stripped == marker or (cell_type == "markdown" and stripped == f"<!-- {words} -->")
+    return True
 
 
 @dataclass
@@ -76,14 +94,13 @@ def _replace_regions(text: str, begin: str, end: str, stub: tuple[str, ...] | No
     out: list[str] = []
     inside = False
     for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if stripped.startswith(begin):
+        if is_marker(line, begin):
             if inside:
                 raise ValueError(f"{where}: line {number} opens {begin!r} inside another one")
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             out += [indent + s for s in (stub or ())]
-        elif stripped.startswith(end):
+        elif is_marker(line, end):
             if not inside:
                 raise ValueError(f"{where}: line {number} has {end!r} without a {begin!r} before it")
             inside = False
@@ -109,7 +126,11 @@ def strip_solutions(text: str, cell_type: str = "code", where: str = "cell") -> 
 
 
 def has_solution_region(text: str) -> bool:
-    return any(line.strip().startswith(BEGIN_SOLUTION) for line in text.split("\n"))
+    return any(is_marker(line, BEGIN_SOLUTION) for line in text.split("\n"))
+
+
+def has_hidden_region(text: str) -> bool:
+    return any(is_marker(line, BEGIN_HIDDEN) for line in text.split("\n"))
 
 
 def _parse(text: str) -> ast.Module | None:
@@ -135,13 +156,13 @@ def _top_level_names(tree: ast.Module) -> list[str]:
     return names
 
 
-def _solution_lines(text: str) -> set[int]:
-    """Line numbers (1-based) inside solution regions."""
+def _region_lines(text: str, begin: str = BEGIN_SOLUTION, end: str = END_SOLUTION) -> set[int]:
+    """Line numbers (1-based) inside the regions between ``begin`` and ``end`` markers."""
     lines, inside = set(), False
     for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip().startswith(BEGIN_SOLUTION):
+        if is_marker(line, begin):
             inside = True
-        elif line.strip().startswith(END_SOLUTION):
+        elif is_marker(line, end):
             inside = False
         elif inside:
             lines.add(number)
@@ -151,7 +172,7 @@ def _solution_lines(text: str) -> set[int]:
 def _exercise_names(tree: ast.Module, text: str) -> list[str]:
     """Names that break in the student version: top-level functions and classes (their bodies
     become stubs) and names bound at top level inside a solution region (they vanish)."""
-    inside = _solution_lines(text)
+    inside = _region_lines(text)
     names = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -159,6 +180,21 @@ def _exercise_names(tree: ast.Module, text: str) -> list[str]:
         elif node.lineno in inside:
             names += _top_level_names(ast.Module(body=[node], type_ignores=[]))
     return names
+
+
+def _hidden_text(text: str) -> str:
+    return "\n".join(line for number, line in enumerate(text.split("\n"), start=1)
+                     if number in _region_lines(text, BEGIN_HIDDEN, END_HIDDEN))
+
+
+def _hidden_names(text: str) -> list[str]:
+    """Names bound at top level inside a hidden-tests region (they vanish in the student version)."""
+    tree = _parse(text)
+    inside = _region_lines(text, BEGIN_HIDDEN, END_HIDDEN)
+    if tree is None:
+        return []
+    return [name for node in tree.body if node.lineno in inside
+            for name in _top_level_names(ast.Module(body=[node], type_ignores=[]))]
 
 
 def find_exercises(nb: NotebookNode) -> list[Exercise]:
@@ -208,13 +244,24 @@ def lint_exercises(nb: NotebookNode, name: str = "notebook", *, student: bool = 
                 problems.append(f"{where}: grade_id {gid!r} is used twice (also cell {seen[gid]})")
             else:
                 seen[gid] = i
-        if cell.cell_type == "code" and has_solution_region(text) and not is_solution_cell(cell):
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not canonical_marker(line, cell.cell_type):
+                problems.append(f"{where} line {number}: nbgrader reads {line.strip()[:60]!r} as a marker (it "
+                                f"matches the words anywhere in a line); write markers as '### BEGIN SOLUTION' "
+                                f"(Markdown also '<!-- BEGIN SOLUTION -->') and reword other text")
+        if has_solution_region(text) and not is_solution_cell(cell):
             problems.append(f"{where}: has {BEGIN_SOLUTION!r} but no nbgrader metadata with solution: true")
+        if has_hidden_region(text) and not (cell.cell_type == "code" and meta.get("grade")):
+            problems.append(f"{where}: hidden tests belong in a check cell (nbgrader grade: true)")
         if is_solution_cell(cell):
-            if not student and cell.cell_type == "code" and not has_solution_region(text):
+            if not student and not has_solution_region(text):
                 problems.append(f"{where}: solution cell without a {BEGIN_SOLUTION!r} ... {END_SOLUTION!r} region")
-            if meta.get("grade") or meta.get("locked"):
+            if cell.cell_type == "code" and (meta.get("grade") or meta.get("locked")):
                 problems.append(f"{where}: a solution cell must have grade: false and locked: false")
+            if cell.cell_type == "markdown" and (not meta.get("grade") or meta.get("locked")
+                                                 or not float(meta.get("points", 0) or 0) > 0):
+                problems.append(f"{where}: a Markdown answer cell is graded by hand: grade: true, locked: false "
+                                f"and points > 0 (nbgrader refuses an ungraded Markdown solution cell)")
             try:
                 strip_solutions(text, cell.cell_type, where)
             except ValueError as err:
@@ -235,13 +282,16 @@ def lint_exercises(nb: NotebookNode, name: str = "notebook", *, student: bool = 
             problems.append(f"{where}: its check cell needs points > 0")
         if "checks." not in source(check):
             problems.append(f"{where}: its check cell does not call a function of mllib.checks")
+        if not student and "checks.hidden_tests(" not in _hidden_text(source(check)):
+            problems.append(f"{where}: its check cell needs hidden tests: a {BEGIN_HIDDEN!r} ... {END_HIDDEN!r} "
+                            f"region that calls checks.hidden_tests (with the graded reference)")
         problems += _later_uses(nb, ex, name)
     return problems
 
 
 def _later_uses(nb: NotebookNode, ex: Exercise, name: str) -> list[str]:
     """Cells after the check cell that use a name the solution cell binds (and do not rebind it first)."""
-    watched = set(ex.defines)
+    watched = set(ex.defines) | set(_hidden_names(source(nb.cells[ex.check_index])))
     problems = []
     for j in range(ex.check_index + 1, len(nb.cells)):
         if not watched:

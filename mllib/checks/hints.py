@@ -1,0 +1,117 @@
+"""Tiered hints: the idea first, then the line of reasoning, code only when the instructor allows it.
+
+Every exercise registers a :class:`Hints` pair. A failed check prints the first tier (the
+concept: what is wrong, which idea to revisit) and ``More help: checks.hint('<exercise>')``.
+
+* ``checks.hint(name)`` prints the second tier (the line of reasoning, still without code);
+  asked again, it says that the next step is the code and how to get it.
+* ``checks.show_solution(name)`` prints the instructor's solution cell, and only when the
+  instructor-controlled switch ``MLLIB_SOLUTIONS_DIR`` names a folder of *instructor* notebooks
+  (self-study: ``notebooks/`` of the course repository). Without it nothing is shown. The
+  installed package holds no solution code at all: the solutions live in the instructor
+  notebooks only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SOLUTIONS_ENV = "MLLIB_SOLUTIONS_DIR"
+
+
+@dataclass(frozen=True)
+class Hints:
+    """The two written tiers of an exercise's help (neither holds code)."""
+
+    concept: str     # tier 1: what is wrong, which idea to revisit
+    reasoning: str   # tier 2: the line of reasoning that leads to the answer
+
+
+_HINTS: dict[str, Hints] = {}
+_ASKED: dict[str, int] = {}
+
+
+def register_hints(exercise: str, hints: Hints) -> Hints:
+    """Make ``hints`` the help of ``exercise`` (an exercise's check module calls this once)."""
+    if not hints.concept or not hints.reasoning:
+        raise ValueError(f"hints of {exercise!r} need both tiers (concept and reasoning)")
+    _HINTS[exercise] = hints
+    return hints
+
+
+def hints_of(exercise: str) -> Hints:
+    if exercise not in _HINTS:
+        raise ValueError(f"no exercise called {exercise!r}; known: {sorted(_HINTS)}")
+    return _HINTS[exercise]
+
+
+def hint(exercise: str) -> str:
+    """Print (and return) the next tier of help for ``exercise``: the line of reasoning, then how
+    to see the code."""
+    hints = hints_of(exercise)
+    _ASKED[exercise] = _ASKED.get(exercise, 0) + 1
+    if _ASKED[exercise] == 1:
+        text = (f"💡 {exercise}, hint 1 (the idea): {hints.concept}\n"
+                f"💡 {exercise}, hint 2 (the line of reasoning): {hints.reasoning}")
+    else:
+        text = (f"💡 {exercise}, hint 2 (the line of reasoning): {hints.reasoning}\n"
+                f"   The next step is the code itself. {_code_tier_text(exercise)}")
+    print(text)
+    return text
+
+
+def _code_tier_text(exercise: str) -> str:
+    if solutions_dir() is not None:
+        return f"Your course allows it: checks.show_solution({exercise!r}) prints the solution."
+    return ("Try once more from the two hints, or ask your instructor; solutions are switched off in "
+            "this copy of the course.")
+
+
+def solutions_dir() -> Path | None:
+    """The instructor notebooks' folder named by ``MLLIB_SOLUTIONS_DIR``, or None (switched off)."""
+    value = os.environ.get(SOLUTIONS_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def find_solution(exercise: str, folder: str | Path) -> str | None:
+    """The source of the solution cell whose check cell (the next code cell) calls
+    ``checks.check_<exercise>``, in the notebooks of ``folder`` (read as JSON, so the checks do
+    not depend on the notebook tooling of ``mllib.course``)."""
+    call = re.compile(rf"\bchecks\.check_{re.escape(exercise)}\(")
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        code = ["".join(c["source"]) if isinstance(c.get("source"), list) else c.get("source", "")
+                for c in cells if c.get("cell_type") == "code"]
+        for text, following in zip(code, code[1:]):
+            if "### BEGIN SOLUTION" in text and call.search(following):
+                return text
+    return None
+
+
+def show_solution(exercise: str) -> str | None:
+    """Print the instructor's solution of ``exercise`` when the instructor has switched solutions on.
+
+    The switch is ``MLLIB_SOLUTIONS_DIR``: a folder of instructor notebooks (with their solution
+    regions). Returns the printed source, or None when solutions are off or not found.
+    """
+    hints_of(exercise)
+    folder = solutions_dir()
+    if folder is None:
+        print(f"🔒 {exercise}: solutions are switched off in this copy of the course (your instructor "
+              f"can switch them on with {SOLUTIONS_ENV}). checks.hint({exercise!r}) gives the next hint.")
+        return None
+    text = find_solution(exercise, folder) if folder.is_dir() else None
+    if text is None or "### BEGIN SOLUTION" not in text:
+        print(f"🔒 {exercise}: no instructor notebook with this exercise's solution in {folder}")
+        return None
+    print(text)
+    return text
+
+
+__all__ = ["Hints", "SOLUTIONS_ENV", "hint", "hints_of", "register_hints", "show_solution", "solutions_dir"]
