@@ -84,17 +84,17 @@ def plot_learning_curve(metrics, axes: Sequence[Axes] | None = None, window: int
     loss_ax.plot(steps, moving_average([r["loss"] for r in records], window), color="tab:red")
     loss_ax.set_ylabel("query loss (training tasks)")
     acc_ax.plot(steps, moving_average([r["accuracy"] for r in records], window), color="tab:blue",
-                label="training tasks (after adaptation)")
+                label="training tasks (adapted)")
     val = [(r["step"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None]
     if val:
-        acc_ax.plot(*zip(*val), "o-", color="tab:green", label="validation tasks")
+        acc_ax.plot(*zip(*val), "o-", color="tab:green", label="validation")
     if chance is not None:
         acc_ax.axhline(chance, color="0.5", ls=":", label="chance")
     acc_ax.set_ylabel("query accuracy")
     # accuracies stay <= 1: the legend goes in a band above 1, where it can cover no point
     acc_ax.set_ylim(0, 1.32)
     acc_ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    acc_ax.legend(loc="upper left", ncol=2)
+    acc_ax.legend(loc="upper left", ncol=2, fontsize=9)  # fits the axes' width
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel("meta-step")
         ax.grid(alpha=0.3)
