@@ -23,25 +23,12 @@ from typing import Callable
 
 from nbformat import NotebookNode
 
-from .exercises import BEGIN_HIDDEN, END_HIDDEN, find_exercises, is_marker
+from .exercises import find_exercises, hidden_region
 from .nbio import list_notebooks, read_notebook, source
 
 VALUES_PATH = Path(__file__).resolve().parents[1] / "checks" / "fixed_values.py"
 MISTAKES_IN_REPOSITORY = Path("instructor") / "known_mistakes.py"
 _HIDDEN_CALL = re.compile(r"checks\.hidden_tests\(\s*['\"](\w+)['\"]")
-
-
-def hidden_region(text: str) -> str:
-    """The lines of ``text`` inside its hidden-tests region ('' when it has none)."""
-    lines, inside = [], False
-    for line in text.split("\n"):
-        if is_marker(line, BEGIN_HIDDEN):
-            inside = True
-        elif is_marker(line, END_HIDDEN):
-            inside = False
-        elif inside:
-            lines.append(line)
-    return "\n".join(lines)
 
 
 def notebook_namespace(nb: NotebookNode) -> dict:

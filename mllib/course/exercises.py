@@ -182,9 +182,10 @@ def _exercise_names(tree: ast.Module, text: str) -> list[str]:
     return names
 
 
-def _hidden_text(text: str) -> str:
-    return "\n".join(line for number, line in enumerate(text.split("\n"), start=1)
-                     if number in _region_lines(text, BEGIN_HIDDEN, END_HIDDEN))
+def hidden_region(text: str) -> str:
+    """The lines of ``text`` inside its hidden-tests region ('' when it has none)."""
+    inside = _region_lines(text, BEGIN_HIDDEN, END_HIDDEN)
+    return "\n".join(line for number, line in enumerate(text.split("\n"), start=1) if number in inside)
 
 
 def _hidden_names(text: str) -> list[str]:
@@ -282,7 +283,7 @@ def lint_exercises(nb: NotebookNode, name: str = "notebook", *, student: bool = 
             problems.append(f"{where}: its check cell needs points > 0")
         if "checks." not in source(check):
             problems.append(f"{where}: its check cell does not call a function of mllib.checks")
-        if not student and "checks.hidden_tests(" not in _hidden_text(source(check)):
+        if not student and "checks.hidden_tests(" not in hidden_region(source(check)):
             problems.append(f"{where}: its check cell needs hidden tests: a {BEGIN_HIDDEN!r} ... {END_HIDDEN!r} "
                             f"region that calls checks.hidden_tests (with the graded reference)")
         problems += _later_uses(nb, ex, name)
