@@ -12,7 +12,7 @@ Two questions, one process, one meta-batch of Omniglot tasks (the quick or lapto
    meta-gradient (``mllib.algorithms.meta_gradient``) and times both after warm-up, in interleaved
    rounds (the ratio is computed per round), and reports the one-off compile time.
 
-    OMP_NUM_THREADS=2 python benchmarks/compile_probe.py --recipe quick --threads 2 --rounds 15 \\
+    OMP_NUM_THREADS=2 python benchmarks/compile_probe.py --recipe quick --threads 2 --rounds 12 \\
         --out benchmarks/results/compile_probe_quick.json
 
 A probe, not a library feature: ``mllib`` keeps its eager code (the textbook form).
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
 
     # 1. all-parameter second order through a compiled forward
     compiled_forward = torch.compile(lambda p, x: call_model(model, p, x), dynamic=False)
-    learned = {k: v for k, v in params.items()}
+    learned = dict(params)
     sx, sy, qx, qy = (t[0] for t in (batch.support_x, batch.support_y, batch.query_x, batch.query_y))
     try:
         inner = torch.autograd.grad(F.cross_entropy(compiled_forward(learned, sx), sy),
