@@ -29,6 +29,7 @@ from mllib import distributed
 from mllib.__main__ import main
 from mllib.checkpoint import load_checkpoint
 from mllib.checkpoint import read_metrics
+from mllib.device import cpu_threads
 from mllib.train import TrainConfig, meta_train
 
 # constant meta-lr: the resume test extends the run (a cosine schedule would refuse another length)
@@ -47,9 +48,12 @@ def free_port() -> int:
 
 
 def single_process(omniglot, out: Path, steps: int) -> dict:
+    """The one-process reference, on one thread as torchrun's ranks (OMP_NUM_THREADS=1): the thread
+    count changes the float32 rounding, so the result would otherwise depend on earlier tests."""
     config = TrainConfig(algo="maml", ways=3, shots=1, query=1, profile="quick", overrides=dict(TINY), steps=steps,
                          device="cpu", seed=5, out=str(out), progress=False)
-    return meta_train(config, data=omniglot, log=lambda m: None).meta_params
+    with cpu_threads(1):
+        return meta_train(config, data=omniglot, log=lambda m: None).meta_params
 
 
 def assert_close(actual: dict, expected: dict) -> float:
