@@ -306,6 +306,9 @@ def train(config, *, data=None, environ: Mapping[str, str] | None = None):
             rank=env.rank, world_size=env.world_size, log=None if env.is_main else _quiet,
         )
         check_in_sync(result.meta_params, env)
+        # Leave together: a rank that tears down its connections while another is still finishing
+        # the last collective once made that rank abort at exit (SIGABRT in gloo, seen in CI).
+        dist.barrier()
     finally:
         coordinator.uninstall()
         dist.destroy_process_group()
