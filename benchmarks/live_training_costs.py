@@ -71,10 +71,9 @@ def main() -> None:
     for name, (fn, steps) in runs.items():
         measured[name] = round(timed(fn, steps), 5)
         print(f"{name:22s} {measured[name]:.5f} s per step ({steps} steps)", flush=True)
-    per_key = {key: measured["06 sinusoid"] / 3 if key == "06 sinusoid"
-               else measured["sine pretrain"] if key in ("01 pretrain", "04 pretrain")
-               else measured["sine maml"] if key in ("01 maml", "03 maml", "04 maml")
-               else measured[key] for key in LIVE_TRAINING}
+    same_run = {"01 pretrain": "sine pretrain", "04 pretrain": "sine pretrain",
+                "01 maml": "sine maml", "03 maml": "sine maml", "04 maml": "sine maml"}
+    per_key = {key: measured[same_run.get(key, key)] / LIVE_TRAINING[key].runs for key in LIVE_TRAINING}
     OUT.write_text(json.dumps({"machine": f"{platform.processor() or platform.machine()}, 1 torch thread",
                                "seconds_per_step": per_key}, indent=1) + "\n")
 

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from mllib.arguments import check_choice
+from mllib.arguments import check_choice, check_positive
 
 _clock: Callable[[], float] | None = None   # None: time.perf_counter, looked up at every call
 
@@ -144,6 +144,7 @@ class LiveTraining:
     full: int                 # steps in the full profile (paper scale, no time budget)
     cpu_step_seconds: float   # measured seconds per quick step on the header's CPU
     device: str = "notebook"  # "notebook": runs on the notebook's DEVICE; "cpu": always on the CPU
+    runs: int = 1             # how many times the notebook trains it (06: MAML, Meta-SGD, ANIL)
 
     @property
     def seconds(self) -> float:
@@ -164,7 +165,7 @@ LIVE_TRAINING: dict[str, LiveTraining] = {
     "04 pretrain": LiveTraining("pre-training steps", 1000, 1000, 70000, 0.00113),
     "05 maml": LiveTraining("meta-steps", 100, 1000, 3000, 0.13),
     "05 pretrain": LiveTraining("minibatches", 400, 400, 5000, 0.119),
-    "06 sinusoid": LiveTraining("meta-steps", 1000, 1000, 10000, 0.00608),
+    "06 sinusoid": LiveTraining("meta-steps", 1000, 1000, 10000, 0.00608, runs=3),
     "07 learned optimizer": LiveTraining("meta-steps", 40, 40, 100, 0.081, device="cpu"),
     "07 protonet": LiveTraining("meta-steps", 100, 1000, 2000, 0.160),
     "08 maml": LiveTraining("iterations", 100, 100, 500, 0.096, device="cpu"),
@@ -201,22 +202,18 @@ def live_budget(key: str, profile) -> Budget:
 def steps_within(key: str, step_seconds: float) -> int:
     """How many steps the gpu profile's run ``key`` trains on a device taking ``step_seconds`` per step."""
     check_choice("key", key, tuple(LIVE_TRAINING))
-    if not (isinstance(step_seconds, (int, float)) and math.isfinite(step_seconds) and step_seconds > 0):
-        raise ValueError(f"step_seconds must be a number > 0, got {step_seconds!r}")
+    step_seconds = check_positive("step_seconds", step_seconds)
     run = LIVE_TRAINING[key]
     return max(1, min(run.gpu, math.floor(run.seconds / step_seconds * _ROUNDING)))
 
 
 def notebook_budget(notebook: str) -> float:
-    """Seconds of live training the gpu profile allows notebook ``notebook`` ("05"), all runs together.
-
-    Notebook 06 trains three sinusoid runs from its one entry.
-    """
+    """Seconds of live training the gpu profile allows notebook ``notebook`` ("05"), all runs together."""
     runs = {key: run for key, run in LIVE_TRAINING.items() if key.split()[0] == notebook}
     if not runs:
         raise ValueError(f"notebook must be one of {sorted({k.split()[0] for k in LIVE_TRAINING})}, "
                          f"got {notebook!r}")
-    return sum(run.seconds * (3 if key == "06 sinusoid" else 1) for key, run in runs.items())
+    return sum(run.seconds * run.runs for run in runs.values())
 
 
 #: Notebook 05's live MAML run on a Colab T4 (an estimate, never measured): seconds per quick-profile
