@@ -161,12 +161,54 @@ def test_strict_mode_raises_assertion_with_the_same_message(monkeypatch, capsys)
     assert checks.check_label_remap(remap_right)  # a pass never raises
 
 
-def test_strict_mode_off_values(monkeypatch):
-    for value in ("", "0", "no"):
-        monkeypatch.setenv(checks.STRICT_ENV, value)
-        assert not checks.strict_mode()
-    monkeypatch.setenv(checks.STRICT_ENV, "true")
-    assert checks.strict_mode()
+_GRADER_VARIABLES = (checks.STRICT_ENV, checks.NBGRADER_ENV, checks.GRADER_ENV, "PYTEST_CURRENT_TEST")
+
+
+@pytest.mark.parametrize("env, strict", [
+    ({}, False),                                                   # an interactive session: lenient
+    ({"NBGRADER_EXECUTION": "autograde"}, True),                   # nbgrader autograde
+    ({"NBGRADER_EXECUTION": "validate"}, True),                    # nbgrader validate
+    ({"NBGRADER_EXECUTION": "autograde", "MLLIB_CHECKS_STRICT": "0"}, True),  # nbgrader always wins
+    ({"MLLIB_CHECKS_STRICT": "1"}, True),
+    ({"MLLIB_CHECKS_STRICT": "true"}, True),
+    ({"MLLIB_CHECKS_STRICT": "maybe"}, True),                      # unreadable: the safe side
+    ({"MLLIB_CHECKS_STRICT": ""}, False),                          # empty = unset
+    ({"MLLIB_CHECKS_STRICT": "0"}, False),
+    ({"MLLIB_CHECKS_STRICT": "no"}, False),
+    ({"PYTEST_CURRENT_TEST": "tests/x.py::t (call)"}, True),       # pytest, nbval
+    ({"PYTEST_CURRENT_TEST": "tests/x.py::t (call)", "MLLIB_CHECKS_STRICT": "0"}, False),  # what a learner sees
+    ({"MLLIB_GRADER": "course grade"}, True),                      # a grader says so
+    ({"MLLIB_GRADER": "ci", "MLLIB_CHECKS_STRICT": "off"}, False),
+])
+def test_strict_whenever_a_grader_runs_and_lenient_only_interactively(monkeypatch, env, strict):
+    for name in _GRADER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert checks.strict_mode() is strict
+    reason = checks.strict_reason()
+    assert (reason is not None) is strict
+    if strict:  # the reason names the variable that decided it
+        decisive = "NBGRADER_EXECUTION" if "NBGRADER_EXECUTION" in env else next(iter(env))
+        assert decisive in reason
+
+
+def test_an_unanswered_exercise_raises_under_nbgrader_without_any_course_variable(monkeypatch, capsys):
+    for name in _GRADER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert checks.check_label_remap(unfinished).status == "not_implemented"   # interactive: prints only
+    monkeypatch.setenv(checks.NBGRADER_ENV, "autograde")
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        checks.check_label_remap(unfinished)
+    with pytest.raises(AssertionError, match="hidden tests"):
+        checks.hidden_tests("label_remap", unfinished, remap_right)
+    assert checks.check_label_remap(remap_right)                              # a pass never raises
+
+
+def test_under_pytest_the_checks_are_strict_by_default(monkeypatch):
+    monkeypatch.delenv(checks.STRICT_ENV)          # undo the lenient_checks fixture: pytest alone decides
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        checks.check_confidence_interval(unfinished)
 
 
 def test_record_file_gets_one_json_line_per_check(monkeypatch, tmp_path, capsys):

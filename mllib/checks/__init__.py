@@ -16,7 +16,7 @@ Layout:
 
 * ``core``: the framework -- :class:`Case`, :class:`CheckResult`, :func:`run_check`,
   :func:`make_cases`, :func:`random_tensor`, :func:`compare_values`, strict mode
-  (``MLLIB_CHECKS_STRICT``) and the record file (``MLLIB_CHECKS_RECORD``);
+  (on whenever a grader runs: ``NBGRADER_EXECUTION``, ``MLLIB_CHECKS_STRICT``, ``MLLIB_GRADER``, pytest) and the record file (``MLLIB_CHECKS_RECORD``);
 * ``exercise``: :class:`ExerciseSpec` (cases, hints, known mistakes, forbidden library
   functions), the visible check and the hidden tests;
 * ``hints``: the tiers of help, ``checks.hint(name)`` and ``checks.show_solution(name)`` (only
@@ -33,8 +33,9 @@ import it below and add its name to ``__all__``. Its reference and known mistake
 the package (the notebook's hidden tests, ``instructor/known_mistakes.py``).
 """
 from .core import (
-    ERROR, FAILED, NOT_IMPLEMENTED, NOT_IMPLEMENTED_TEXT, PASSED, RECORD_ENV, STATUS_MARK, STRICT_ENV,
-    Case, CheckResult, compare_values, describe_case, make_cases, random_tensor, run_check, strict_mode,
+    ERROR, FAILED, GRADER_ENV, NBGRADER_ENV, NOT_IMPLEMENTED, NOT_IMPLEMENTED_TEXT, PASSED, RECORD_ENV, STATUS_MARK,
+    STRICT_ENV, Case, CheckResult, compare_values, describe_case, make_cases, random_tensor, run_check, strict_mode,
+    strict_reason,
 )
 from .exercise import SPECS, ExerciseSpec, hidden_tests
 from .hints import SOLUTIONS_ENV, Hints, hint, show_solution
@@ -49,7 +50,7 @@ from .nb08_meta_reinforcement_learning import check_adapted_policy, check_reinfo
 
 __all__ = [
     "Case", "CheckResult", "run_check", "make_cases", "random_tensor", "compare_values", "describe_case",
-    "strict_mode", "STRICT_ENV", "RECORD_ENV", "SOLUTIONS_ENV", "ExerciseSpec", "SPECS", "Hints",
+    "strict_mode", "strict_reason", "STRICT_ENV", "GRADER_ENV", "NBGRADER_ENV", "RECORD_ENV", "SOLUTIONS_ENV", "ExerciseSpec", "SPECS", "Hints",
     "hidden_tests", "hint", "show_solution",
     "check_polynomial_fit", "check_label_remap", "check_support_query_split", "check_sgd_step",
     "check_adaptation_curve", "check_task_meta_gradient", "check_reptile_update", "check_maml_meta_step",

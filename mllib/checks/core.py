@@ -18,9 +18,19 @@ never as a bare traceback. The check returns a :class:`CheckResult` (truthy on p
 
 Environment variables:
 
-* ``MLLIB_CHECKS_STRICT=1``: a failed or unimplemented check also raises
-  ``AssertionError`` with the same message, so nbgrader's autograder, nbval and pytest
-  see the failure. Leave it unset for learners (the notebook then runs to the end).
+* strict mode: a failed or unimplemented check also raises ``AssertionError`` with the same
+  message, so nbgrader's autograder, nbval and pytest count it as a failed test. It is on
+  whenever a grader runs the notebook, and off only in an interactive session
+  (:func:`strict_reason` says why):
+
+  1. ``NBGRADER_EXECUTION`` set (nbgrader sets it while it autogrades and validates): strict,
+     whatever else is set, so nbgrader never gives points to an unanswered exercise;
+  2. ``MLLIB_CHECKS_STRICT=1`` (or true/yes/on): strict; ``=0`` (or false/no/off): lenient
+     (``course grade`` runs so, since it scores from the record file, and so do tests of what a
+     learner sees); any other non-empty value: strict, the safe side;
+  3. ``MLLIB_GRADER`` set (a grader or CI saying so), or ``PYTEST_CURRENT_TEST`` (pytest, nbval):
+     strict;
+  4. otherwise lenient: the learner's notebook runs to the end.
 * ``MLLIB_CHECKS_RECORD=<file>``: every check appends one JSON line with its result
   (``python -m mllib course grade`` uses this to build its score table).
 
@@ -56,6 +66,10 @@ from .library_calls import LIBRARY_CALL_HINT, CallGuard, library_call_message
 
 STRICT_ENV = "MLLIB_CHECKS_STRICT"
 RECORD_ENV = "MLLIB_CHECKS_RECORD"
+GRADER_ENV = "MLLIB_GRADER"                 # any non-empty value: a grader runs this notebook
+NBGRADER_ENV = "NBGRADER_EXECUTION"         # set by nbgrader while it autogrades or validates
+PYTEST_ENV = "PYTEST_CURRENT_TEST"          # set by pytest (and so nbval) while a test runs
+_ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 PASSED, FAILED, NOT_IMPLEMENTED, ERROR = "passed", "failed", "not_implemented", "error"
 STATUS_MARK = {PASSED: "✅", FAILED: "❌", NOT_IMPLEMENTED: "⏳", ERROR: "❌"}
@@ -92,9 +106,30 @@ class CheckResult:
         """The verdict is already printed: show nothing more when a cell ends with a check."""
 
 
+def strict_reason() -> str | None:
+    """Why a failed check raises (the variable that says a grader runs), or None when it only prints.
+
+    The order of precedence is the module docstring's: ``NBGRADER_EXECUTION``, then an explicit
+    ``MLLIB_CHECKS_STRICT``, then ``MLLIB_GRADER`` or ``PYTEST_CURRENT_TEST``; nothing set means
+    an interactive session, lenient.
+    """
+    if os.environ.get(NBGRADER_ENV, "").strip():
+        return f"{NBGRADER_ENV}={os.environ[NBGRADER_ENV].strip()} (nbgrader is grading)"
+    explicit = os.environ.get(STRICT_ENV, "").strip().lower()
+    if explicit in _OFF:
+        return None
+    if explicit:
+        suffix = "" if explicit in _ON else " (not one of 0/1/true/false: strict, the safe side)"
+        return f"{STRICT_ENV}={explicit}{suffix}"
+    for name in (GRADER_ENV, PYTEST_ENV):
+        if os.environ.get(name, "").strip():
+            return f"{name} is set (a grader is running)"
+    return None
+
+
 def strict_mode() -> bool:
-    """True when ``MLLIB_CHECKS_STRICT`` is set to 1/true/yes."""
-    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    """True when a failed check must raise: a grader runs the notebook (see :func:`strict_reason`)."""
+    return strict_reason() is not None
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -365,5 +400,5 @@ def _hint_lines(exercise: str, hint: str | Hints) -> tuple[str, str]:
 
 __all__ = [
     "Case", "CheckResult", "run_check", "make_cases", "random_tensor", "compare_values", "describe_case",
-    "strict_mode", "STRICT_ENV", "RECORD_ENV",
+    "strict_mode", "strict_reason", "STRICT_ENV", "RECORD_ENV", "GRADER_ENV", "NBGRADER_ENV",
 ]

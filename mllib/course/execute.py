@@ -92,7 +92,7 @@ def _peak_rss_mb(pid: int) -> tuple[float | None, str | None]:
 
 def kernel_env(overrides: dict | None = None, *, strict: bool | None = None) -> dict:
     """The kernel's environment: ours, ``MLLIB_PROFILE=quick MLLIB_DEVICE=cpu`` unless already set,
-    then ``overrides``; ``strict`` sets (True) or removes (False) ``MLLIB_CHECKS_STRICT``."""
+    then ``overrides``; ``strict`` sets ``MLLIB_CHECKS_STRICT`` to 1 (True) or 0 (False)."""
     env = dict(os.environ)
     for key, value in DEFAULT_ENV.items():
         env.setdefault(key, value)
@@ -100,7 +100,7 @@ def kernel_env(overrides: dict | None = None, *, strict: bool | None = None) -> 
     if strict is True:
         env[STRICT_ENV] = "1"
     elif strict is False:
-        env.pop(STRICT_ENV, None)
+        env[STRICT_ENV] = "0"   # explicitly lenient: unset, a pytest parent would make the checks strict
     return env
 
 
