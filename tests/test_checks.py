@@ -241,8 +241,12 @@ def test_learner_mutating_its_input_cannot_change_the_reference(capsys):
         values.zero_()
         return 0.0, 0.0
 
-    result = checks.check_confidence_interval(mutates)
-    assert not result and "expected 0." in capsys.readouterr().out  # reference saw the real values
+    result = checks.check_confidence_interval(mutates)                 # the side effect itself fails
+    assert not result and "changed its input values in place" in result.message
+    assert "Hint: your function changed its input" in result.message
+    nothing_frozen = checks.properties.Properties(frozen=())                # and, unwatched, the reference
+    result = run_check("ci", mutates, ci_right, [Case((torch.arange(3.0),))], hint="", properties=nothing_frozen)
+    assert not result and "expected 1" in result.message                   # still saw the real values
 
 
 # ---------------------------------------------------------------- run_check and compare_values directly

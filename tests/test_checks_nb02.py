@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +21,22 @@ def split_right(num_examples, shots, query, generator):
 def split_other_route(num_examples, shots, query, generator):
     # a different but correct answer: random keys, sorted; query taken from the end
     order = torch.rand(num_examples, generator=generator).argsort()
-    return order[:shots].tolist(), order[num_examples - query:]
+    return order[:shots], order[num_examples - query:]
+
+
+def split_list(num_examples, shots, query, generator):
+    order = torch.randperm(num_examples, generator=generator).tolist()
+    return order[:shots], order[shots:shots + query]
+
+
+def split_int32(num_examples, shots, query, generator):
+    a, b = split_right(num_examples, shots, query, generator)
+    return a.int(), b.int()
+
+
+def split_numpy_global(num_examples, shots, query, generator):
+    order = torch.from_numpy(np.random.permutation(num_examples))
+    return order[:shots], order[shots:shots + query]
 
 
 def split_global_rng(num_examples, shots, query, generator):
@@ -64,10 +80,13 @@ def test_support_query_split_passes_correct_answers(fn, capsys):
 
 
 @pytest.mark.parametrize("fn, words", [
-    (split_global_rng, "identically seeded generators"),
+    (split_global_rng, "drew from torch's global generator"),
+    (split_numpy_global, "drew from NumPy's global generator"),
     (split_independent_draws, "share index"),
-    (split_not_random, "not random"),
+    (split_not_random, "never drew from the generator it was given"),
     (split_float, "integers"),
+    (split_int32, "dtype torch.int32"),
+    (split_list, "got a list"),
     (split_wrong_size, "expected 15"),
 ])
 def test_support_query_split_fails_plausible_mistakes(fn, words, capsys):
@@ -86,7 +105,7 @@ def test_support_query_split_not_implemented_and_strict(capsys, monkeypatch):
     result = checks.check_support_query_split(unfinished)
     assert result.status == "not_implemented" and "⏳ support_query_split" in capsys.readouterr().out
     monkeypatch.setenv(checks.STRICT_ENV, "1")
-    with pytest.raises(AssertionError, match="identically seeded"):
+    with pytest.raises(AssertionError, match="global generator"):
         checks.check_support_query_split(split_global_rng)
 
 

@@ -108,22 +108,29 @@ def reptile_last_task(params, adapted, epsilon):
     return {k: p + epsilon * (adapted[-1][k] - p) for k, p in params.items()}
 
 
-def reptile_in_place(params, adapted, epsilon):  # modifying the inputs is fine; the check copies them
+def reptile_in_place(params, adapted, epsilon):  # right values, but the caller's start is gone
     for k, p in params.items():
         p += epsilon * (sum(a[k] for a in adapted) / len(adapted) - p)
     return params
 
 
+def reptile_same_dict(params, adapted, epsilon):  # new tensors, but written into the caller's dict
+    for k in list(params):
+        params[k] = params[k] + epsilon * (torch.stack([a[k] for a in adapted]).mean(0) - params[k])
+    return params
+
+
 def test_reptile_update_passes_correct_answers(capsys):
     assert checks.check_reptile_update(reptile_right)
-    assert checks.check_reptile_update(reptile_in_place)
-    assert capsys.readouterr().out.count("✅ reptile_update: passed 3/3") == 2
+    assert capsys.readouterr().out.count("✅ reptile_update: passed 3/3") == 1
 
 
 @pytest.mark.parametrize("fn, words", [
     (reptile_sum, "the sum grows with the number of tasks"),
     (reptile_away, "TOWARDS"),
     (reptile_last_task, "not only the last one"),
+    (reptile_in_place, "changed its input params['w'] in place"),
+    (reptile_same_dict, "changed the dict params it was given"),
 ])
 def test_reptile_update_fails_plausible_mistakes(fn, words, capsys):
     result = checks.check_reptile_update(fn)

@@ -61,8 +61,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from .hints import Hints
+from .hints import Hints, fallback_hint
 from .library_calls import LIBRARY_CALL_HINT, CallGuard, library_call_message
+from .properties import Properties, PropertyViolation, properties_of, type_violation, watch
 
 STRICT_ENV = "MLLIB_CHECKS_STRICT"
 RECORD_ENV = "MLLIB_CHECKS_RECORD"
@@ -317,6 +318,7 @@ def run_check(
     expected: list | None = None,
     wrap: Callable[[Callable], Callable] | None = None,
     forbidden: Iterable[str] = (),
+    properties: Properties | None = None,
 ) -> CheckResult:
     """Run ``learner_fn`` on every case, compare with the expected result, print the verdict, return it.
 
@@ -338,7 +340,13 @@ def run_check(
             gradient *through* the function's result.
         forbidden: dotted names of library functions the learner must not call (the exercise asks
             for them to be written); a call fails the case (:mod:`mllib.checks.library_calls`).
+        properties: what every call of the learner's function must respect (inputs left as they
+            were, generators used, result types, a differentiable loss; :mod:`mllib.checks.properties`);
+            default: the properties declared for ``exercise``. A broken property fails the case with
+            a hint that names it. They are never applied to ``reference_fn``.
 
+    When a result differs and ``diagnose`` names no known mistake, the hint says which property of
+    the result failed (its shape, keys, type or values; :func:`mllib.checks.hints.fallback_hint`).
     Stops at the first failing case. Returns a :class:`CheckResult`.
     """
     cases = [_as_case(c) for c in cases]
@@ -356,7 +364,9 @@ def run_check(
                                    f"   Hint: pass the function itself, without calling it"))
     compare = compare or (lambda got, want: compare_values(got, want, rtol, atol))
     guard = CallGuard(learner_fn, forbidden)
-    call_learner = wrap(guard) if wrap else guard
+    properties = properties if properties is not None else properties_of(exercise)
+    watched = watch(guard, properties)
+    call_learner = wrap(watched) if wrap else watched
     call_reference = (wrap(reference_fn) if wrap else reference_fn) if reference_fn is not None else None
     for index, case in enumerate(cases, start=1):
         if expected is not None:
@@ -364,11 +374,14 @@ def run_check(
         else:
             want = call_reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         where = f"case {index} of {total} (input: {describe_case(case)})"
+        violation = None
         try:
             got = call_learner(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         except NotImplementedError:
             return _finish(CheckResult(exercise, NOT_IMPLEMENTED, index - 1, total,
                                        f"⏳ {exercise}: {NOT_IMPLEMENTED_TEXT}"))
+        except PropertyViolation as broken:
+            violation = broken
         except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
             text = f"{type(err).__name__}: {err}".strip().rstrip(":")
             return _finish(CheckResult(exercise, ERROR, index - 1, total,
@@ -378,6 +391,12 @@ def run_check(
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
                                        f"❌ {exercise}: {library_call_message(guard.calls)} on {where}\n"
                                        f"   Hint: {LIBRARY_CALL_HINT}"))
+        if violation is None and properties is not None and properties.typed:
+            violation = type_violation(got, want)
+        if violation is not None:
+            return _finish(CheckResult(exercise, FAILED, index - 1, total,
+                                       f"❌ {exercise}: {violation.problem} on {where}\n"
+                                       f"   Hint: {violation.hint}{more}"))
         try:
             problem = compare(got, want)
         except Exception as err:  # noqa: BLE001 - a result the comparison cannot read
@@ -386,7 +405,7 @@ def run_check(
             specific = diagnose(case, got, want) if diagnose else None
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
                                        f"❌ {exercise}: {problem} on {where}\n"
-                                       f"   Hint: {specific or concept}{more}"))
+                                       f"   Hint: {specific or fallback_hint(problem, concept)}{more}"))
     return _finish(CheckResult(exercise, PASSED, total, total, f"✅ {exercise}: passed {total}/{total} cases"))
 
 

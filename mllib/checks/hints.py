@@ -30,6 +30,34 @@ class Hints:
     reasoning: str   # tier 2: the line of reasoning that leads to the answer
 
 
+# What a failed comparison says (mllib.checks.core.compare_values) -> the property of the result that failed.
+_FALLBACKS = (
+    (re.compile(r"has shape \(.*\), expected"),
+     "the result has the wrong shape: follow the shapes the exercise's docstring states (which dimension each "
+     "step keeps, which one it reduces)"),
+    (re.compile(r"has keys \[|should be a dict"),
+     "the result has the wrong keys: return a dict with one entry for every key the docstring names, no more"),
+    (re.compile(r"has \d+ items, expected|should be a (list|tuple) of"),
+     "the result has the wrong number of parts: return exactly the parts the docstring lists"),
+    (re.compile(r"dtype"),
+     "the result has the wrong dtype: labels and indices are torch.long, floating results keep the inputs' dtype"),
+    (re.compile(r"should be a tensor|should be a single number"),
+     "the result has the wrong type: return what the docstring says (a tensor, or a single number)"),
+    (re.compile(r"differs at \d+ of|\bis \S+, expected \S+$"),
+     "the result has the right shape and type but wrong values; the idea behind them: {concept}"),
+)
+
+
+def fallback_hint(problem: str, concept: str) -> str:
+    """The hint for a failed comparison that matches no known mistake: which property of the result
+    failed (shape, keys, number of parts, dtype, type, values), with the concept only for values;
+    ``concept`` alone when ``problem`` is none of these (a check's own message already names it)."""
+    for pattern, text in _FALLBACKS:
+        if pattern.search(problem):
+            return text.format(concept=concept)
+    return concept
+
+
 _HINTS: dict[str, Hints] = {}
 _ASKED: dict[str, int] = {}
 
@@ -114,4 +142,4 @@ def show_solution(exercise: str) -> str | None:
     return text
 
 
-__all__ = ["Hints", "SOLUTIONS_ENV", "hint", "hints_of", "register_hints", "show_solution", "solutions_dir"]
+__all__ = ["Hints", "SOLUTIONS_ENV", "fallback_hint", "hint", "hints_of", "register_hints", "show_solution", "solutions_dir"]

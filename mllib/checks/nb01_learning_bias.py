@@ -9,6 +9,7 @@ import torch
 from .core import Case, CheckResult, _to_tensor, make_cases
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 
 
 def _cases(kind: str) -> list[Case]:
@@ -54,6 +55,7 @@ SPEC = register(ExerciseSpec(
     forbidden=("mllib.sine_experiments.fit_polynomial", "mllib.sine_experiments.polynomial_mse"),
     diagnose=_structure, rtol=1e-5, atol=1e-6,
 ))
+declare(SPEC.name, Properties())
 
 
 def check_polynomial_fit(fn: Callable) -> CheckResult:

@@ -9,6 +9,7 @@ import torch
 from .core import Case, CheckResult, _describe, _to_tensor, make_cases
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 
 
 def _label_remap_cases(kind: str) -> list[Case]:
@@ -49,6 +50,7 @@ LABEL_REMAP = register(ExerciseSpec(
     },
     diagnose=_label_remap_structure,
 ))
+declare(LABEL_REMAP.name, Properties(typed=True))
 
 
 def check_label_remap(fn: Callable) -> CheckResult:
@@ -98,8 +100,10 @@ def _split_compare() -> Callable[[Any, Any], str | None]:
             t = _to_tensor(value)
             if t is None or t.dim() != 1:
                 return f"{name} should be a 1-D tensor of {size} indices, got {_describe(value)}"
-            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-                return f"{name} has dtype {t.dtype}; indices must be integers (torch.long)"
+            if not isinstance(value, torch.Tensor):
+                return f"{name} should be a tensor of torch.long indices, got a {type(value).__name__}"
+            if t.dtype != torch.long:
+                return f"{name} has dtype {t.dtype}; indices must be integers of dtype torch.long"
             if len(t) != size:
                 return f"{name} has {len(t)} indices, expected {size}"
             if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
@@ -149,6 +153,7 @@ SUPPORT_QUERY_SPLIT = register(ExerciseSpec(
                   "query set, and no index can then appear twice"),
     fixed=False, fresh_compare=_split_compare, expect=_split_expect, diagnose=_split_structure,
 ))
+declare(SUPPORT_QUERY_SPLIT.name, Properties(random=True))
 
 
 def check_support_query_split(fn: Callable) -> CheckResult:
@@ -156,9 +161,10 @@ def check_support_query_split(fn: Callable) -> CheckResult:
 
     One class of an N-way K-shot task has ``num_examples`` images (Omniglot: 20 drawers).
     ``fn`` picks ``shots`` of them for the support set and ``query`` others for the query set:
-    two 1-D integer tensors ``[shots]`` and ``[query]`` with values in ``0..num_examples-1``,
+    two 1-D ``torch.long`` tensors ``[shots]`` and ``[query]`` with values in ``0..num_examples-1``,
     all ``shots + query`` values distinct (no image in both sets, none twice), drawn at random
-    with ``generator`` (a seeded ``torch.Generator``) only, so the same seed gives the same split.
+    with ``generator`` (a seeded ``torch.Generator``) only, so the same seed gives the same split
+    (a function that never draws from it, or draws from a global generator, fails).
     Any such split passes: the check tests these properties, not one particular draw.
     """
     return visible_check(SUPPORT_QUERY_SPLIT, fn)

@@ -9,6 +9,7 @@ from torch.func import functional_call
 from .core import Case, CheckResult, _to_tensor, compare_values, make_cases
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 from .sine_inputs import _sine_task
 
 INNER_LOOP_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.sine_experiments.adapt_task")
@@ -93,6 +94,7 @@ SGD_STEP = register(ExerciseSpec(
     forbidden=INNER_LOOP_FUNCTIONS,
     wrap=_ThroughStep, compare=_step_compare, diagnose=_step_structure,
 ))
+declare(SGD_STEP.name, Properties(typed=True))
 
 
 def check_sgd_step(fn: Callable) -> CheckResult:
@@ -148,6 +150,7 @@ ADAPTATION_CURVE = register(ExerciseSpec(
     forbidden=("mllib.sine_experiments.adaptation_curve", *INNER_LOOP_FUNCTIONS),
     diagnose=_curve_structure, rtol=1e-5, atol=1e-8,
 ))
+declare(ADAPTATION_CURVE.name, Properties())
 
 
 def check_adaptation_curve(fn: Callable) -> CheckResult:

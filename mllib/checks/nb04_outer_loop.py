@@ -12,6 +12,7 @@ from mllib.tasks import SinusoidTasks, TaskBatch
 from .core import Case, CheckResult, _to_tensor, compare_values, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 from .sine_inputs import _sine_task
 
 META_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.algorithms.meta_gradient",
@@ -58,6 +59,7 @@ TASK_META_GRADIENT = register(ExerciseSpec(
     },
     forbidden=META_FUNCTIONS, diagnose=_mg_structure, rtol=1e-6, atol=1e-9,
 ))
+declare(TASK_META_GRADIENT.name, Properties(typed=True))
 
 
 def check_task_meta_gradient(fn: Callable) -> CheckResult:
@@ -108,6 +110,7 @@ REPTILE_UPDATE = register(ExerciseSpec(
     },
     forbidden=META_FUNCTIONS, diagnose=_reptile_structure,
 ))
+declare(REPTILE_UPDATE.name, Properties(typed=True))
 
 
 def check_reptile_update(fn: Callable) -> CheckResult:
@@ -226,6 +229,7 @@ MAML_META_STEP = register(ExerciseSpec(
     forbidden=(*META_FUNCTIONS, "mllib.sine_experiments.meta_train_sinusoid"),
     wrap=MetaTraining, compare=_maml_compare, diagnose=_maml_structure,
 ))
+declare(MAML_META_STEP.name, Properties(frozen=(0,)))  # only the model: params, optimizer, tasks change by design
 
 
 def check_maml_meta_step(fn: Callable) -> CheckResult:

@@ -8,6 +8,7 @@ import torch
 from .core import Case, CheckResult, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 
 
 def _ci_cases(kind: str) -> list[Case]:
@@ -48,6 +49,7 @@ CONFIDENCE_INTERVAL = register(ExerciseSpec(
     },
     forbidden=("mllib.evaluate.mean_ci95",), diagnose=_ci_structure,
 ))
+declare(CONFIDENCE_INTERVAL.name, Properties())
 
 
 def check_confidence_interval(fn: Callable) -> CheckResult:
@@ -94,6 +96,7 @@ PROTOTYPES = register(ExerciseSpec(
     },
     diagnose=_proto_structure,
 ))
+declare(PROTOTYPES.name, Properties(typed=True))
 
 
 def check_prototypes(fn: Callable) -> CheckResult:

@@ -8,6 +8,7 @@ import torch
 from .core import Case, CheckResult, _to_tensor, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 from .sine_inputs import _sine_task
 
 
@@ -60,6 +61,7 @@ METASGD_RATE_GRADIENT = register(ExerciseSpec(
                "mllib.algorithms.meta_step", "mllib.algorithms.query_loss_and_metric"),
     diagnose=_rate_structure, rtol=1e-6, atol=1e-10,
 ))
+declare(METASGD_RATE_GRADIENT.name, Properties(typed=True))
 
 
 def check_metasgd_rate_gradient(fn: Callable) -> CheckResult:
@@ -112,6 +114,7 @@ ANIL_STEP = register(ExerciseSpec(
     },
     forbidden=("mllib.inner.adapt", "mllib.inner.inner_gradients"), diagnose=_anil_structure,
 ))
+declare(ANIL_STEP.name, Properties(typed=True))
 
 
 def check_anil_step(fn: Callable) -> CheckResult:

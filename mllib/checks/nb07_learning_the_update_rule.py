@@ -8,6 +8,7 @@ import torch
 from .core import Case, CheckResult, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 
 
 def _update_cases(kind: str) -> list[Case]:
@@ -50,6 +51,7 @@ LEARNED_UPDATE = register(ExerciseSpec(
     },
     forbidden=("mllib.learned_optimizer.LearnedOptimizer.forward",), diagnose=_update_structure,
 ))
+declare(LEARNED_UPDATE.name, Properties(typed=True))
 
 
 def check_learned_update(fn: Callable) -> CheckResult:
@@ -102,6 +104,7 @@ SUPPORT_ATTENTION = register(ExerciseSpec(
     },
     forbidden=("mllib.incontext.attend",), diagnose=_attention_structure,
 ))
+declare(SUPPORT_ATTENTION.name, Properties(typed=True))
 
 
 def check_support_attention(fn: Callable) -> CheckResult:

@@ -8,6 +8,7 @@ import torch
 from .core import Case, CheckResult, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .properties import Properties, declare
 
 
 def _loss_cases(kind: str) -> list[Case]:
@@ -44,6 +45,7 @@ REINFORCE_LOSS = register(ExerciseSpec(
     },
     forbidden=("mllib.rl.losses.reinforce_loss", "mllib.rl.losses.reward_to_go"),
 ))
+declare(REINFORCE_LOSS.name, Properties(typed=True, loss_of=0))
 
 
 def check_reinforce_loss(fn: Callable) -> CheckResult:
@@ -132,6 +134,7 @@ ADAPTED_POLICY = register(ExerciseSpec(
     forbidden=("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.rl.maml.adapt_policies"),
     wrap=_WithMetaGradient, diagnose=_policy_structure, rtol=1e-6, atol=1e-9,
 ))
+declare(ADAPTED_POLICY.name, Properties(typed=True))
 
 
 def check_adapted_policy(fn: Callable) -> CheckResult:
