@@ -2,7 +2,6 @@
 #                               make test  (the whole test suite: unit tests, the notebooks, the wheel)
 PYTHON ?= python3
 VENV   ?= .venv
-PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mllib-installed
 RUN    ?= runs/demo
 # TORCH_INDEX: a pip index to take torch and torchvision from before everything else, e.g. the
@@ -11,17 +10,52 @@ RUN    ?= runs/demo
 # Empty (the default): torch comes from the default index like every other dependency.
 TORCH_INDEX ?=
 
-.PHONY: install demo test unit package-test notebooks-test student-test notebooks student bench bench-quick results gpu-check gpu-bundle clean help
+# Which Python runs the course. A Python given as PYTHON=... (or $$PYTHON) is used as it is when the
+# course is already installed in it with the extras the goals need; with none given, an existing
+# $(VENV) is used, else python3 when the course is installed in it (an activated virtualenv or conda
+# environment). Otherwise $(VENV) is created and installed. USE_VENV=1 always takes $(VENV).
+# scripts/course_python.py decides (standard library only) and prints why when it says no.
+EXTRAS_install        := course notebooks test
+EXTRAS_test           := course notebooks test
+EXTRAS_unit           := course test
+EXTRAS_notebooks-test := course notebooks test
+EXTRAS_student-test   := course test
+EXTRAS_package-test   := course test
+EXTRAS_notebooks      := course notebooks
+EXTRAS_student        := course
+EXTRAS_learn          := course notebooks
+GOALS        := $(filter-out help clean,$(or $(MAKECMDGOALS),help))
+EXTRAS       := $(sort $(foreach goal,$(GOALS),$(EXTRAS_$(goal))))
+PYTHON_GIVEN := $(filter command line environment,$(origin PYTHON))
+ASK_PYTHON   := $(and $(GOALS),$(if $(USE_VENV),,$(or $(PYTHON_GIVEN),$(if $(wildcard $(VENV)/bin/python),,yes))))
+PROBE        := $(if $(ASK_PYTHON),$(shell $(PYTHON) scripts/course_python.py $(EXTRAS) 2>/dev/null))
+COURSE_PY    := $(if $(filter USE,$(firstword $(PROBE))),$(word 2,$(PROBE)))
+$(if $(filter NOTE,$(firstword $(PROBE))),$(info make: $(wordlist 2,999,$(PROBE))))
+ifneq ($(COURSE_PY),)
+PY    := $(COURSE_PY)
+READY := given-python
+else
+PY    := $(VENV)/bin/python
+READY := $(STAMP)
+endif
+
+.PHONY: given-python install learn demo test unit package-test notebooks-test student-test notebooks student bench bench-quick results gpu-check gpu-bundle clean help
 
 help:
-	@echo "make demo       create .venv, install, meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
-	@echo "make test       create or reuse .venv and run every test (unit tests, the notebooks, the wheel)"
+	@echo "make learn      install (below), write the exercise notebooks to build/student/ and open them in JupyterLab"
+	@echo "make demo       install (below), meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
+	@echo "make test       install (below) and run every test (unit tests, the notebooks, the wheel)"
 	@echo "make notebooks  re-execute every notebook in place (stored outputs)"
 	@echo "make student    write the student version of the notebooks to build/student/"
 	@echo "make bench      run the meta-step benchmark (add higher/learn2learn to .venv to compare)"
-	@echo "make results    regenerate the README results table from model cards and benchmark JSON"
+	@echo "make results    regenerate the results tables of docs/results.md from model cards and benchmark JSON"
 	@echo "make gpu-check  the prepared GPU check (toggle, benchmark, time-to-accuracy runs) on a CUDA machine"
 	@echo "make gpu-bundle Omniglot zips and benchmark references into .gpu/ for a GPU machine with no network"
+	@echo "install: a Python given as PYTHON=... (or python3 when .venv is absent) is used as it is when the course"
+	@echo "         is installed in it; otherwise .venv is created once and reused (USE_VENV=1 always takes .venv)"
+
+given-python:
+	@echo "make: the course is already installed in $(PY): using it, no $(VENV) created (USE_VENV=1 to use $(VENV))"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,49 +65,54 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[course,notebooks,test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(READY)
 
-demo: $(STAMP)
+# The learner's way in on a laptop: the exercise notebooks (solutions removed), in JupyterLab.
+learn: $(READY)
+	$(PY) -m mllib course build --out build/student
+	$(PY) -m jupyter lab build/student
+
+demo: $(READY)
 	$(PY) -m mllib data --download
 	$(PY) -m mllib train --algo maml --ways 5 --shots 1 --profile quick --out $(RUN) --resume
 	$(PY) -m mllib eval --checkpoint $(RUN)/best.pt --tasks 600 --split test --plot $(RUN)/learning_curve.png
 
-unit: $(STAMP)
+unit: $(READY)
 	$(PY) -m pytest tests
 	$(PY) -m mllib course check
 
 # The wheel, installed into a fresh venv, run from outside the checkout (scripts/check_wheel.sh).
-package-test: $(STAMP)
+package-test: $(READY)
 	PY=$(PY) bash scripts/check_wheel.sh
 
-notebooks-test: $(STAMP)
+notebooks-test: $(READY)
 	MLLIB_CHECKS_STRICT=1 MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider notebooks/
 
 # The student release: every exercise's check must report its own exercise only, and the rest runs.
-student-test: $(STAMP)
+student-test: $(READY)
 	MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m mllib course verify-student --skip-solutions
 
 test: unit notebooks-test student-test package-test
 
-notebooks: $(STAMP)
+notebooks: $(READY)
 	CI=1 MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m mllib course execute notebooks/  # CI=1: no progress bars in the stored outputs
 
-student: $(STAMP)
+student: $(READY)
 	$(PY) -m mllib course build --out build/student
 
-bench: $(STAMP)
+bench: $(READY)
 	$(PY) -m mllib bench
 
-bench-quick: $(STAMP)
+bench-quick: $(READY)
 	$(PY) -m mllib bench --quick
 
-results: $(STAMP)
+results: $(READY)
 	$(PY) -m mllib bench --readme
 
-gpu-check: $(STAMP)
-	bash benchmarks/gpu_check.sh
+gpu-check: $(READY)
+	PY=$(PY) bash benchmarks/gpu_check.sh
 
-gpu-bundle: $(STAMP)
+gpu-bundle: $(READY)
 	PY=$(PY) bash benchmarks/gpu_bundle.sh
 
 clean:

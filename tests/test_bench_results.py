@@ -1,10 +1,11 @@
-"""README results block: rendered from model cards and benchmark JSON, never typed by hand."""
+"""The results block of docs/results.md: rendered from model cards and benchmark JSON, never typed by hand;
+it lists the checkpoints a notebook loads, not the superseded ones."""
 import json
 
 import pytest
 
 from mllib import results
-from mllib.results import END, START, readme_block, render_results, update_readme
+from mllib.results import END, RESULTS_PAGE, START, names_a_checkpoint, readme_block, render_results, update_readme
 
 BENCH = {"kind": "mllib-bench", "host": {"device": "cpu (1 threads)", "cpu": "Test CPU", "cpus": 2, "torch": "2.x"},
          "config": {"ways": 5, "shots": 1, "query": 15, "meta_batch": 32, "filters": 64, "steps": 3, "repeats": 2},
@@ -27,7 +28,8 @@ def make_root(tmp_path, readme="# x\n\n" + START + "\nold\n" + END + "\n\nafter\
     (tmp_path / "mllib" / "checkpoints" / "maml_5w1s.json").write_text(json.dumps(CARD))
     (tmp_path / "benchmarks" / "results" / "cpu_x.json").write_text(json.dumps(BENCH))
     (tmp_path / "benchmarks" / "results" / "other.json").write_text(json.dumps({"kind": "data-bench"}))
-    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / RESULTS_PAGE).write_text(readme)
     return tmp_path
 
 
@@ -54,7 +56,7 @@ def test_per_round_ratios_and_load_are_shown(tmp_path):
 def test_update_rewrites_only_the_block(tmp_path):
     root = make_root(tmp_path)
     assert update_readme(root=root) is True
-    text = (root / "README.md").read_text()
+    text = (root / RESULTS_PAGE).read_text()
     assert text.startswith("# x\n\n" + START + "\n") and text.endswith(END + "\n\nafter\n")
     assert readme_block(text) == render_results(root)
     assert update_readme(root=root) is False          # idempotent
@@ -74,13 +76,42 @@ def test_broken_json_names_the_file(tmp_path):
         render_results(root)
 
 
-def test_repository_readme_block_is_up_to_date():
-    text = (results.ROOT / "README.md").read_text()
-    block = readme_block(text)
-    if block is None:
-        pytest.skip("README.md has no results markers yet (the lead adds them)")
+def test_repository_results_block_is_up_to_date():
+    block = readme_block((results.ROOT / RESULTS_PAGE).read_text())
+    assert block is not None, f"{RESULTS_PAGE} has lost its results markers"
     assert block == render_results(results.ROOT), \
-        "README results block is stale: run `python -m mllib bench --readme`"
+        f"{RESULTS_PAGE}'s results block is stale: run `python -m mllib bench --readme` (make results)"
+
+
+def _notebook(root, name, text):
+    (root / "notebooks").mkdir(exist_ok=True)
+    (root / "notebooks" / name).write_text(json.dumps({"cells": [{"cell_type": "code", "source": [text]}]}))
+
+
+def test_the_table_lists_only_checkpoints_a_notebook_loads(tmp_path):
+    root = make_root(tmp_path)
+    for name in ("old_5w1s", "m_seed1", "m_seed12"):
+        (root / "mllib" / "checkpoints" / f"{name}.json").write_text(json.dumps({**CARD, "algo": name}))
+    assert "| old_5w1s |" in render_results(root)            # no notebooks/ folder: every card
+    _notebook(root, "05_x.ipynb", 'evaluate(CHECKPOINTS / "maml_5w1s.pt")\n'
+                                  'for s in (1, 2): load(f"m_seed{s}.pt")  # maml_5w1s_old is another name\n')
+    text = render_results(root)
+    assert "`maml_5w1s.json`" in text and "`m_seed1.json`" in text and "`m_seed12.json`" in text
+    assert "old_5w1s" not in text
+
+
+def test_names_a_checkpoint_matches_whole_names_and_f_string_fields():
+    assert names_a_checkpoint('load("maml_omniglot_5w1s.pt")', "maml_omniglot_5w1s")
+    assert not names_a_checkpoint('load("maml_omniglot_5w1s_quick.pt")', "maml_omniglot_5w1s")
+    assert not names_a_checkpoint('load("maml_omniglot_5w1s.pt")', "maml_omniglot_5w1s_zerohead_quick")
+    assert names_a_checkpoint('f\\"maml_omniglot_5w1s_quick_seed{seed}.pt\\"', "maml_omniglot_5w1s_quick_seed2")
+    assert not names_a_checkpoint('f"m_seed{seed}.pt"', "m_seed_old")
+
+
+def test_the_repository_page_leaves_out_checkpoints_no_notebook_loads():
+    block = readme_block((results.ROOT / RESULTS_PAGE).read_text())
+    assert "`maml_omniglot_5w1s.pt`" in block                  # the default, notebook 05
+    assert "maml_omniglot_5w1s_zerohead_quick" not in block   # make demo's run: no notebook loads it
 
 
 def test_readme_outside_a_checkout_says_it_needs_one(tmp_path, monkeypatch, capsys):

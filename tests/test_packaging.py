@@ -2,9 +2,11 @@
 extras and code version are what an installed copy needs (scripts/check_wheel.sh installs one)."""
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -108,8 +110,8 @@ def test_metadata_spdx_license_one_version_and_a_matching_setuptools_floor():
 def test_distribution_name_is_ours_everywhere():
     project = _pyproject()["project"]
     assert project["name"] == DISTRIBUTION and DISTRIBUTION != "mllib"  # "mllib" on PyPI is another project
-    readme = (ROOT / "README.md").read_text()
-    assert DISTRIBUTION in readme and "[course,notebooks]" in readme
+    readme, install = (ROOT / "README.md").read_text(), (ROOT / "docs" / "install.md").read_text()
+    assert DISTRIBUTION in readme and DISTRIBUTION in install and "[course,notebooks]" in install
     from mllib.course.colab import setup_source
     from mllib.course.config import CourseConfig
     for cfg in (CourseConfig(None, "main"), CourseConfig("https://github.com/a/b", "main")):
@@ -132,11 +134,64 @@ def _make_dry_run(*args: str) -> list[str]:
 
 
 def test_makefile_installs_cpu_torch_from_an_index_only_when_asked():
-    lines = _make_dry_run("install", "TORCH_INDEX=https://download.pytorch.org/whl/cpu")
+    lines = _make_dry_run("install", "USE_VENV=1", "TORCH_INDEX=https://download.pytorch.org/whl/cpu")
     torch_line = next(i for i, line in enumerate(lines) if "--index-url https://download.pytorch.org/whl/cpu" in line)
     package_line = next(i for i, line in enumerate(lines) if '-e ".[course,notebooks,test]"' in line)
     assert "torch" in lines[torch_line] and "torchvision" in lines[torch_line] and torch_line < package_line
-    assert not any("--index-url" in line for line in _make_dry_run("install"))  # default: works offline here
+    assert not any("--index-url" in line for line in _make_dry_run("install", "USE_VENV=1"))  # default: offline here
+
+
+def _bare_python(tmp_path: Path) -> str:
+    """A Python without the course: a fresh venv with nothing installed (no pip, seconds to make)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    return str(tmp_path / "bare" / "bin" / "python")
+
+
+def test_make_uses_a_given_python_that_has_the_course_and_says_so():
+    lines = _make_dry_run("student", f"PYTHON={sys.executable}")  # this test's Python has the course
+    text = "\n".join(lines)
+    assert "-m venv" not in text and "pip install" not in text, "make created a venv beside a ready Python"
+    assert any(line.endswith("-m mllib course build --out build/student") and "/nonexistent/venv" not in line
+               for line in lines), text
+    assert "the course is already installed in" in text and "no /nonexistent/venv created" in text
+
+
+def test_make_creates_the_venv_when_the_given_python_lacks_the_course(tmp_path):
+    text = "\n".join(_make_dry_run("student", f"PYTHON={_bare_python(tmp_path)}"))
+    assert "-m venv /nonexistent/venv" in text and '-e ".[course,notebooks,test]"' in text
+    assert "/nonexistent/venv/bin/python -m mllib course build" in text
+
+
+def test_use_venv_forces_the_venv_even_with_a_ready_python():
+    text = "\n".join(_make_dry_run("student", f"PYTHON={sys.executable}", "USE_VENV=1"))
+    assert "/nonexistent/venv/bin/python -m mllib course build" in text and "already installed" not in text
+
+
+def _course_python():
+    spec = importlib.util.spec_from_file_location("course_python", ROOT / "scripts" / "course_python.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_course_python_reads_the_extras_a_goal_needs_from_the_metadata():
+    cp = _course_python()
+    requires = ["torch>=2.1", 'nbformat>=5.7; extra == "course"', 'pytest>=7; extra == "test"',
+                'ipykernel>=6; extra == "course"', 'ipykernel>=6; extra == "test"']
+    assert cp.required_names(requires, []) == ["torch"]
+    assert cp.required_names(requires, ["course"]) == ["torch", "nbformat", "ipykernel"]
+    assert cp.required_names(requires, ["course", "test"]) == ["torch", "nbformat", "pytest", "ipykernel"]
+    assert cp.missing_names(["torch", "pytest"], lambda name: name == "torch") == ["pytest"]
+    assert cp.checkout_version() == mllib.__version__
+
+
+def test_course_python_says_why_not_when_an_extra_is_missing(monkeypatch):
+    cp = _course_python()
+    real = cp._installed
+    monkeypatch.setattr(cp, "_installed", lambda name: name != "nbval" and real(name))
+    line = cp.verdict(["course", "test"])
+    assert line.startswith("NOTE ") and "nbval" in line and "using .venv" in line and ".[course,test]" in line
+    assert cp.verdict(["course"]) == f"USE {sys.executable}"
 
 
 def test_make_test_runs_course_check_and_the_wheel_check():
@@ -146,15 +201,24 @@ def test_make_test_runs_course_check_and_the_wheel_check():
         assert command in text, f"make test does not run {command}"
 
 
-def test_readme_has_prerequisites_references_citation_help_and_publishing():
-    readme = (ROOT / "README.md").read_text()
-    for needle in ("## Prerequisites", "### Publishing your copy of the course",
-                   "python -m mllib course set-repository https://github.com/OWNER/REPO",
-                   "docs/resources.md", "CITATION.cff", "**Where to ask**",
-                   "--index-url https://download.pytorch.org/whl/cpu", "TORCH_INDEX=", "MLLIB_DATA_CUSTOM"):
-        assert needle in readme, f"README lacks {needle!r}"
+def test_readme_and_its_pages_have_prerequisites_references_citation_help_and_publishing():
+    """The README holds prerequisites, help and citation; the rest is on the docs/ page it links."""
+    needles = {
+        "README.md": ("## Prerequisites", "docs/resources.md", "CITATION.cff", "**Where to ask**",
+                      # the notebooks' and colab.py's note sends readers to this README entry
+                      "Publishing your copy of the course", "(docs/publishing.md)", "(docs/citing.md)"),
+        "docs/publishing.md": ("# Publishing your copy of the course",
+                               "python -m mllib course set-repository https://github.com/OWNER/REPO"),
+        "docs/install.md": ("--index-url https://download.pytorch.org/whl/cpu", "TORCH_INDEX=", "MLLIB_DATA_CUSTOM"),
+        "docs/citing.md": ("CITATION.cff", "**References**"),
+    }
+    for page, wanted in needles.items():
+        text = (ROOT / page).read_text()
+        for needle in wanted:
+            assert needle in text, f"{page} lacks {needle!r}"
+    references = (ROOT / "docs" / "citing.md").read_text().split("**References**")[1]
     for algo in ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet"):
-        assert f"`{algo}`" in readme.split("**References**")[1], f"README references nothing for {algo}"
+        assert f"`{algo}`" in references, f"docs/citing.md references nothing for {algo}"
 
 
 def _git(cwd: Path, *args: str) -> str:

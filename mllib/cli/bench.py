@@ -6,7 +6,7 @@ Examples::
     python -m mllib bench --quick                          # a few seconds: tiny tasks, gradients checked
     python -m mllib bench --json --out benchmarks/results/cpu_2026-01-01.json
     python -m mllib bench --device cuda --ways 20 --meta-batch 16
-    python -m mllib bench --readme                         # regenerate README's results block
+    python -m mllib bench --readme                         # regenerate docs/results.md's results block
 
 Every configuration runs in its own subprocess (peak RSS is per process). Each of ``--rounds``
 rounds times one meta-step of every implementation back to back (the first one rotated), and the
@@ -78,7 +78,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
     parser.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH")
     parser.add_argument("--readme", action="store_true",
-                        help="do not benchmark: regenerate the results block of README.md from "
+                        help="do not benchmark: regenerate the results block of docs/results.md from "
                              "mllib/checkpoints/*.json and benchmarks/results/*.json (needs a checkout)")
     parser.add_argument("--check", action="store_true",
                         help="with --readme: only check that the block is up to date (exit 1 if not)")
@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.readme:
         changed = update_readme(check=args.check)
         if args.check:
-            print("README results block is " + ("OUT OF DATE" if changed else "up to date"))
+            print("results block of docs/results.md is " + ("OUT OF DATE" if changed else "up to date"))
             return 1 if changed else 0
-        print("README results block " + ("rewritten" if changed else "already up to date"))
+        print("results block of docs/results.md " + ("rewritten" if changed else "already up to date"))
         return 0
     device = str(resolve_device(args.device))
     for name in ("rounds", "steps", "repeats"):
