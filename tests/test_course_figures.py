@@ -46,7 +46,14 @@ def adaptation_figure(limit_first: bool):
         ax.set_ylim(0.3, 1e2)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xlabel("inner steps")
+    ax.set_ylabel("query MSE")
     return fig
+
+
+def labelled(ax, x="x", y="y"):
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    return ax
 
 
 def test_a_limit_set_before_the_log_scale_is_caught_and_the_fixed_figure_passes():
@@ -58,7 +65,7 @@ def test_a_limit_set_before_the_log_scale_is_caught_and_the_fixed_figure_passes(
 
 def test_data_outside_the_view_limits_is_caught():
     fig, ax = plt.subplots(figsize=(4, 3))
-    ax.plot(range(10), range(10), label="rising")
+    labelled(ax).plot(range(10), range(10), label="rising")
     ax.set_ylim(20, 30)
     assert "only 0 of 10 finite points lie inside the view limits" in joined(fig)
     ax.set_ylim(-1, 10)
@@ -74,13 +81,13 @@ def test_an_empty_axes_is_caught():
 def test_a_figure_too_wide_for_the_notebook_shrinks_its_fonts_below_8_pt():
     fig, axes = plt.subplots(1, 6, figsize=(18, 2.8))           # notebook 06's six histograms
     for ax in axes:
-        ax.hist([0.0, 0.1, 0.1, 0.2], bins=3)
+        labelled(ax, "rate", "weights").hist([0.0, 0.1, 0.1, 0.2], bins=3)
         ax.set_title("body.0.weight", fontsize=9)
     problems = joined(fig)
     assert "text smaller than 8 pt as displayed" in problems and "shown at" in problems
     narrow, axes = plt.subplots(2, 3, figsize=(9, 4.5), layout="constrained")
     for ax in axes.flat:
-        ax.hist([0.0, 0.1, 0.1, 0.2], bins=3)
+        labelled(ax, "rate", "weights").hist([0.0, 0.1, 0.1, 0.2], bins=3)
         ax.set_title("body.0.weight", fontsize=9)
     assert figures.figure_problems(narrow) == []
 
@@ -94,7 +101,7 @@ def test_a_small_font_in_a_narrow_figure_is_caught():
 
 def test_a_legend_over_the_data_is_caught():
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.barh(range(3), [95, 80, 60], xerr=[2, 3, 3], capsize=3)
+    labelled(ax, "accuracy (%)", "method").barh(range(3), [95, 80, 60], xerr=[2, 3, 3], capsize=3)
     ax.axvline(20, ls=":", label="chance")
     ax.set_xlim(0, 100)
     ax.legend(loc="lower right")                                    # notebook 05: over the last bar's error bar
@@ -125,7 +132,8 @@ def test_install_records_every_displayed_or_saved_figure(tmp_path, monkeypatch):
 
 
 def test_nbval_fails_the_cell_that_shows_a_bad_figure(tmp_path):
-    good = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\nax.plot([1, 2], [1, 2])\nplt.show()"
+    good = ("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\nax.plot([1, 2], [1, 2])\n"
+            "ax.set_xlabel('x')\nax.set_ylabel('y')\nplt.show()")
     bad = ("fig, ax = plt.subplots(figsize=(4, 3))\nax.plot([0, 1, 2], [3, 1, 90])\n"
            "ax.set_ylim(top=1e2)\nax.set_yscale('log')")          # shown at the end of the cell
     folder = tmp_path / "notebooks"
@@ -154,7 +162,8 @@ def test_course_execute_stores_the_kernels_kernelspec_and_refuses_a_bad_figure(t
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     stale = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     folder = tmp_path / "notebooks"
-    good = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\nax.plot([0, 1, 2], [3, 1, 90]);"
+    good = ("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\nax.plot([0, 1, 2], [3, 1, 90])\n"
+            "ax.set_xlabel('x')\nax.set_ylabel('y');")
     bad = good + "\nax.set_ylim(top=1e2)\nax.set_yscale('log')"
     write_notebook(new_notebook(cells=[new_code_cell(good)], metadata=stale), folder / "01_good.ipynb")
     write_notebook(new_notebook(cells=[new_code_cell(bad)], metadata=stale), folder / "02_bad.ipynb")
@@ -172,10 +181,128 @@ def test_course_execute_stores_the_kernels_kernelspec_and_refuses_a_bad_figure(t
 
 def test_a_line_crossing_the_legend_between_its_vertices_is_caught():
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot([0, 10], [0, 10], label="rising")
+    labelled(ax).plot([0, 10], [0, 10], label="rising")
     ax.axhline(0.5, color="k", ls=":", label="chance")            # two vertices, both at the axes' edges
     ax.set_ylim(0, 10)
     ax.legend(loc="lower right")
     assert "the legend covers data: line 'chance'" in joined(fig)
     ax.legend(loc="upper left")
+    assert figures.figure_problems(fig) == []
+
+
+# ----------------------------------------------------------------------------- issue 22: labels, legends, exits
+
+def test_an_axes_with_data_but_no_axis_labels_is_caught_and_image_grids_and_categories_are_exempt():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1, 2], [1.0, 0.5, 0.2])                              # notebook 01's first figures
+    problems = joined(fig)
+    assert "the x axis has no label" in problems and "the y axis has no label" in problems
+    labelled(ax, "inner steps", "query MSE")
+    assert figures.figure_problems(fig) == []
+    grid, axes = plt.subplots(2, 3, figsize=(6, 4))                   # an image grid, ticks off
+    for a in axes.flat:
+        a.imshow([[0.0, 1.0], [1.0, 0.0]], cmap="gray")
+        a.set_xticks([])
+        a.set_yticks([])
+    assert figures.figure_problems(grid) == []
+    off, a = plt.subplots(figsize=(3, 3))
+    a.imshow([[0.0, 1.0], [1.0, 0.0]])
+    a.axis("off")
+    assert figures.figure_problems(off) == []
+    bars, a = plt.subplots(figsize=(4, 3))
+    a.bar(["scratch", "MAML"], [70.6, 98.9])                          # words on x name themselves
+    assert joined(bars) == "figure 4, axes (row 0, column 0): the y axis has no label (set_ylabel: what is " \
+                           "measured, and its unit)".replace("figure 4", f"figure {bars.number}")
+    a.set_ylabel("accuracy (%)")
+    assert figures.figure_problems(bars) == []
+    shared, axes = plt.subplots(1, 2, figsize=(6, 3), sharey=True)    # one supylabel serves both panels
+    for a in axes:
+        a.plot([0, 1], [0, 1])
+        a.set_xlabel("step")
+    assert "the y axis has no label" in joined(shared)
+    shared.supylabel("error")
+    assert figures.figure_problems(shared) == []
+
+
+def test_several_distinct_series_without_a_legend_are_caught():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    labelled(ax)
+    ax.plot([0, 1, 2], [0, 1, 2], "C0-")
+    ax.plot([0, 1, 2], [2, 1, 0], "C1--")
+    assert "2 distinct series share the axes" in joined(fig) and "no legend" in joined(fig)
+    ax.lines[0].set_label("MAML")
+    ax.lines[1].set_label("pre-trained")
+    ax.legend(loc="upper center")
+    assert figures.figure_problems(fig) == []
+    many, ax = plt.subplots(figsize=(4, 3))                           # fifty grey trajectories: one series
+    labelled(ax)
+    for i in range(50):
+        ax.plot([0, 1], [0.01 * i, 0.02 * i], color="0.6")
+    assert figures.figure_problems(many) == []
+    direct, ax = plt.subplots(figsize=(4, 3))                         # labelled directly with text
+    labelled(ax)
+    ax.plot([0, 1], [0, 1], "C0")
+    ax.plot([0, 1], [1, 0], "C1")
+    ax.text(0.8, 0.75, "MAML", color="C0")
+    assert figures.figure_problems(direct) == []
+
+
+def test_bars_in_several_colours_without_a_legend_are_caught():
+    fig, ax = plt.subplots(figsize=(5, 3))                            # notebook 05's bar colours
+    ax.bar(["scratch", "fine-tune", "ProtoNet", "MAML"], [70, 73, 97, 93], color=["C7", "C7", "C0", "C1"])
+    ax.set_ylabel("accuracy (%)")
+    assert "3 distinct series share the axes" in joined(fig)
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=c, label=n) for c, n in (("C7", "baseline"), ("C0", "metric"),
+                                                              ("C1", "optimisation"))], loc="upper left",
+              bbox_to_anchor=(1.0, 1.0))
+    assert figures.figure_problems(fig) == []
+
+
+def test_a_figure_legend_must_show_every_style_of_each_panel():
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    for a in axes:
+        labelled(a)
+        a.plot([0, 1], [0, 1], "C0", label="MAML")
+        a.plot([0, 1], [1, 0], "C1", label="ProtoNet")
+    axes[1].plot([0, 1], [0.5, 0.5], "k:", label="chance")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center")
+    assert "axes (row 0, column 1): 3 distinct series" in joined(fig)   # 'chance' is in no legend
+    assert "column 0" not in joined(fig)
+
+
+def test_a_curve_leaving_the_view_silently_is_caught_and_a_marked_one_passes():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    labelled(ax, "step", "query MSE")
+    ax.plot(range(6), [3.0, 2.0, 1.5, 4.0, 40.0, 400.0], label="Meta-SGD")
+    ax.set_ylim(0, 5)
+    assert "line 'Meta-SGD' leaves the view limits" in joined(fig)
+    ax.annotate("diverges", xy=(3.1, 5.0), xytext=(1.0, 4.5), arrowprops={"arrowstyle": "->"})
+    assert figures.figure_problems(fig) == []
+    labelled_fig, ax = plt.subplots(figsize=(4, 3))                  # or the legend entry says so
+    labelled(ax, "step", "query MSE")
+    ax.plot(range(6), [3.0, 2.0, 1.5, 4.0, 40.0, 400.0], label="Meta-SGD (diverges past step 3)")
+    ax.set_ylim(0, 5)
+    assert figures.figure_problems(labelled_fig) == []
+
+
+def test_a_curve_clipped_by_hand_along_the_top_edge_is_caught():
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(4, 3))                            # notebook 07's beyond-the-horizon figure
+    labelled(ax, "step", "query MSE")
+    ax.plot(range(8), np.clip([3.0, 2.0, 1.5, 4.0, 40.0, 400.0, 1e4, 1e5], None, 5.0), label="Meta-SGD")
+    ax.set_ylim(0, 5)
+    assert "runs along the top edge" in joined(fig)
+    ax.plot([4], [5.0], "rx", label="above 5: diverged")             # a marker where it reaches the edge,
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))            # explained by the legend
+    assert figures.figure_problems(fig) == []
+
+
+def test_a_curve_that_stops_on_nan_is_caught_and_a_marked_end_passes():
+    fig, ax = plt.subplots(figsize=(4, 3))                            # notebook 03: diverging curves end
+    labelled(ax, "step", "query MSE")
+    ax.plot(range(6), [3.0, 2.0, 2.5, 4.0, float("nan"), float("nan")])
+    assert "stops: its remaining values are nan or inf" in joined(fig)
+    ax.annotate("diverged", xy=(3, 4.0), xytext=(0.5, 3.5))
     assert figures.figure_problems(fig) == []

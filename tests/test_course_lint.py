@@ -132,3 +132,146 @@ def test_the_real_notebooks_pass_every_content_check(capsys):
     code = main(["course", "lint", "--root", str(ROOT)])
     out = capsys.readouterr().out
     assert code == 0, out
+
+
+# ----------------------------------------------------------------------------- issue 22: comparisons
+
+ABOVE = "The laptop checkpoint's 98.9% ± 0.2 is above the MAML paper's 98.7% ± 0.4."
+MATCHES = "Fine-tuning the pre-trained network matches training from scratch (73.4% ± 3.4 against 70.6% ± 3.4)."
+HELPS = "Even a rough bias helps: 73.4% against 70.6%."
+LONGEST = "In that run Reptile's inner steps took the longest at 3 and 5 steps."
+TREND = "The more of the learning algorithm is learned, the better the result on the training family."
+LEADS = "MAML's start ends ahead of tuned pre-training after one step (+0.08 ± 0.26 per goal)."
+BACKING = {ABOVE: 'assert_claim("above", verdict(0.989, 0.002, 0.987, 0.004))',
+           MATCHES: "assert_claim('matches', verdict(*fine_tune, *scratch))",
+           HELPS: "compare.assert_claim('helps', verdict(*fine_tune, *scratch))",
+           LONGEST: "assert_claim('the longest', verdict_against_all('Reptile', seconds), higher_is_better=False)",
+           TREND: "assert_claim('better', paired_verdict(learned, designed))",
+           LEADS: "assert_claim('ahead', paired_verdict(maml, pretrained))"}
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    (ABOVE, "compares ('above') with no assert_claim('above', ...) nearby"),
+    (MATCHES, "states a tie ('matches') without saying \"tie\""),
+    (MATCHES, "compares ('matches') with no assert_claim('matches', ...)"),
+    (HELPS, "compares ('helps')"),
+    (LONGEST, "compares ('the longest')"),
+    (TREND, "compares ('better')"),
+    (LEADS, "compares ('ahead')"),
+])
+def test_each_kind_of_comparative_sentence_needs_a_computed_comparison(sentence, expected):
+    plain_assert = new_code_cell("assert 0.989 > 0.987 and 0.734 > 0.706")    # a number exists: not enough
+    (problem, *_) = [p for p in claims.comparison_problems(notebook(sentence, plain_assert), "05_m.ipynb")
+                     if expected in p]
+    assert "05_m.ipynb cell 0:" in problem and sentence[:40] in problem
+    backed = notebook(sentence, plain_assert, new_code_cell(BACKING[sentence]))
+    remaining = claims.comparison_problems(backed, "05_m.ipynb")
+    assert all("no assert_claim" not in p for p in remaining), remaining
+
+
+def test_a_tie_must_say_tie_and_then_passes_with_its_assert():
+    fixed = "Fine-tuning and training from scratch tie: 73.4% ± 3.4 against 70.6% ± 3.4 (the intervals overlap)."
+    assert claims.comparison_problems(notebook(fixed, new_code_cell("x = 1")), "05_m.ipynb") != []
+    nb = notebook(fixed, new_code_cell("assert_claim('tie', verdict(0.734, 0.034, 0.706, 0.034))"))
+    assert claims.comparison_problems(nb, "05_m.ipynb") == []
+    assert "states a tie" in claims.comparison_problems(
+        notebook("The two splits score about as well as each other (92.9% and 92.7%).",
+                 new_code_cell("assert_claim('tie', v)")), "05_m.ipynb")[0]
+
+
+def test_the_assert_must_be_within_the_window_and_name_the_same_word():
+    far = [new_code_cell(f"x{i} = {i}") for i in range(3)]
+    nb = notebook(ABOVE, *far, new_code_cell(BACKING[ABOVE]))
+    assert claims.comparison_problems(nb, "05_m.ipynb") != []                  # three code cells away
+    other_word = notebook(ABOVE, new_code_cell("assert_claim('higher', verdict(0.989, 0.002, 0.987, 0.004))"))
+    assert "no assert_claim('above'" in claims.comparison_problems(other_word, "05_m.ipynb")[0]
+
+
+@pytest.mark.parametrize("sentence", [
+    "The networks above have 1,761 parameters.",                                # a place on the page
+    "Every number below is reproducible with seed 0 on 600 tasks.",
+    "The correlation is above 0.95 (asserted).",                                # a threshold: a plain assert
+    "Is MAML better than ProtoNets at 5 shots?",                                # a question
+    "A better start is the point of meta-learning.",                            # no measurement
+    "Each time is the best of 3 runs.",
+    "Meta-learning is not tied to images, and 40 episodes per goal suffice.",
+])
+def test_what_is_not_a_comparison_of_measurements(sentence):
+    assert claims.comparison_problems(notebook(sentence, new_code_cell("x = 1")), "01_a.ipynb") == []
+
+
+def test_only_literature_exemptions_excuse_a_comparison(tmp_path):
+    text = "MAML reports 98.7%, above the 98.1% of matching networks. In that run Reptile took the longest (12 s)."
+    docs = tmp_path / "instructors.md"
+    docs.write_text('<!-- unasserted-claims:start -->\n| notebook | claim | why |\n| --- | --- | --- |\n'
+                    '| 05 | "above the 98.1% of matching networks" | published numbers (Finn et al. 2017) |\n'
+                    '| 05 | "Reptile took the longest" | a timing: depends on the machine |\n'
+                    '<!-- unasserted-claims:end -->\n')
+    (problem,) = claims.comparison_problems(notebook(text, new_code_cell("x = 1")), "05_m.ipynb",
+                                            claims.exemptions(docs))
+    assert "'the longest'" in problem and "matching networks" not in problem
+
+
+# ----------------------------------------------------------------------------- issue 22: outputs and tables
+
+def stream(text):
+    return new_output("stream", name="stdout", text=text)
+
+
+def test_outputs_with_absolute_paths_or_notes_on_how_the_course_was_made_are_caught():
+    nb = notebook(new_code_cell("train()", outputs=[stream("wrote /tmp/mllib_nb05_c9qx4452/maml/best.pt\n")]),
+                  new_code_cell("card()", outputs=[stream("SHARED with other engineers' tests (load 2-4)\n")]),
+                  new_code_cell("x", outputs=[new_output("execute_result", execution_count=1,
+                                                         data={"text/plain": "'/home/ana/runs' TODO"})]),
+                  new_code_cell("y", outputs=[stream("wrote runs/quick/best.pt; see notebooks/05 and /8 of it\n")]))
+    problems = lint.output_content_problems(nb, "05_m.ipynb")
+    assert len(problems) == 4, problems
+    assert "cell 0 output 0: shows an absolute path ('/tmp/mllib_nb05_c9qx4452/maml/best.pt')" in problems[0]
+    assert "cell 1 output 0: shows text about how the course was made ('other engineers')" in problems[1]
+    assert "'/home/ana/runs'" in problems[2] and "('TODO')" in problems[3]
+    for text in ("written in this session", "ask the maintainer", "C:\\Users\\ana\\runs"):
+        assert lint.output_content_problems(notebook(new_code_cell("z", outputs=[stream(text)])), "nb"), text
+
+
+PRINTED_TABLE = ("method                          bn       tasks   accuracy (95% CI)\n"
+                 "train from scratch              batch       50    70.6% +- 3.4\n"
+                 "MAML, quick checkpoint          batch      200    92.9% +- 1.0\n")
+
+
+def test_a_printed_table_of_accuracies_must_state_mode_protocol_and_budget():
+    nb = notebook(new_code_cell("table()", outputs=[stream(PRINTED_TABLE)]))
+    (problem,) = lint.table_problems(nb, "05_m.ipynb")
+    assert "cell 0 output 0: a table comparing accuracies (2 rows" in problem
+    assert "the test protocol, the training budget of its entries" in problem and "batch-norm" not in problem
+    fixed = PRINTED_TABLE.replace("MAML, quick checkpoint  ", "MAML (1,000 meta-steps)") + \
+        "protocol: 5-way 1-shot, unrotated test characters; training budget: scratch 20 Adam steps per task\n"
+    assert lint.table_problems(notebook(new_code_cell("t()", outputs=[stream(fixed)])), "05_m.ipynb") == []
+    seeds = "training seed 0: 92.9% ± 1.0 (200 tasks)\ntraining seed 1: 93.4% ± 0.9 (200 tasks)\n"
+    assert lint.table_problems(notebook(new_code_cell("s()", outputs=[stream(seeds)])), "05_m.ipynb") == []
+
+
+def test_a_markdown_table_of_accuracies_must_state_mode_protocol_and_budget():
+    table = ("| method | 5-way 1-shot |\n| --- | --- |\n| in-context learner | 94.3% ± 0.9% |\n"
+             "| MAML (shipped checkpoint) | 99.1% ± 0.3% |\n")
+    (problem,) = lint.table_problems(notebook("Omniglot:\n\n" + table), "07_u.ipynb")
+    assert "cell 0: a table comparing accuracies (2 rows" in problem
+    assert "batch-norm mode, the test protocol, the training budget" in problem
+    caption = ("Both with transductive batch norm, on the unrotated protocol (200 test tasks); the in-context "
+               "learner trained 7 min, MAML 10,000 meta-steps.\n\n")
+    assert lint.table_problems(notebook(caption + table), "07_u.ipynb") == []
+    columns = ("| method | bn | protocol | budget | accuracy |\n| --- | --- | --- | --- | --- |\n"
+               "| in-context | batch | unrotated | 7 min | 94.3% ± 0.9% |\n| MAML | batch | unrotated | "
+               "10,000 steps | 99.1% ± 0.3% |\n")
+    assert lint.table_problems(notebook(columns), "07_u.ipynb") == []
+
+
+def test_course_lint_and_measurement_problems_run_the_comparison_checks(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    bad = notebook(ABOVE, new_code_cell("assert 0.989 > 0.987",
+                                        outputs=[stream("saved to /tmp/run_x/best.pt\n")]))
+    write_notebook(bad, folder / "05_m.ipynb")
+    problems = claims.measurement_problems(tmp_path)
+    assert len(problems) == 2 and "compares ('above')" in problems[0] and "absolute path" in problems[1]
+    assert main(["course", "lint", str(folder / "05_m.ipynb"), "--root", str(tmp_path)]) == 1
+    assert "05_m.ipynb cell 0: compares ('above')" in capsys.readouterr().out
+    assert claims.measurement_problems(tmp_path / "nowhere") == []

@@ -58,8 +58,11 @@ def _sync(args) -> int:
 
 def _check(args) -> int:
     from mllib.course import check_course
+    from mllib.course.claims import measurement_problems
 
-    problems = check_course(args.root, _config(args), readme=not args.no_readme)
+    cfg = _config(args)
+    problems = check_course(args.root, cfg, readme=not args.no_readme)
+    problems += measurement_problems(args.root, [Path(args.root) / cfg.notebooks_dir])
     for problem in problems:
         print(problem)
     print("course check: ok" if not problems else f"course check: {len(problems)} problem(s)")
@@ -80,7 +83,7 @@ def _set_repository(args) -> int:
 
 
 def _lint(args) -> int:
-    from mllib.course.claims import claim_problems, exemptions, stale_exemptions
+    from mllib.course.claims import claim_problems, comparison_problems, exemptions, stale_exemptions
     from mllib.course.lint import lint_notebook
     from mllib.course.nbio import list_notebooks, read_notebook
 
@@ -92,6 +95,7 @@ def _lint(args) -> int:
     for path in paths:
         problems += lint_notebook(path, notebooks[path.name])
         problems += claim_problems(notebooks[path.name], path.name, exempt)
+        problems += comparison_problems(notebooks[path.name], path.name, exempt)
     if not args.paths:                       # the whole course: the exemption list must not go stale
         problems += stale_exemptions(notebooks, exempt)
     for problem in problems:
@@ -192,7 +196,8 @@ def add_parser(subparsers) -> None:
 
     for name, func, text in (("sync", _sync, "regenerate Colab badges, install cells, GPU metadata, README badges"),
                              ("check", _check, "verify badges and install cells match course_config.json, "
-                                               "and the exercise convention")):
+                                               "the exercise convention, and that comparisons, outputs and "
+                                               "tables of accuracies are checked measurements")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--root", default=".", help="repository root (default: .)")
         p.add_argument("--config", default=None, help="configuration file (default: ROOT/mllib/course_config.json, "
@@ -208,7 +213,8 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=_needs_course_extra(_execute))
 
     p = sub.add_parser("lint", help="maths, images, cross-references, code width, stored outputs, kernelspec, "
-                                    "and an assert near every quantitative claim")
+                                    "an assert near every quantitative claim and an assert_claim near every "
+                                    "comparison")
     p.add_argument("paths", nargs="*", help="notebooks or folders (default: ROOT/notebooks)")
     p.add_argument("--root", default=".", help="repository root (default: .; docs/instructors.md lists "
                                                "the claims that cannot be asserted)")

@@ -17,6 +17,16 @@ other hardware, ...) is listed, with the reason, in the table between
 ``docs/instructors.md``: one row ``| notebook | "a phrase of the sentence" | why |``. A sentence
 containing a listed phrase is exempt; a listed phrase that no longer occurs in its notebook is
 itself a problem, so the list cannot go stale.
+
+An assert that a number exists does not check the sentence about it. :func:`comparison_problems` adds
+the check for comparisons: a sentence with a comparative or causal word ("higher", "better", "faster",
+"beats", "helps", "matches", "closer", "above", "below", "the longest", "ties", "outperforms", "ahead",
+...: ``COMPARISON_FORMS``) and a measured number (or a trend, "the more ..., the better") must have, within
+``WINDOW`` code cells, a call ``mllib.compare.assert_claim("<that word>", verdict)`` with a verdict that
+takes the 95% intervals into account (``mllib.compare``); a sentence that states a tie must say "tie".
+Only exemptions whose reason names a published number, a paper or a theorem excuse a comparison.
+:func:`measurement_problems` runs it with the output and table checks of :mod:`mllib.course.lint`
+(``python -m mllib course check``).
 """
 from __future__ import annotations
 
@@ -125,4 +135,171 @@ def stale_exemptions(notebooks: dict[str, NotebookNode], exempt: list[tuple[str,
             problems.append(f"docs/instructors.md: unasserted claim listed for {notebook!r}, which is not a notebook")
         elif not any(_normalise(phrase) in t for t in texts):
             problems.append(f"docs/instructors.md: the unasserted claim {phrase!r} no longer occurs in {notebook}")
+    return problems
+
+
+# ----------------------------------------------------------------------------- comparisons
+#
+# A comparative or causal word ("above", "matches", "the longest", ...) in a sentence that also states a
+# measured number is a claim about a comparison, and an assert that a number exists does not check it.
+# Such a sentence is *backed* when one of the WINDOW code cells before or after its Markdown cell calls
+# ``mllib.compare.assert_claim("<the same word>", ...)``, which raises when the verdict (overlapping 95%
+# intervals, or a paired test that cannot reject, is a tie) disagrees with the word. A sentence that
+# states a tie ("matches", "the same as", "as good as", "indistinguishable", ...) must also say "tie".
+# Only exemptions whose reason names a published number, a paper or a theorem (LITERATURE) apply here: a
+# number measured by the course can always be compared in code.
+
+# word forms the lint looks for -> the canonical word an assert_claim call must use (any of its forms)
+COMPARISON_FORMS = {
+    "higher": ("higher",), "lower": ("lower",), "better": ("better",), "worse": ("worse",),
+    "faster": ("faster",), "slower": ("slower",), "beats": ("beats", "beat", "beating"),
+    "outperforms": ("outperforms", "outperform", "outperformed"), "helps": ("helps", "help", "helped"),
+    "hurts": ("hurts", "hurt"), "matches": ("matches", "match", "matched", "matching"),
+    "closer": ("closer",), "above": ("above",), "below": ("below",), "ahead": ("ahead",), "behind": ("behind",),
+    "exceeds": ("exceeds", "exceed", "exceeded"), "tie": ("tie", "ties", "tied"),
+    "the longest": ("the longest",), "the shortest": ("the shortest",), "the highest": ("the highest",),
+    "the lowest": ("the lowest",), "the best": ("the best",), "the worst": ("the worst",),
+    "the fastest": ("the fastest",), "the slowest": ("the slowest",), "the closest": ("the closest",),
+}
+_CANONICAL = {form: word for word, forms in COMPARISON_FORMS.items() for form in forms}
+_COMPARISON = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, _CANONICAL), key=len, reverse=True))
+                         + r")(?![\w-])", re.I)
+# "above" / "below" that point at a place on the page, not at a value
+_PLACE_BEFORE = re.compile(r"(?:asserted|shown|printed|see|listed|described|defined|computed|discussed|explained|"
+                           r"plotted|drawn|mentioned|introduced|used|given|trained|built|loaded|measured|run|"
+                           r"cells?|tables?|figures?|code|sections?|outputs?|plots?|panels?|examples?|ones?|"
+                           r"steps?|formulas?|equations?|numbers?|networks?|models?|results?|runs?|curves?|lines?|values?|"
+                           r"intervals?|list|text|notes?|paragraphs?|as|from|in)\W*$", re.I)
+# uses of a comparative word that compare nothing: "the best of 3 runs", "not tied to images"
+_NOT_COMPARING = re.compile(r"^(?:the best of\b|tied to\b|match(?:es)? (?:none|no)\b)", re.I)
+_PLACE_AFTER = re.compile(r"^\s*(?:$|[.,;:)!?]|and\b|or\b|it\b|them\b|this\b|these\b|is\b|are\b|was\b|were\b|has\b|"
+                         r"have\b|shows?\b|gives?\b|describes?\b|says?\b)", re.I)
+# "above 0.95", "below about 2": a threshold on one number, which a plain assert checks exactly
+_THRESHOLD_AFTER = re.compile(r"^\s*(?:about\s+|roughly\s+)?(?:[-−]?\$?\d|zero\b)", re.I)
+# a measured number: a decimal, a percentage, "1.7 times", "3x", a "+-"; or an integer in a sentence that speaks
+# of a measurement (a table, a run, an error, a time, ...): "took the longest at 3 and 5 steps in that run"
+_MEASURED = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\.\w)|\d\s*%|\b\d+(?:\.\d+)?\s*(?:times|x|×)(?:\s|$|[,.;)])|±|\+-")
+_INTEGER = re.compile(r"(?<![\w.])\d[\d,]*(?![\w.]*\.\w)|\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|"
+                      r"twelve|fifteen|twenty|thirty|forty|fifty|hundred|thousand|twice|half)\b", re.I)
+_MEASUREMENT_WORD = re.compile(r"\b(?:tables?|figures?|plots?|curves?|runs?|measured|errors?|accurac(?:y|ies)|returns?|"
+                               r"loss(?:es)?|seconds?|minutes?|time|timings?|points?|steps?|tasks?)\b", re.I)
+_REFERENCE_NUMBER = re.compile(r"\b(?:notebooks?|sections?|cells?|figures?|exercises?|questions?|part)\s+\d+"
+                               r"(?:\s*(?:[–-]|,|and|or)\s*\d+)*|\(\d{4}[a-z]?\)|\bet al\.?,?\s*\d{4}|\b(?:19|20)\d\d\b",
+                               re.I)
+# "the more ..., the better ...": a claimed trend is a measurement even without a number in the sentence
+_TREND = re.compile(r"\bthe (?:more|less|fewer|larger|smaller|longer|shorter|higher|lower)\b[^.;]*?,\s*the "
+                    r"(?:better|worse|higher|lower|larger|smaller|faster|slower)\b", re.I)
+_TIE_STATEMENT = re.compile(r"\b(?:match(?:es|ed|ing)?|the same as|as good as|as well as|indistinguishable|on par|"
+                            r"comparable|level with|intervals? overlap|no gap)\b", re.I)
+_SAYS_TIE = re.compile(r"\bti(?:e|es|ed)\b", re.I)
+_CLAUSE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*(\[`$0-9-])|\n\s*\n|\n\s*[-*]\s+|\n\s*\d+\.\s+")
+LITERATURE = re.compile(r"publish|paper|citation|\bcite|et al|theorem|general fact|literature|reports?\b", re.I)
+
+
+def full_sentences(text: str) -> list[str]:
+    """Like :func:`sentences`, but a colon does not end a sentence ("X helps: 73.4% against 70.6%" is one)."""
+    kept = [line for line in prose(text).splitlines() if not SKIP_LINE.match(line)]
+    parts = _CLAUSE_END.split("\n".join(kept))
+    return [" ".join(p.split()) for p in parts if p and p.strip()]
+
+
+def comparison_words(sentence: str) -> list[str]:
+    """The canonical comparative words (keys of ``COMPARISON_FORMS``) a sentence uses as comparisons."""
+    found = []
+    for match in _COMPARISON.finditer(sentence):
+        word = _CANONICAL[match.group(1).lower()]
+        before, after = sentence[:match.start()], sentence[match.end():]
+        if word in ("above", "below") and (_PLACE_BEFORE.search(before) or _PLACE_AFTER.match(after)
+                                           or _THRESHOLD_AFTER.match(after)):
+            continue
+        if _NOT_COMPARING.match(sentence[match.start():]):
+            continue
+        if word not in found:
+            found.append(word)
+    return found
+
+
+def states_measurement(sentence: str) -> bool:
+    """Whether the sentence states a measured number (references such as "notebook 05" or a year do not count),
+    or a trend ("the more ..., the better ...")."""
+    text = _REFERENCE_NUMBER.sub(" ", re.sub(r"\$[^$]*\$", " ", sentence))
+    return bool(_TREND.search(text) or _MEASURED.search(text)
+                or (_INTEGER.search(text) and _MEASUREMENT_WORD.search(text)))
+
+
+def asserted_words(code: str) -> set[str]:
+    """Canonical words of every ``assert_claim("<word>", ...)`` call in the code (parsed; magics dropped)."""
+    lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return {_CANONICAL.get(w.lower(), w.lower())
+                for w in re.findall(r"assert_claim\(\s*[\"']([^\"']+)[\"']", code)}
+    words = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name == "assert_claim" and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            word = " ".join(node.args[0].value.lower().split())
+            words.add(_CANONICAL.get(word, word))
+    return words
+
+
+def sentence_comparison_problems(sentence: str, backed: set[str]) -> list[str]:
+    """What is wrong with one sentence, given the canonical words asserted near it ([] when fine)."""
+    if sentence.rstrip().endswith("?") or not states_measurement(sentence):
+        return []
+    problems = []
+    if _TIE_STATEMENT.search(sentence) and not _SAYS_TIE.search(sentence):
+        problems.append(f"states a tie ({_TIE_STATEMENT.search(sentence).group(0)!r}) without saying \"tie\"")
+    missing = [w for w in comparison_words(sentence) if w not in backed]
+    if missing:
+        problems.append("compares (" + ", ".join(repr(w) for w in missing) + ") with no "
+                        + " / ".join(f"assert_claim({w!r}, ...)" for w in missing) + " nearby")
+    return problems
+
+
+def comparison_problems(nb: NotebookNode, name: str, exempt: list[tuple[str, str, str]] = (),
+                        window: int = WINDOW) -> list[str]:
+    """Comparative sentences of ``nb``'s Markdown with a measured number that no nearby ``assert_claim`` backs,
+    and tie statements that do not say "tie". One line per sentence: notebook, cell index, the sentence."""
+    phrases = [_normalise(phrase) for notebook, phrase, why in exempt
+               if name.startswith(notebook) and LITERATURE.search(why)]
+    code_positions = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    words = {i: asserted_words(source(nb.cells[i])) for i in code_positions}
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown" or HEADER_MARK in source(cell):
+            continue
+        near = [i for i in code_positions if i < index][-window:] + [i for i in code_positions if i > index][:window]
+        backed = set().union(*(words[i] for i in near)) if near else set()
+        for sentence in full_sentences(source(cell)):
+            if any(p in _normalise(sentence) for p in phrases):
+                continue
+            for problem in sentence_comparison_problems(sentence, backed):
+                shown = sentence if len(sentence) <= 160 else sentence[:157] + "..."
+                problems.append(f"{name} cell {index}: {problem}: {shown!r} (compute the comparison with "
+                                f"mllib.compare and assert_claim the word within {window} code cells, or "
+                                f"list a published number in docs/instructors.md)")
+    return problems
+
+
+def measurement_problems(root: str | Path = ".", paths=None) -> list[str]:
+    """The checks that a course claim is a measurement, over the notebooks under ``root`` (or ``paths``):
+    comparisons backed by ``assert_claim``, stored outputs free of absolute paths and making-of notes, and
+    tables of accuracies that state the batch-norm mode, the protocol and the budget. ``python -m mllib
+    course check`` and ``course lint`` run them."""
+    from .lint import output_content_problems, table_problems
+    from .nbio import list_notebooks, read_notebook
+
+    root = Path(root)
+    exempt = exemptions(root / "docs" / "instructors.md")
+    paths = [p for p in map(Path, paths or [root / "notebooks"]) if p.exists()]
+    problems = []
+    for path in list_notebooks(paths):
+        nb = read_notebook(path)
+        problems += comparison_problems(nb, path.name, exempt)
+        problems += output_content_problems(nb, path.name) + table_problems(nb, path.name)
     return problems

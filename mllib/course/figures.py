@@ -15,7 +15,21 @@ and returns one sentence per problem (an empty list when the figure is fine):
   shown at ``DISPLAY_WIDTH_IN / w`` of its size, and its fonts with it;
 * **overlaps**: no two titles, axis labels or legends (of any axes, suptitle included) overlap;
 * **legends**: no legend box covers data of its axes (a line, including between its vertices,
-  a scatter point, an error bar's end, a bar).
+  a scatter point, an error bar's end, a bar);
+* **axis labels**: every axes that draws data labels each axis that shows numeric tick labels
+  (``set_xlabel``/``set_ylabel``, or the figure's ``supxlabel``/``supylabel``). Exempt, by design: an
+  axes drawn with ``ax.axis("off")`` or with its ticks removed (an image grid of ``imshow`` panels:
+  there is no scale to name), and an axis whose tick labels are words (categories name themselves);
+* **legend needed**: when several *distinct* series share an axes (lines, scatters or bars that differ in
+  colour, line style or marker; bars of one call in several colours), the axes has a legend, the
+  figure has a legend that shows every one of those styles, or the series are labelled directly (at
+  least one text annotation with words per series beyond the first). Series drawn in one identical
+  style (fifty grey trajectories) are one series;
+* **data that leaves the view silently**: a line or scatter point outside the view limits, a curve
+  drawn along the top or bottom edge (data clipped by hand to the limit), or a curve that stops
+  because its values become ``nan``/``inf`` (a run that diverged) must be *marked*: a marker or a
+  text/annotation (another artist) within ``MARK_RADIUS`` (axes fraction) of where it leaves, touches
+  the edge or stops, or the series' own legend label saying so ("diverged", "clipped", "off scale").
 
 The rules are heuristics with an honest scope: overlapping tick labels, or a legend over a filled
 area (``axhspan``, ``fill_between``), are not seen.
@@ -33,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -41,6 +56,8 @@ DISPLAY_WIDTH_IN = 10.0   # JupyterLab's output width at matplotlib's 100 dpi (a
 MIN_FONT_PT = 8.0         # smallest text size a reader can comfortably read, as displayed
 MIN_IN_VIEW = 0.5         # fraction of an artist's finite points that must lie inside the axes
 _EDGE = 1e-6              # tolerance (axes coordinates) for points drawn on the edge of the axes
+MARK_RADIUS = 0.08        # how near (axes fraction) a marker or annotation must be to where a series leaves
+_MARK_WORDS = ("diverg", "clipped", "clip", "off scale", "off-scale", "beyond", "blew up", "blows up", "nan", "inf")
 
 
 def figure_problems(fig, display_width_in: float = DISPLAY_WIDTH_IN, min_font_pt: float = MIN_FONT_PT) -> list[str]:
@@ -58,8 +75,12 @@ def figure_problems(fig, display_width_in: float = DISPLAY_WIDTH_IN, min_font_pt
         if not bad_limits:
             problems += [f"{where}: {p}" for p in _view_problems(ax)]
             problems += [f"{where}: {p}" for p in _legend_cover_problems(ax, renderer)]
+            problems += [f"{where}: {p}" for p in _silent_exit_problems(ax)]
         if not _draws_something(ax):
             problems.append(f"{where}: the axes is empty (nothing is drawn in it; remove it or plot into it)")
+        else:
+            problems += [f"{where}: {p}" for p in _axis_label_problems(ax, fig)]
+            problems += [f"{where}: {p}" for p in _legend_needed_problems(ax, fig)]
     problems += [f"{name}: {p}" for p in _font_problems(fig, renderer, display_width_in, min_font_pt)]
     problems += [f"{name}: {p}" for p in _overlap_problems(fig, renderer)]
     return problems
@@ -140,6 +161,249 @@ def _view_problems(ax) -> list[str]:
 
 def _draws_something(ax) -> bool:
     return any(a.get_visible() for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts))
+
+
+# ----------------------------------------------------------------------------- axis labels
+
+_NUMERIC_TICK = re.compile(r"^[-+−]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE×x][-+−]?\d+)?\s*%?$")
+
+
+def _is_numeric_tick(text: str) -> bool:
+    """Whether a tick label is a number ("0.5", "−2", "10%", "$\\mathdefault{10^{-1}}$"), not a word."""
+    plain = re.sub(r"\\mathdefault|\\times|[${}^\\ ]", "", text)
+    return bool(_NUMERIC_TICK.match(plain))
+
+
+def _draws_data(ax) -> bool:
+    return any(a.get_visible() for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images))
+
+
+def _axis_label_problems(ax, fig) -> list[str]:
+    """Axes drawing data whose x or y axis shows numeric tick labels but has no label."""
+    if not ax.axison or not _draws_data(ax):
+        return []
+    problems = []
+    for letter, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+        if not axis.get_visible() or axis.label.get_text().strip():
+            continue
+        sup = getattr(fig, f"_sup{letter}label", None)
+        if sup is not None and sup.get_visible() and sup.get_text().strip():
+            continue
+        shown = [t.get_text() for t in _drawn_tick_labels(axis) if t.get_visible() and t.get_text().strip()]
+        if shown and any(_is_numeric_tick(t) for t in shown):
+            problems.append(f"the {letter} axis has no label (set_{letter}label: what is measured, and its unit)")
+    return problems
+
+
+# ----------------------------------------------------------------------------- legend needed
+
+def _colour(value) -> tuple:
+    from matplotlib.colors import to_rgba
+
+    try:
+        return tuple(round(c, 3) for c in to_rgba(value))
+    except (ValueError, TypeError):
+        return ("?",)
+
+
+def _line_style(line) -> tuple:
+    marker = line.get_marker()
+    marker = None if marker in (None, "", " ", "None", "none") else str(marker)
+    style = line.get_linestyle()
+    style = None if style in ("None", "none", "", " ") else style
+    return ("line", _colour(line.get_color()), style, marker)
+
+
+def _series_styles(ax) -> list[tuple[str, tuple]]:
+    """``(description, style)`` of every data series of the axes (error-bar caps and bands are not series)."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    caps = set()
+    for container in ax.containers:
+        if isinstance(container, ErrorbarContainer):
+            caps.update(id(line) for line in container.lines[1])
+    series = []
+    for line in ax.get_lines():
+        if line.get_visible() and id(line) not in caps and len(line.get_xydata()):
+            series.append((f"line {line.get_label()!r}", _line_style(line)))
+    for coll in ax.collections:
+        if coll.get_visible() and isinstance(coll, PathCollection) and len(coll.get_offsets()):
+            faces = {_colour(c) for c in coll.get_facecolors()} if coll.get_array() is None else {("mapped",)}
+            series.append(("scatter", ("scatter",) + (tuple(sorted(faces))[0] if len(faces) == 1 else ("many",))))
+    for container in ax.containers:
+        if isinstance(container, BarContainer) and container.patches:
+            faces = sorted({_colour(p.get_facecolor()) for p in container.patches})
+            if len(faces) > 1:
+                series += [(f"bars coloured {f}", ("patch", f)) for f in faces]
+            else:
+                series.append((f"bars {container.get_label()!r}", ("patch", faces[0])))
+    return series
+
+
+def _handle_style(handle) -> tuple | None:
+    from matplotlib.collections import PathCollection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    if isinstance(handle, Line2D):
+        return _line_style(handle)
+    if isinstance(handle, Patch):
+        return ("patch", _colour(handle.get_facecolor()))
+    if isinstance(handle, PathCollection) and len(handle.get_facecolors()):
+        return ("scatter", _colour(handle.get_facecolors()[0]))
+    return None
+
+
+def _legend_styles(fig) -> set:
+    styles = set()
+    legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend() is not None]
+    for legend in legends:
+        handles = getattr(legend, "legend_handles", None) or getattr(legend, "legendHandles", [])
+        styles.update(style for style in map(_handle_style, handles) if style is not None)
+    return styles
+
+
+def _legend_needed_problems(ax, fig) -> list[str]:
+    """Several distinct series share the axes, and no legend (or direct label) tells them apart."""
+    series = _series_styles(ax)
+    distinct = {}
+    for description, style in series:
+        distinct.setdefault(style, description)
+    if len(distinct) < 2:
+        return []
+    legend = ax.get_legend()
+    if legend is not None and legend.get_visible():
+        return []
+    if set(distinct) <= _legend_styles(fig):
+        return []
+    worded = [t for t in ax.texts if t.get_visible() and re.search(r"[A-Za-z]{2}", t.get_text())]
+    if len(worded) >= len(distinct) - 1:
+        return []
+    names = ", ".join(list(distinct.values())[:4]) + (", ..." if len(distinct) > 4 else "")
+    return [f"{len(distinct)} distinct series share the axes ({names}) with no legend: add ax.legend() with "
+            f"a label per series (or label each series with ax.text)"]
+
+
+# ----------------------------------------------------------------------------- data that leaves the view
+
+def _mark_points(ax, renderer_free_exclude=None):
+    """Axes-coordinate points of everything that can mark a place: markers of short lines, scatter points,
+    texts and annotation targets."""
+    import numpy as np
+
+    to_axes = ax.transAxes.inverted()
+    points = []
+    for line in ax.get_lines():
+        if line is renderer_free_exclude or not line.get_visible():
+            continue
+        if _line_style(line)[3] is not None and len(line.get_xydata()) <= 5:
+            points.append(to_axes.transform(line.get_transform().transform(np.asarray(line.get_xydata(), float))))
+    from matplotlib.collections import PathCollection
+    for coll in ax.collections:
+        if coll.get_visible() and isinstance(coll, PathCollection) and len(coll.get_offsets()):
+            xy = np.asarray(coll.get_offsets(), dtype=float).reshape(-1, 2)
+            points.append(to_axes.transform(coll.get_offset_transform().transform(xy)))
+    for text in ax.texts:
+        if not text.get_visible():
+            continue
+        points.append(to_axes.transform(text.get_transform().transform([text.get_position()])))
+        if hasattr(text, "xy") and hasattr(text, "_get_xy_transform"):
+            try:
+                target = text._get_xy_transform(None, text.xycoords).transform([text.xy])
+                points.append(to_axes.transform(target))
+            except Exception:  # noqa: BLE001 - an annotation in unusual coordinates: its text position counts
+                pass
+    return np.concatenate(points) if points else np.zeros((0, 2))
+
+
+def _marked(at, marks) -> bool:
+    import numpy as np
+
+    if not len(marks):
+        return False
+    at = np.clip(np.asarray(at, dtype=float), 0.0, 1.0)
+    finite = np.isfinite(marks).all(axis=1)
+    return bool((np.abs(marks[finite] - at).max(axis=1) <= MARK_RADIUS).any())
+
+
+def _crossing(inside, outside):
+    """Where the segment from an inside point to an outside one crosses the edge of the axes (axes coordinates)."""
+    import numpy as np
+
+    step = outside - inside
+    t = 1.0
+    for k in range(2):
+        if step[k] > 0 and outside[k] > 1:
+            t = min(t, (1 - inside[k]) / step[k])
+        elif step[k] < 0 and outside[k] < 0:
+            t = min(t, -inside[k] / step[k])
+    return np.asarray(inside + t * step)
+
+
+def _exit_events(points, raw):
+    """``(what, where)`` in axes coordinates for a polyline: where it leaves or re-enters the view, where it
+    runs along the top or bottom edge, and where it stops because the rest of its values are not finite."""
+    import numpy as np
+
+    events = []
+    finite = np.isfinite(raw).all(axis=1) & np.isfinite(points).all(axis=1)
+    inside = finite & ((points >= -_EDGE) & (points <= 1 + _EDGE)).all(axis=1)
+    outside = finite & ~inside
+    if outside.any() and inside.any():
+        for i in np.flatnonzero(outside):
+            neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(points) and inside[j]]
+            for j in neighbours:
+                events.append(("leaves the view limits", _crossing(points[j], points[i])))
+        if not events:
+            events.append(("has points outside the view limits", points[np.flatnonzero(outside)[0]]))
+    for edge, name in ((1.0, "top"), (0.0, "bottom")):
+        on_edge = finite & (np.abs(points[:, 1] - edge) <= _EDGE)
+        runs = np.flatnonzero(on_edge[:-1] & on_edge[1:]) if len(points) > 1 else []
+        if len(runs) and not (on_edge[finite].all()):
+            events.append((f"runs along the {name} edge (clipped to the limit?)", points[runs[0]]))
+    if finite.any() and not finite.all():
+        last = np.flatnonzero(finite)[-1]
+        if last < len(points) - 1 and not np.isfinite(raw[last + 1:, 1]).any():
+            events.append(("stops: its remaining values are nan or inf (diverged?)", points[last]))
+    return events
+
+
+def _silent_exit_problems(ax) -> list[str]:
+    """Lines and scatters that leave the view, hug the top or bottom edge, or stop on nan/inf, unmarked."""
+    import numpy as np
+    from matplotlib.collections import PathCollection
+
+    to_axes = ax.transAxes.inverted()
+    problems = []
+    candidates = []
+    for line in ax.get_lines():
+        if line.get_visible() and len(line.get_xydata()):
+            raw = np.asarray(line.get_xydata(), dtype=float).reshape(-1, 2)
+            with np.errstate(invalid="ignore"):
+                points = to_axes.transform(line.get_transform().transform(raw))
+            candidates.append((line, f"line {line.get_label()!r}", points, raw))
+    for coll in ax.collections:
+        if coll.get_visible() and isinstance(coll, PathCollection) and len(coll.get_offsets()):
+            raw = np.asarray(coll.get_offsets(), dtype=float).reshape(-1, 2)
+            candidates.append((coll, "scatter", to_axes.transform(coll.get_offset_transform().transform(raw)), raw))
+    for artist, name, points, raw in candidates:
+        label = str(artist.get_label()).lower()
+        if any(word in label for word in _MARK_WORDS) and not label.startswith("_"):
+            continue
+        events = _exit_events(points, raw) if name != "scatter" else [
+            ("has points outside the view limits", p) for p in points[np.isfinite(points).all(axis=1)
+                                                                        & ((points < -_EDGE) | (points > 1 + _EDGE)).any(axis=1)][:1]]
+        marks = _mark_points(ax, artist)
+        unmarked = [(what, at) for what, at in events if not _marked(at, marks)]
+        seen = set()
+        for what, at in unmarked:
+            if what in seen:
+                continue
+            seen.add(what)
+            problems.append(f"{name} {what} near axes position ({at[0]:.2f}, {at[1]:.2f}) with no marker: mark it "
+                            f"(a marker or an annotation there, e.g. 'diverged'), or widen the limits")
+    return problems
 
 
 # ----------------------------------------------------------------------------- legends

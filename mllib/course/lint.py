@@ -12,7 +12,16 @@
 * **code width**: code lines of at most ``MAX_CODE_LINE`` characters (JupyterLab does not wrap
   code; longer lines run off the right edge). Generated cells (tag ``colab-setup``) are exempt;
 * **stored outputs**: no ``execute_result`` that is only a multi-line ``repr`` (a cell that ends
-  with a bare expression such as ``model.to(device)`` prints the module's repr);
+  with a bare expression such as ``model.to(device)`` prints the module's repr); no absolute path of
+  the machine that ran the notebook (``/tmp/...``, ``/home/...``, ``/root/...``, ``/work/...``,
+  ``/Users/...``, ``C:\\Users\\...``: ``ABSOLUTE_PATH``) and no text about how the course was made
+  ("other engineers", "this session", "maintainer", "TODO", ...: ``MAKING_OF``) in any stored output
+  (streams, results, displays, tracebacks);
+* **tables that compare accuracies** (a Markdown table, or a printed block of at least two rows with
+  ``NN% +- c``, whose row labels name at least two different things): the table states the
+  batch-norm mode, the test protocol and the training budget (``TABLE_NEEDS``), either in its header
+  or caption (the same cell's text outside the table, or the output's lines that are not rows), or in
+  every row;
 * **kernelspec**: the stored display name is the one the installed kernel reports, so Jupyter does
   not mark the notebook as modified when it opens it.
 
@@ -168,6 +177,119 @@ def output_problems(nb: NotebookNode, name: str) -> list[str]:
     return problems
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])(?:/(?:tmp|home|root|work|Users|private/var|var/folders|mnt|scratch)/[^\s'\"]*"
+                           r"|[A-Za-z]:\\(?:Users|Temp|tmp)\\[^\s'\"]*)")
+MAKING_OF = re.compile(r"\b(?:other engineers?|another engineer|this session|(?:the )?maintainers?|TODO|FIXME|XXX|"
+                       r"the lead|helper session)\b")
+
+
+def output_texts(cell) -> list[tuple[int, str]]:
+    """``(output index, text)`` for every text a code cell's stored outputs show (streams, text results and
+    displays, error tracebacks)."""
+    texts = []
+    for number, output in enumerate(cell.get("outputs", []) if cell.cell_type == "code" else []):
+        parts = [output.get("text", "")] + [v for k, v in output.get("data", {}).items()
+                                            if k.startswith("text/") or k == "application/json"]
+        parts += list(output.get("traceback", []))
+        for part in parts:
+            text = "".join(part) if isinstance(part, list) else part
+            if isinstance(text, str) and text:
+                texts.append((number, text))
+    return texts
+
+
+def output_content_problems(nb: NotebookNode, name: str) -> list[str]:
+    """Stored outputs that show an absolute path of the machine or text about how the course was made."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        for number, text in output_texts(cell):
+            for pattern, what, fix in ((ABSOLUTE_PATH, "an absolute path", "print it relative to the working "
+                                        "folder or by name"),
+                                       (MAKING_OF, "text about how the course was made", "remove it from "
+                                        "what the cell prints (keep such notes in the commit history)")):
+                found = sorted({m.group(0) for m in pattern.finditer(text)})
+                if found:
+                    problems.append(f"{name} cell {index} output {number}: shows {what} "
+                                    f"({', '.join(repr(f[:60]) for f in found[:3])}); {fix}")
+    return problems
+
+
+# ----------------------------------------------------------------------------- tables of accuracies
+
+TABLE_NEEDS = {
+    "batch-norm mode": re.compile(r"\bbn\b|batch[- ]?norm|transductive|\b(?:batch|support) statistics", re.I),
+    "test protocol": re.compile(r"protocol|rotat|\bsplit\b", re.I),
+    # a training count (at least 100 steps: "3 steps" is an inner loop), a training time, or the word budget
+    "training budget": re.compile(r"\d{1,3},\d{3}\s*(?:meta-)?(?:steps?|minibatch|iterations?|episodes?)\b|"
+                                  r"\d{3,}\s*(?:meta-)?(?:steps?|minibatch|iterations?|episodes?)\b|\bepochs?\b|budget|"
+                                  r"train\w*[^.;\n]{0,40}?\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\b|"
+                                  r"\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\s+(?:of\s+)?(?:meta-)?train", re.I),
+}
+_ACCURACY_ROW = re.compile(r"\d(?:\.\d+)?\s*%\s*(?:±|\+-|\+/-)|(?:±|\+-|\+/-)\s*\d+(?:\.\d+)?\s*%")
+_PERCENT = re.compile(r"\d(?:\.\d+)?\s*%")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _row_label(row: str) -> str:
+    """What a row is about: its text before the first number, digits and punctuation dropped."""
+    cells = [c.strip() for c in row.strip().strip("|").split("|")] if row.lstrip().startswith("|") else [row]
+    head = re.split(r"\d", cells[0] if len(cells) > 1 else row, maxsplit=1)[0]
+    return " ".join(re.sub(r"[^A-Za-z ]", " ", head).lower().split())
+
+
+def table_problems_for(rows: list[str], caption: str, where: str) -> list[str]:
+    """The needs of ``TABLE_NEEDS`` that neither the caption nor every row states ([] when the rows do not
+    compare at least two differently labelled entries)."""
+    if len({_row_label(r) for r in rows}) < 2:
+        return []
+    missing = [need for need, pattern in TABLE_NEEDS.items()
+               if not pattern.search(caption) and not all(pattern.search(r) for r in rows)]
+    if not missing:
+        return []
+    first = " ".join(rows[0].split())
+    return [f"{where}: a table comparing accuracies ({len(rows)} rows, e.g. {first[:70]!r}) does not state the "
+            f"{', the '.join(missing)} of its entries (add a column, or say it in the table's caption)"]
+
+
+def markdown_tables(text: str) -> list[tuple[list[str], str]]:
+    """``(rows, caption)`` for every Markdown table of ``text``: the data rows, and the text outside the table."""
+    lines = prose(text).splitlines()
+    tables, index = [], 0
+    while index < len(lines):
+        if _TABLE_ROW.match(lines[index]) and index + 1 < len(lines) and _SEPARATOR.match(lines[index + 1]):
+            end = index + 2
+            while end < len(lines) and _TABLE_ROW.match(lines[end]):
+                end += 1
+            header, rows = lines[index], lines[index + 2:end]
+            caption = "\n".join(lines[:index] + [header] + lines[end:])
+            tables.append((rows, caption))
+            index = end
+        else:
+            index += 1
+    return tables
+
+
+def table_problems(nb: NotebookNode, name: str) -> list[str]:
+    """Tables (Markdown, or printed in a stored output) that compare accuracies without stating the batch-norm
+    mode, the test protocol and the training budget."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            for rows, caption in markdown_tables(source(cell)):
+                accuracy = [r for r in rows if _PERCENT.search(r)]
+                if len(accuracy) >= 2 or (len(rows) >= 2 and re.search(r"accurac", caption, re.I)
+                                          and any(_PERCENT.search(r) or re.search(r"\d", r) for r in rows)):
+                    problems += table_problems_for(rows, caption, f"{name} cell {index}")
+        for number, text in output_texts(cell):
+            lines = text.splitlines()
+            rows = [line for line in lines if _ACCURACY_ROW.search(line)]
+            if len(rows) >= 2:
+                caption = "\n".join(line for line in lines if not _ACCURACY_ROW.search(line))
+                problems += table_problems_for(rows, caption, f"{name} cell {index} output {number}")
+    return problems
+
+
 def installed_kernel_display_name(kernel_name: str) -> str | None:
     """The display name of the installed kernel ``kernel_name``; None when it is not installed."""
     try:
@@ -199,4 +321,5 @@ def lint_notebook(path: str | Path, nb: NotebookNode | None = None) -> list[str]
     path = Path(path)
     nb = nb if nb is not None else read_notebook(path)
     return (markdown_problems(nb, path.name, path.parent) + code_problems(nb, path.name)
-            + output_problems(nb, path.name) + kernelspec_problems(nb, path.name))
+            + output_problems(nb, path.name) + output_content_problems(nb, path.name)
+            + table_problems(nb, path.name) + kernelspec_problems(nb, path.name))
