@@ -306,3 +306,29 @@ def test_a_curve_that_stops_on_nan_is_caught_and_a_marked_end_passes():
     assert "stops: its remaining values are nan or inf" in joined(fig)
     ax.annotate("diverged", xy=(3, 4.0), xytext=(0.5, 3.5))
     assert figures.figure_problems(fig) == []
+
+
+def test_a_colorbar_without_a_label_is_caught():
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 3))                            # notebook 04's unlabelled contour levels
+    grid = np.linspace(0, 1, 20)
+    bar = fig.colorbar(labelled(ax, "amplitude", "phase").contourf(grid, grid, np.add.outer(grid, grid)), ax=ax)
+    assert "colorbar: no label: what does the colour show?" in joined(fig)
+    bar.set_label("query loss after one step")
+    assert figures.figure_problems(fig) == []
+
+
+def test_arrows_that_leave_the_axes_are_caught():
+    fig, ax = plt.subplots(figsize=(4, 3))                            # notebook 04's landscape arrows
+    labelled(ax, "amplitude", "phase").plot([0, 1], [0, 1])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    arrow = ax.arrow(0.5, 0.5, 0.8, 0.0, width=0.01)
+    assert "1 arrow(s) run past the edge of the axes" in joined(fig)
+    arrow.remove()
+    note = ax.annotate("step", xy=(1.5, 0.5), xytext=(0.5, 0.2), arrowprops={"arrowstyle": "->"})
+    assert "the annotation 'step' points at (1.5, 0.5), outside the view limits" in joined(fig)
+    note.xy = (0.8, 0.5)
+    ax.arrow(0.5, 0.5, 0.3, 0.0, width=0.01)
+    assert figures.figure_problems(fig) == []

@@ -275,3 +275,11 @@ def test_course_lint_and_measurement_problems_run_the_comparison_checks(tmp_path
     assert main(["course", "lint", str(folder / "05_m.ipynb"), "--root", str(tmp_path)]) == 1
     assert "05_m.ipynb cell 0: compares ('above')" in capsys.readouterr().out
     assert claims.measurement_problems(tmp_path / "nowhere") == []
+
+
+@pytest.mark.parametrize("sentence", [
+    "The pre-trained network learns $-1.62\\cos x$, a compromise between all tasks that matches none of them.",
+    "So the model used is a run at a lower meta-learning rate (0.001), stopped before 500 steps.",
+])
+def test_negated_matches_and_attributive_comparatives_are_not_comparisons(sentence):
+    assert claims.comparison_problems(notebook(sentence, new_code_cell("x = 1")), "01_a.ipynb") == []

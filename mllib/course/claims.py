@@ -191,6 +191,7 @@ _TREND = re.compile(r"\bthe (?:more|less|fewer|larger|smaller|longer|shorter|hig
                     r"(?:better|worse|higher|lower|larger|smaller|faster|slower)\b", re.I)
 _TIE_STATEMENT = re.compile(r"\b(?:match(?:es|ed|ing)?|the same as|as good as|as well as|indistinguishable|on par|"
                             r"comparable|level with|intervals? overlap|no gap)\b", re.I)
+_ADJECTIVES = ("higher", "lower", "better", "worse", "faster", "slower")
 _SAYS_TIE = re.compile(r"\bti(?:e|es|ed)\b", re.I)
 _CLAUSE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*(\[`$0-9-])|\n\s*\n|\n\s*[-*]\s+|\n\s*\d+\.\s+")
 LITERATURE = re.compile(r"publish|paper|citation|\bcite|et al|theorem|general fact|literature|reports?\b", re.I)
@@ -214,6 +215,8 @@ def comparison_words(sentence: str) -> list[str]:
             continue
         if _NOT_COMPARING.match(sentence[match.start():]):
             continue
+        if word in _ADJECTIVES and re.search(r"\b(?:a|an)\s+$", before, re.I) and not re.search(r"\bthan\b", after):
+            continue                                   # "a lower meta-learning rate": a setting, compared to nothing
         if word not in found:
             found.append(word)
     return found
@@ -252,8 +255,9 @@ def sentence_comparison_problems(sentence: str, backed: set[str]) -> list[str]:
     if sentence.rstrip().endswith("?") or not states_measurement(sentence):
         return []
     problems = []
-    if _TIE_STATEMENT.search(sentence) and not _SAYS_TIE.search(sentence):
-        problems.append(f"states a tie ({_TIE_STATEMENT.search(sentence).group(0)!r}) without saying \"tie\"")
+    ties = [m.group(0) for m in _TIE_STATEMENT.finditer(sentence) if not _NOT_COMPARING.match(sentence[m.start():])]
+    if ties and not _SAYS_TIE.search(sentence):
+        problems.append(f"states a tie ({ties[0]!r}) without saying \"tie\"")
     missing = [w for w in comparison_words(sentence) if w not in backed]
     if missing:
         problems.append("compares (" + ", ".join(repr(w) for w in missing) + ") with no "

@@ -29,7 +29,9 @@ and returns one sentence per problem (an empty list when the figure is fine):
   drawn along the top or bottom edge (data clipped by hand to the limit), or a curve that stops
   because its values become ``nan``/``inf`` (a run that diverged) must be *marked*: a marker or a
   text/annotation (another artist) within ``MARK_RADIUS`` (axes fraction) of where it leaves, touches
-  the edge or stops, or the series' own legend label saying so ("diverged", "clipped", "off scale").
+  the edge or stops, or the series' own legend label saying so ("diverged", "clipped", "off scale");
+  an arrow (``ax.arrow``, a ``FancyArrowPatch``) that runs past the axes, or an annotation whose arrow
+  points outside the view, is reported too (``quiver`` arrows are not examined).
 
 The rules are heuristics with an honest scope: overlapping tick labels, or a legend over a filled
 area (``axhspan``, ``fill_between``), are not seen.
@@ -76,6 +78,7 @@ def figure_problems(fig, display_width_in: float = DISPLAY_WIDTH_IN, min_font_pt
             problems += [f"{where}: {p}" for p in _view_problems(ax)]
             problems += [f"{where}: {p}" for p in _legend_cover_problems(ax, renderer)]
             problems += [f"{where}: {p}" for p in _silent_exit_problems(ax)]
+            problems += [f"{where}: {p}" for p in _arrow_problems(ax, renderer)]
         if not _draws_something(ax):
             problems.append(f"{where}: the axes is empty (nothing is drawn in it; remove it or plot into it)")
         else:
@@ -98,6 +101,8 @@ def figure_name(fig) -> str:
 
 
 def axes_name(ax) -> str:
+    if getattr(ax, "_colorbar", None) is not None:
+        return "colorbar"
     position = ax.get_subplotspec()
     index = "" if position is None else f" (row {position.rowspan.start}, column {position.colspan.start})"
     title = ax.get_title()
@@ -191,7 +196,9 @@ def _axis_label_problems(ax, fig) -> list[str]:
             continue
         shown = [t.get_text() for t in _drawn_tick_labels(axis) if t.get_visible() and t.get_text().strip()]
         if shown and any(_is_numeric_tick(t) for t in shown):
-            problems.append(f"the {letter} axis has no label (set_{letter}label: what is measured, and its unit)")
+            problems.append("no label: what does the colour show? (colorbar.set_label)"
+                            if getattr(ax, "_colorbar", None) is not None else
+                            f"the {letter} axis has no label (set_{letter}label: what is measured, and its unit)")
     return problems
 
 
@@ -403,6 +410,33 @@ def _silent_exit_problems(ax) -> list[str]:
             seen.add(what)
             problems.append(f"{name} {what} near axes position ({at[0]:.2f}, {at[1]:.2f}) with no marker: mark it "
                             f"(a marker or an annotation there, e.g. 'diverged'), or widen the limits")
+    return problems
+
+
+def _arrow_problems(ax, renderer) -> list[str]:
+    """Arrows (``ax.arrow``, ``FancyArrowPatch``) that run past the axes, and annotations whose arrow points at
+    data outside the view (matplotlib then does not draw the annotation at all)."""
+    from matplotlib.patches import FancyArrow, FancyArrowPatch
+
+    box = ax.get_window_extent(renderer)
+    problems = []
+    outside = 0
+    for patch in ax.patches:
+        if patch.get_visible() and isinstance(patch, (FancyArrow, FancyArrowPatch)):
+            extent = patch.get_window_extent(renderer)
+            if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1 or extent.y0 < box.y0 - 1 or extent.y1 > box.y1 + 1:
+                outside += 1
+    if outside:
+        problems.append(f"{outside} arrow(s) run past the edge of the axes and are cut off: widen the limits or "
+                        f"shorten the arrows (and say in the text that they are scaled)")
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    for text in ax.texts:
+        if getattr(text, "arrow_patch", None) is None or getattr(text, "xycoords", None) != "data":
+            continue
+        x, y = text.xy
+        if not (x0 <= x <= x1 and y0 <= y <= y1):
+            problems.append(f"the annotation {text.get_text()!r} points at ({x:.3g}, {y:.3g}), outside the view "
+                            f"limits (matplotlib does not draw it, or draws its arrow past the axes)")
     return problems
 
 
