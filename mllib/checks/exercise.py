@@ -21,13 +21,16 @@ reference that the caller passes in: the instructor's notebook defines it inside
 from __future__ import annotations
 
 import copy
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from .core import Case, CheckResult, compare_values, run_check
+from . import core
+from .core import RECORD_ENV, Case, CheckResult, compare_values, run_check
 from .hints import Hints, register_hints
 
 VISIBLE, HIDDEN = "visible", "hidden"
@@ -199,5 +202,27 @@ def hidden_tests(name: str, fn: Callable, reference: Callable | None = None) -> 
                      forbidden=spec.forbidden)
 
 
+# ----------------------------------------------------------------------------- grading
+def sign_records(token: str) -> None:
+    """From now on every verdict this copy of the checks records carries ``token``.
+
+    ``python -m mllib course grade`` imports a fresh copy of ``mllib.checks`` just before each
+    graded cell and calls this with a random token that only the grader knows; it then counts only
+    the record lines with that token, so a line that a submission writes into the record file (or
+    a verdict of a copy of the checks the submission has patched) scores nothing.
+    """
+    if not token:
+        raise ValueError("the grader's token must not be empty")
+
+    def record(result: CheckResult) -> None:
+        path = os.environ.get(RECORD_ENV)
+        if not path:
+            return
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({**result.to_dict(), "token": token}, ensure_ascii=False) + "\n")
+
+    core._record = record  # `_finish` looks `_record` up when it runs, so every check uses this one
+
+
 __all__ = ["ExerciseSpec", "SPECS", "VISIBLE", "HIDDEN", "register", "spec_of", "visible_check", "hidden_tests",
-           "compute_values", "stored_values", "encode", "decode"]
+           "compute_values", "stored_values", "encode", "decode", "sign_records"]

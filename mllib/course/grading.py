@@ -1,16 +1,22 @@
 """Grading a student notebook, and verifying that the student release behaves as it should."""
 from __future__ import annotations
 
+import ast
+import contextlib
 import copy
+import os
+import sys
+import secrets
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nbformat import NotebookNode
 
-from ..checks import NOT_IMPLEMENTED, PASSED
+from ..checks import NOT_IMPLEMENTED, PASSED, STRICT_ENV
 from .exercises import find_exercises, has_hidden_region, lint_exercises, strip_solutions
-from .execute import DEFAULT_TIMEOUT, CellOutcome, NotebookRun, kernel_env, run_notebook
+from .execute import DEFAULT_ENV, DEFAULT_TIMEOUT, CellOutcome, NotebookRun, kernel_env, run_notebook
 from .nbio import list_notebooks, nbgrader, read_notebook, source
 from .student import build_student
 
@@ -20,7 +26,7 @@ class ExerciseScore:
     grade_id: str            # the check cell's grade_id
     points: float
     max_points: float
-    status: str              # passed | failed | not_implemented | error | missing
+    status: str              # passed | failed | not_implemented | error | missing | timeout | not_run
     detail: str
 
 
@@ -58,88 +64,336 @@ def check_verdict(cell: CellOutcome) -> tuple[str, str]:
     return "missing", "the check cell printed no verdict"
 
 
-def restore_locked_cells(nb: NotebookNode, reference: NotebookNode) -> tuple[NotebookNode, list[str]]:
-    """Put the instructor's source back into every locked nbgrader cell of a student's notebook.
+# ----------------------------------------------------------------------------- the graded copy
+# What `course grade` runs: the submission, with the reference's graded cells (by grade_id) put
+# back, each once, and every other cell's grading metadata removed; each graded cell first
+# imports a fresh mllib.checks and signs its verdicts with a token only the grader knows.
+GRADER_PRELUDE = ('import sys as _grader_sys; [_grader_sys.modules.pop(_m) for _m in list(_grader_sys.modules) '
+                  'if _m.split(".")[:2] == ["mllib", "checks"]]; import mllib.checks as checks; '
+                  'checks.exercise.sign_records({token!r}); import math, torch; del _grader_sys\n')
+NOT_RUN, TIMED_OUT = "not_run", "timeout"
 
-    The reference's check cells hold the hidden tests, which the student version lacks: they are
-    always restored, so grading runs them. A locked cell whose source differs from the student
-    version of the reference cell was edited by the student; notes say so, and which locked cells
-    are missing or duplicated.
+
+@dataclass
+class GradedCell:
+    """One graded code cell of the copy that runs: where it is, its points and its token."""
+
+    grade_id: str
+    index: int               # position in the graded copy
+    max_points: float        # from the reference (the submission's metadata is not trusted)
+    token: str               # the verdicts of this cell carry it
+    expected: int            # how many checks the cell calls (each must record a verdict)
+
+
+def _graded(cell: NotebookNode) -> bool:
+    return bool(nbgrader(cell).get("grade"))
+
+
+def _ids(nb: NotebookNode) -> list[str]:
+    return [g for g in (nbgrader(c).get("grade_id") for c in nb.cells) if g]
+
+
+def _first_line(cell: NotebookNode) -> str:
+    line = next((ln.strip() for ln in source(cell).splitlines() if ln.strip()), "(empty)")
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+def check_reference(nb: NotebookNode, reference: NotebookNode, name: str, reference_name: str) -> list[str]:
+    """Notes on whether ``reference`` is the instructor's version of ``nb``; raises ValueError
+    (one line) when it cannot be: it grades nothing, or it shares no grade_id with the submission."""
+    graded = [nbgrader(c).get("grade_id") for c in reference.cells if _graded(c) and nbgrader(c).get("grade_id")]
+    if not graded:
+        raise ValueError(f"the reference {reference_name} has no graded cell (nbgrader grade: true): "
+                         f"pass the instructor's notebook")
+    ours, theirs = set(_ids(nb)), set(_ids(reference))
+    if ours and not ours & theirs:
+        raise ValueError(f"the reference {reference_name} shares no exercise with {name} (reference: "
+                         f"{', '.join(sorted(theirs)[:4])}; submission: {', '.join(sorted(ours)[:4])}): "
+                         f"pass the instructor's version of the same notebook")
+    if Path(reference_name).name != Path(name).name:
+        return [f"the reference is {Path(reference_name).name}, the submission {Path(name).name}"]
+    return []
+
+
+def _drop_foreign_grading(nb: NotebookNode, counted: set[str]) -> list[str]:
+    """Remove the grading metadata of every cell whose grade_id the reference does not grade."""
+    notes = []
+    for i, cell in enumerate(nb.cells):
+        meta = nbgrader(cell)
+        if meta.get("grade") and meta.get("grade_id") not in counted:
+            notes.append(f"cell {i} ({_first_line(cell)}) claims grade_id {meta.get('grade_id')!r} with "
+                         f"{meta.get('points', 0)} point(s); the reference grades no such cell: not counted")
+            cell.metadata["nbgrader"] = {**meta, "grade": False, "points": 0}
+    return notes
+
+
+def _drop_copies(nb: NotebookNode, ids: set[str]) -> list[str]:
+    """Keep the first cell of each grade_id in ``ids``; remove the copies."""
+    notes, seen, keep = [], {}, []
+    for cell in nb.cells:
+        gid = nbgrader(cell).get("grade_id")
+        if gid in ids:
+            seen[gid] = seen.get(gid, 0) + 1
+            if seen[gid] > 1:
+                continue
+        keep.append(cell)
+    nb.cells = keep
+    notes += [f"cell {gid!r} appears {n} times; the first is graded, once, the copies removed"
+              for gid, n in seen.items() if n > 1]
+    return notes
+
+
+def _reference_copy(ref: NotebookNode) -> NotebookNode:
+    cell = copy.deepcopy(ref)
+    if cell.cell_type == "code":
+        cell.outputs, cell.execution_count = [], None
+    return cell
+
+
+def restore_locked_cells(nb: NotebookNode, reference: NotebookNode) -> tuple[NotebookNode, list[str]]:
+    """The copy of a student's notebook that grading runs, and notes on what was changed.
+
+    * Only the reference's graded cells count, by grade_id: another cell's grading metadata is
+      removed (a note names it).
+    * Each locked or graded grade_id of the reference appears once: copies are removed.
+    * Every locked cell is replaced by the reference's cell (source, type and metadata, so points
+      come from the reference); the reference's check cells hold the hidden tests, which the
+      student version lacks. An edited cell is noted.
+    * A graded cell missing from the submission is put back from the reference, after the cell
+      that precedes it there (its exercise), so it scores zero rather than leaving the total.
     """
     nb = copy.deepcopy(nb)
-    notes = []
+    restored = {nbgrader(c)["grade_id"]: c for c in reference.cells
+                if nbgrader(c).get("grade_id") and (nbgrader(c).get("locked") or _graded(c))}
+    counted = {gid for gid, c in restored.items() if _graded(c)}
+    notes = _drop_foreign_grading(nb, counted) + _drop_copies(nb, set(restored))
     hidden = 0
-    by_id: dict[str, list[int]] = {}
     for i, cell in enumerate(nb.cells):
         gid = nbgrader(cell).get("grade_id")
-        if gid:
-            by_id.setdefault(gid, []).append(i)
-    for ref in reference.cells:
-        meta = nbgrader(ref)
-        gid = meta.get("grade_id")
-        if not gid or not meta.get("locked"):
-            continue
-        where = by_id.get(gid, [])
-        if not where:
-            notes.append(f"locked cell {gid!r} is missing from the student's notebook")
-            continue
-        if len(where) > 1:
-            notes.append(f"locked cell {gid!r} appears {len(where)} times; grading the first")
-        cell = nb.cells[where[0]]
+        ref = restored.get(gid)
+        if ref is None or not (nbgrader(ref).get("locked") or ref.cell_type == "code"):
+            continue   # a written (Markdown) answer stays the student's
         handed_out = strip_solutions(source(ref), ref.cell_type, f"reference cell {gid!r}")
-        if source(cell) not in (handed_out, source(ref)):
+        if source(cell) not in (handed_out, source(ref)) or cell.cell_type != ref.cell_type:
             notes.append(f"locked cell {gid!r} had been edited; restored from the reference")
         if has_hidden_region(source(ref)):
             hidden += 1
-        cell.source = source(ref)
+        nb.cells[i] = _reference_copy(ref)
+    notes += _put_back_missing(nb, reference, restored)
     if hidden:
         notes.append(f"hidden tests of {hidden} check cell(s) run from the reference")
     return nb, notes
 
 
-def grade_run(nb: NotebookNode, run: NotebookRun, name: str) -> GradeReport:
-    """Scores of an executed notebook: full points for a passed check cell, zero otherwise."""
-    outcomes = {c.index: c for c in run.cells}
-    scores = []
-    for i, cell in enumerate(nb.cells):
-        meta = nbgrader(cell)
-        if cell.cell_type != "code" or not meta.get("grade"):
+def _put_back_missing(nb: NotebookNode, reference: NotebookNode, restored: dict) -> list[str]:
+    """Insert every graded or locked reference cell the submission lacks, after the submission's
+    copy of the reference cell before it (the start of the notebook when there is none)."""
+    notes = []
+    where = {gid: i for i, gid in enumerate(nbgrader(c).get("grade_id") for c in nb.cells) if gid}
+    cursor = -1
+    for ref in reference.cells:
+        gid = nbgrader(ref).get("grade_id")
+        if not gid:
             continue
-        points = float(meta.get("points", 0) or 0)
-        outcome = outcomes.get(i)
-        status, detail = check_verdict(outcome) if outcome else ("missing", "the cell did not run")
-        scores.append(ExerciseScore(meta.get("grade_id", f"cell-{i}"), points if status == PASSED else 0.0,
-                                    points, status, detail))
-    errors = [f"cell {c.index}: {c.error}" for c in run.cells if c.error and not c.is_check]
-    if run.error and not run.ok and not errors:
-        errors.append(run.error)
+        if gid in where:
+            cursor = where[gid]
+            continue
+        if gid not in restored:
+            continue
+        cursor += 1
+        nb.cells.insert(cursor, _reference_copy(ref))
+        where = {g: i for i, g in enumerate(nbgrader(c).get("grade_id") for c in nb.cells) if g}
+        kind = "graded" if _graded(ref) else "locked"
+        notes.append(f"{kind} cell {gid!r} is missing from the student's notebook; put back from the reference"
+                     + (" (it scores zero if the exercise's function is missing too)" if _graded(ref) else ""))
+    return notes
+
+
+def check_calls(text: str) -> int:
+    """How many top-level statements of a check cell call a function of ``checks`` (each records
+    one verdict); 0 when the cell does not parse."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return 0
+    return sum(1 for node in tree.body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+               and isinstance(node.value.func, ast.Attribute) and isinstance(node.value.func.value, ast.Name)
+               and node.value.func.value.id == "checks")
+
+
+def arm_graded_cells(nb: NotebookNode) -> tuple[NotebookNode, list[GradedCell]]:
+    """Prefix every graded code cell with :data:`GRADER_PRELUDE` and a fresh random token."""
+    nb = copy.deepcopy(nb)
+    armed = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not _graded(cell):
+            continue
+        meta = nbgrader(cell)
+        token = secrets.token_hex(16)
+        armed.append(GradedCell(meta.get("grade_id", f"cell-{i}"), i, float(meta.get("points", 0) or 0), token,
+                                check_calls(source(cell))))
+        cell.source = GRADER_PRELUDE.format(token=token) + source(cell)
+    return nb, armed
+
+
+# ----------------------------------------------------------------------------- scoring
+def stopped_at(nb: NotebookNode, run: NotebookRun, timeout: int | None = None) -> tuple[int | None, str]:
+    """(index of the code cell where the run stopped, one line saying why), or (None, "").
+
+    The cell is the first code cell without an outcome (with errors allowed, only a timeout or a
+    dead kernel stops a run); ``timeout`` is the per-cell limit the run had, for the message."""
+    if run.ok or not run.error:
+        return None, ""
+    ran = {c.index for c in run.cells}
+    index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in ran), None)
+    if index is None:
+        return None, ""
+    what = f"cell {index} ({_first_line(nb.cells[index])})"
+    if "CellTimeoutError" in run.error:
+        limit = f" after {timeout} s (--timeout)" if timeout is not None else ""
+        return index, f"{what} timed out{limit}"
+    if "DeadKernelError" in run.error:
+        return index, f"the kernel died in {what}"
+    return index, f"the run stopped in {what}: {run.error.strip().splitlines()[-1]}"
+
+
+def _armed_verdict(cell: GradedCell, outcome: CellOutcome) -> tuple[str, str, int]:
+    """(status, detail, forged) of an armed graded cell: only verdicts with its token count."""
+    signed = [v for v in outcome.verdicts if v.get("token") == cell.token]
+    forged = len(outcome.verdicts) - len(signed)
+    status, detail = check_verdict(CellOutcome(outcome.index, outcome.execution_count, outcome.seconds,
+                                               error=outcome.error, verdicts=signed))
+    if status == PASSED and len(signed) < cell.expected:
+        status, detail = "error", (f"the check cell recorded {len(signed)} of its {cell.expected} verdicts "
+                                   f"(something stopped the checks)")
+    return status, detail, forged
+
+
+def grade_run(nb: NotebookNode, run: NotebookRun, name: str, armed: list[GradedCell] | None = None,
+              timeout: int | None = None) -> GradeReport:
+    """Scores of an executed notebook: full points for a passed check cell, zero otherwise.
+
+    With ``armed`` (what :func:`arm_graded_cells` returned) exactly those cells are scored, and
+    only the verdicts carrying each one's token count; without it every graded code cell is."""
+    outcomes = {c.index: c for c in run.cells}
+    if armed is None:
+        armed = [GradedCell(nbgrader(c).get("grade_id", f"cell-{i}"), i, float(nbgrader(c).get("points", 0) or 0),
+                            "", 0) for i, c in enumerate(nb.cells) if c.cell_type == "code" and _graded(c)]
+    stop, why = stopped_at(nb, run, timeout)
+    scores, notes = [], []
+    for cell in armed:
+        outcome = outcomes.get(cell.index)
+        if outcome is None and stop is not None and cell.index >= stop:
+            status = TIMED_OUT if cell.index == stop and "timed out" in why else NOT_RUN
+            detail = why if cell.index == stop else f"not run: {why}"
+        elif outcome is None:
+            status, detail = "missing", "the cell did not run"
+        elif cell.token:
+            status, detail, forged = _armed_verdict(cell, outcome)
+            if forged:
+                notes.append(f"{cell.grade_id}: {forged} check record(s) without the grader's token ignored "
+                             f"(written by the submission's code)")
+        else:
+            status, detail = check_verdict(outcome)
+        scores.append(ExerciseScore(cell.grade_id, cell.max_points if status == PASSED else 0.0,
+                                    cell.max_points, status, detail))
+    graded = {c.index for c in armed}
+    errors = [f"cell {c.index}: {c.error}" for c in run.cells if c.error and c.index not in graded and not c.is_check]
+    if why:
+        errors.append(why + ("; the cells after it did not run" if stop is not None else ""))
+    elif run.error and not run.ok and not errors:
+        errors.append(run.error.strip().splitlines()[-1])
     manual = [(nbgrader(c).get("grade_id", "?"), float(nbgrader(c).get("points", 0) or 0)) for c in nb.cells
-              if c.cell_type == "markdown" and nbgrader(c).get("grade")]
-    return GradeReport(name, scores, errors, manual=manual, wall_s=run.wall_s)
+              if c.cell_type == "markdown" and _graded(c)]
+    return GradeReport(name, scores, errors, notes=notes, manual=manual, wall_s=run.wall_s)
+
+
+# ----------------------------------------------------------------------------- isolation
+# The variables a graded kernel gets from the grader's environment (and any LC_*): what Python,
+# torch and the course need to run and find their data. Nothing else passes: not
+# MLLIB_SOLUTIONS_DIR, not the grader's tokens, keys or paths.
+GRADING_ENV_PASSED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT", "PYTHONPATH",
+                      "VIRTUAL_ENV", "MPLCONFIGDIR", "MLLIB_PROFILE", "MLLIB_DEVICE", "MLLIB_DATA", "MLLIB_CACHE",
+                      "MLLIB_THREADS", "MLLIB_DATA_CUSTOM", "MLLIB_ALLOW_PARTIAL_DATA", "OMP_NUM_THREADS",
+                      "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                      "CUDA_VISIBLE_DEVICES")
+
+
+def grading_env(environ: dict | None = None) -> dict:
+    """The graded kernel's whole environment: the allow-listed variables of ``environ`` (default
+    ours), ``MLLIB_PROFILE=quick MLLIB_DEVICE=cpu`` unless set, and lenient checks (the grade is
+    read from the record file, so a failed check must not stop the notebook)."""
+    environ = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in environ.items() if k in GRADING_ENV_PASSED or k.startswith("LC_")}
+    for key, value in DEFAULT_ENV.items():
+        env.setdefault(key, value)
+    env[STRICT_ENV] = "0"
+    return env
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path):
+    """Send file descriptor 2 (the kernel inherits it: its log lines, the traceback of a kernel
+    shut down in the middle of a cell) to ``path`` for the duration, so a grade prints only its
+    table and one line per problem."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as fh:
+            os.dup2(fh.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "empty"
 
 
 def grade_notebook(path: str | Path, *, reference: str | Path | None = None,
-                   timeout: int = DEFAULT_TIMEOUT) -> GradeReport:
-    """Execute a (student's) notebook with strict checks off and score every check cell.
+                   timeout: int = DEFAULT_TIMEOUT, work_dir: str | Path | None = None) -> GradeReport:
+    """Execute a (student's) notebook with strict checks off and score every graded cell.
 
     Every cell runs even after an error. ``reference`` is the instructor's notebook, or a folder
-    holding it under the same name: its locked cells are put back first, which restores edited
-    check cells and adds the hidden tests. Without it only the visible checks run (a note says so).
+    holding it under the same name: only its graded cells count, by grade_id, each once; its
+    locked cells are put back (restoring edited or deleted check cells and adding the hidden
+    tests). Without it only the visible checks run (a note says so). The kernel runs in a new
+    temporary folder (under ``work_dir``) holding only a copy of the submission, with the
+    environment of :func:`grading_env`; before each graded cell it imports a fresh
+    ``mllib.checks``. ``docs/instructors.md`` ("Grading guarantees and their limits") says what
+    this protects against and what it cannot.
     """
     path = Path(path)
     nb = read_notebook(path)
-    notes: list[str] = []
     if reference is not None:
         reference = Path(reference)
         if reference.is_dir():
             reference = reference / path.name
-        nb, notes = restore_locked_cells(nb, read_notebook(reference))
+        ref = read_notebook(reference)
+        notes = check_reference(nb, ref, str(path), str(reference))
+        nb, restored = restore_locked_cells(nb, ref)
+        notes += restored
     else:
-        notes.append("no --reference given: only the visible checks ran (the hidden tests live in the "
-                     "instructor's notebook)")
-    nb, run = run_notebook(nb, cwd=path.parent, env=kernel_env(strict=False), allow_errors=True, timeout=timeout)
-    report = grade_run(nb, run, path.name)
-    report.notes = notes
+        notes = ["no --reference given: only the visible checks ran (the hidden tests live in the "
+                 "instructor's notebook)"]
+        nb = copy.deepcopy(nb)
+        notes += _drop_copies(nb, {nbgrader(c).get("grade_id") for c in nb.cells if _graded(c)} - {None})
+    nb, armed = arm_graded_cells(nb)
+    with tempfile.TemporaryDirectory(prefix="mllib-grade-", dir=work_dir) as tmp, \
+            tempfile.TemporaryDirectory(prefix="mllib-grade-log-") as logs:
+        shutil.copyfile(path, Path(tmp) / path.name)
+        log = Path(logs) / "kernel.log"
+        with stderr_to(log):
+            nb, run = run_notebook(nb, cwd=tmp, env=grading_env(), allow_errors=True, timeout=timeout)
+        if not run.cells and run.error:       # the kernel never ran a cell: its log says why
+            run.error += f" (kernel log: {_last_line(log)})"
+    report = grade_run(nb, run, path.name, armed, timeout=timeout)
+    report.notes = notes + report.notes
     return report
 
 
