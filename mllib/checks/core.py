@@ -80,11 +80,17 @@ _CHECKS_DIR = os.path.dirname(__file__)  # frames in here are never the learner'
 
 @dataclass
 class Case:
-    """One call of the learner's function: ``fn(*args, **kwargs)``; ``label`` describes it."""
+    """One call of the learner's function: ``fn(*args, **kwargs)``; ``label`` describes it.
+
+    ``hint``: for a case that departs from the usual special case (classes of different sizes, a
+    head that is not every "head." name), the hint shown when the learner fails it and no known
+    mistake explains why: what is less special here, which the answer must handle too.
+    """
 
     args: tuple
     kwargs: dict = field(default_factory=dict)
     label: str = ""
+    hint: str = ""
 
 
 @dataclass
@@ -386,7 +392,7 @@ def run_check(
             text = f"{type(err).__name__}: {err}".strip().rstrip(":")
             return _finish(CheckResult(exercise, ERROR, index - 1, total,
                                        f"❌ {exercise}: your function raised {text}{_where(err, learner_fn)} "
-                                       f"on {where}\n   Hint: {concept}{more}"))
+                                       f"on {where}\n   Hint: {case.hint or concept}{more}"))
         if guard.calls:
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
                                        f"❌ {exercise}: {library_call_message(guard.calls)} on {where}\n"
@@ -405,7 +411,7 @@ def run_check(
             specific = diagnose(case, got, want) if diagnose else None
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
                                        f"❌ {exercise}: {problem} on {where}\n"
-                                       f"   Hint: {specific or fallback_hint(problem, concept)}{more}"))
+                                       f"   Hint: {specific or case.hint or fallback_hint(problem, concept)}{more}"))
     return _finish(CheckResult(exercise, PASSED, total, total, f"✅ {exercise}: passed {total}/{total} cases"))
 
 

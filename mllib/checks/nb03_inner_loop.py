@@ -30,8 +30,9 @@ class _ThroughStep:
         if not isinstance(adapted, dict):
             return adapted
         values = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in adapted.items()}
-        if set(adapted) != set(params):
-            return {"adapted": values, "meta_gradient": None}
+        if set(adapted) != set(params) or any(not isinstance(v, torch.Tensor) or v.dtype != params[k].dtype
+                                              for k, v in adapted.items()):
+            return {"adapted": values, "meta_gradient": None}   # the comparison says what is wrong
         loss = torch.nn.functional.mse_loss(functional_call(model, adapted, (query_x,)), query_y)
         if not loss.requires_grad:
             return {"adapted": values, "meta_gradient": None}

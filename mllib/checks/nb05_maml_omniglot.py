@@ -64,14 +64,24 @@ def check_confidence_interval(fn: Callable) -> CheckResult:
     return visible_check(CONFIDENCE_INTERVAL, fn)
 
 
+UNBALANCED_HINT = ("your answer works only for the special case of classes of equal size: here the classes have "
+                   "different numbers of examples, and each prototype is still the mean of its own class's rows")
+
+
 def _proto_cases(kind: str) -> list[Case]:
-    shapes = [(5, 1, 8), (5, 5, 16), (3, 4, 6)] if kind == VISIBLE else [(20, 1, 4), (2, 3, 5), (5, 2, 3), (1, 4, 2)]
+    """Balanced support sets (ways, shots, dim), then unbalanced ones (examples per class, dim): a
+    prototype is a mean per class whatever the class sizes, so reshaping into [ways, shots, D] fails."""
+    shapes = [(5, 1, 8), (5, 5, 16), (3, 4, 6), ((1, 3, 2, 5), 6)] if kind == VISIBLE else \
+        [(20, 1, 4), (2, 3, 5), (5, 2, 3), (1, 4, 2), ((4, 1, 2), 5), ((2, 6), 3)]
 
     def case(gen: torch.Generator, i: int) -> Case:
-        ways, shots, dim = shapes[i]
-        labels = torch.arange(ways).repeat_interleave(shots)
+        counts, dim = (shapes[i][0], shapes[i][1]) if len(shapes[i]) == 2 else ((shapes[i][1],) * shapes[i][0], shapes[i][2])
+        labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
         labels = labels[torch.randperm(len(labels), generator=gen)]
-        return Case((random_tensor(gen, ways * shots, dim), labels, ways))
+        label = f"embeddings [{len(labels)}, {dim}], classes of {', '.join(map(str, counts))} examples" \
+            if len(set(counts)) > 1 else ""
+        hint = (UNBALANCED_HINT if len(set(counts)) > 1 else "")
+        return Case((random_tensor(gen, len(labels), dim), labels, len(counts)), label=label, hint=hint)
 
     return make_cases(5 if kind == VISIBLE else 105, len(shapes), case)
 
@@ -103,8 +113,9 @@ def check_prototypes(fn: Callable) -> CheckResult:
     """Check ``fn(embeddings, labels, ways) -> prototypes``: the class means of prototypical networks.
 
     ``embeddings`` ``[S, D]`` float (the support set's embeddings), ``labels`` ``[S]`` long in
-    ``0..ways-1`` (every class present, in any order); the result is ``[ways, D]`` with row ``c``
-    the mean embedding of the support examples labelled ``c``.
+    ``0..ways-1`` (every class present, in any order, not necessarily equally often); the result is
+    ``[ways, D]``, the dtype of ``embeddings``, with row ``c`` the mean embedding of the support
+    examples labelled ``c``.
     """
     return visible_check(PROTOTYPES, fn)
 

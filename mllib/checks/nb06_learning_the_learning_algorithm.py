@@ -77,8 +77,13 @@ def check_metasgd_rate_gradient(fn: Callable) -> CheckResult:
     return visible_check(METASGD_RATE_GRADIENT, fn)
 
 
+PARTIAL_HEAD_HINT = ("your answer works only for the special case where head holds every 'head.' name: the head "
+                     "is exactly the list given, whatever the names look like")
+
+
 def _anil_cases(kind: str) -> list[Case]:
-    rates = [0.4, 0.1, 0.01] if kind == VISIBLE else [0.3, 1.0, 0.05, 0.2]
+    # case 4 (index 3) adapts only part of the "head." parameters: the head is the list given, not a name pattern
+    rates = [0.4, 0.1, 0.01, 0.2] if kind == VISIBLE else [0.3, 1.0, 0.05, 0.2]
 
     def case(gen: torch.Generator, i: int) -> Case:
         shapes = {"blocks.0.conv.weight": (3, 1, 3, 3), "blocks.0.norm.weight": (3,), "head.weight": (5, 3),
@@ -86,7 +91,7 @@ def _anil_cases(kind: str) -> list[Case]:
         params = {k: random_tensor(gen, *s) for k, s in shapes.items()}
         grads = {k: random_tensor(gen, *s) for k, s in shapes.items()}
         head = ["head.weight", "head.bias"] if i != 3 else ["head.bias"]
-        return Case((params, grads, rates[i], head))
+        return Case((params, grads, rates[i], head), hint=PARTIAL_HEAD_HINT if i == 3 else "")
 
     return make_cases(7 if kind == VISIBLE else 107, len(rates), case)
 
