@@ -151,12 +151,38 @@ def cache_file_name(fingerprint: str) -> str:
 # --------------------------------------------------------------------------- decoding
 
 
+MAX_SOURCE_PIXELS = 1024 * 1024  # Omniglot's PNGs are 105x105; anything this large is refused unread
+
+
+class _TooLarge(ValueError):
+    """A source image above ``MAX_SOURCE_PIXELS`` (a decompression bomb, or not Omniglot)."""
+
+
 def _decode_png(data: bytes) -> np.ndarray:
+    """One PNG -> ``uint8 [28, 28]``; :class:`_TooLarge` for an image above ``MAX_SOURCE_PIXELS``
+    (its header is read, its pixels never are)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below anyway
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:  # above twice PIL's own limit: refused in open()
+        raise _TooLarge(f"an image above PIL's decompression-bomb limit ({err})") from None
+    with img:
+        width, height = img.size
+        if width * height > MAX_SOURCE_PIXELS:
+            raise _TooLarge(f"a {width}x{height} image")
         small = img.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
     return 255 - np.asarray(small, dtype=np.uint8)
+
+
+def _too_large(where: str, err: _TooLarge) -> str:
+    return (
+        f"Omniglot source {where} is {err}, refused as a possible decompression bomb (Omniglot's images "
+        f"are 105x105; at most {MAX_SOURCE_PIXELS:,} pixels are decoded). Replace the source with an intact "
+        f"copy; no cache was written."
+    )
 
 
 def _decode_job(job) -> np.ndarray:
@@ -167,6 +193,7 @@ def _decode_job(job) -> np.ndarray:
     try:
         for i, (set_name, member) in enumerate(items):
             path = paths[set_name]
+            where = f"{path}:{member}" if path.endswith(".zip") else member
             try:
                 if path.endswith(".zip"):
                     if set_name not in zips:
@@ -176,13 +203,39 @@ def _decode_job(job) -> np.ndarray:
                     with open(member, "rb") as fh:
                         data = fh.read()
                 out[i] = _decode_png(data)
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, SyntaxError) as err:
-                where = f"{path}:{member}" if path.endswith(".zip") else member
+            except _TooLarge as err:
+                raise OmniglotDataError(_too_large(where, err)) from None
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, SyntaxError, MemoryError) as err:
                 raise OmniglotDataError(_corrupt(where, err)) from None
     finally:
         for zf in zips.values():
             zf.close()
     return out
+
+
+def _worker_signals() -> None:
+    """In a decode worker: SIGTERM kills it (the default), Ctrl-C is left to the parent.
+
+    A worker is forked from a command that turns SIGTERM into an exception
+    (``mllib.signals.terminate_as_interrupt``); inherited, that handler made a worker told to stop
+    print a traceback, or survive holding a lock of the pool's queues, and the build hung."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def decode_pool(workers: int):
+    """A fork ``ProcessPoolExecutor`` of ``workers`` decode processes with their own signal handling
+    (:func:`_worker_signals`); a worker that dies (killed, out of memory) breaks the pool instead of
+    leaving the build waiting for its result."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork from a threaded process (3.12+)
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_worker_signals)
 
 
 def default_workers() -> int:
@@ -211,19 +264,20 @@ def decode_images(source: OmniglotSource, listing: Listing, workers: int | None 
                 parts.append(_decode_job(job))
                 bar.update(len(job[1]))
         else:
-            import multiprocessing
+            from concurrent.futures.process import BrokenProcessPool
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork from a threaded process (3.12+)
-                pool = multiprocessing.get_context("fork").Pool(workers)
+            pool = decode_pool(workers)
             try:
-                for part in pool.imap(_decode_job, jobs):
+                for part in pool.map(_decode_job, jobs):
                     parts.append(part)
                     bar.update(len(part))
-                pool.close()
+            except BrokenProcessPool:
+                raise OmniglotDataError(
+                    f"a process decoding the Omniglot PNGs died (killed, or out of memory) while building the "
+                    f"cache from {source.root}; no cache was written. Run again with --workers 1 to see which "
+                    f"file it was") from None
             finally:
-                pool.terminate()
-                pool.join()
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
     images = np.concatenate(parts)
