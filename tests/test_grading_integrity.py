@@ -185,6 +185,23 @@ def test_restored_copy_counts_only_reference_cells_once_and_puts_back_missing_on
     assert "graded cell 'ci95_check' is missing from the student's notebook; put back" in text
 
 
+def test_a_quiz_answer_keeps_its_text_but_not_its_points_and_a_deleted_one_comes_back_unanswered():
+    quiz = new_markdown_cell("**Q1.** Why?\n\n<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->",
+                             metadata={"nbgrader": {"grade": True, "solution": True, "locked": False,
+                                                    "grade_id": "quiz", "points": 1, "schema_version": 3}})
+    ref = instructor_notebook()
+    ref.cells.append(quiz)
+    nb = student_version(ref)
+    nb.cells[-1].source = "My own answer."
+    nb.cells[-1].metadata["nbgrader"]["points"] = 50
+    restored, _ = restore_locked_cells(nb, ref)
+    assert source(restored.cells[-1]) == "My own answer." and nbgrader(restored.cells[-1])["points"] == 1
+    del nb.cells[-1]
+    restored, notes = restore_locked_cells(nb, ref)
+    assert "Because" not in source(restored.cells[-1]) and "YOUR ANSWER HERE" in source(restored.cells[-1])
+    assert "graded cell 'quiz' is missing from the student's notebook; put back from the reference" in notes
+
+
 def test_deleted_duplicated_and_extra_graded_cells_cannot_raise_the_score(course):
     reference, submit = course
     nb = handed_out()
@@ -258,6 +275,8 @@ def test_a_reference_for_another_notebook_is_one_line(course, tmp_path, capsys):
     write_notebook(new_notebook(cells=[new_code_cell("x = 1")], metadata=KERNEL), no_grades)
     assert main(["course", "grade", str(path), "--reference", str(no_grades)]) == 2
     assert "has no graded cell" in capsys.readouterr().err
+    assert main(["course", "grade", str(path), "--reference", str(reference), "--timeout", "0"]) == 2
+    assert capsys.readouterr().err == "error: --timeout must be an integer >= 1, got 0\n"
     renamed = check_reference(read_notebook(path), read_notebook(reference), "a/x.ipynb", "b/y.ipynb")
     assert renamed == ["the reference is y.ipynb, the submission x.ipynb"]
 

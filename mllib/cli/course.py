@@ -125,8 +125,10 @@ def _execute(args) -> int:
 
 
 def _grade(args) -> int:
+    from mllib.arguments import check_int
     from mllib.course import format_grade_table, grade_notebook
 
+    check_int("--timeout", args.timeout, 1)
     report = grade_notebook(args.notebook, reference=args.reference, timeout=args.timeout)
     print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else format_grade_table(report))
     return 0
@@ -227,11 +229,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--machine", default="an idle 2-core CPU", help="the machine the report was measured on")
     p.set_defaults(func=_needs_course_extra(_times))
 
-    p = sub.add_parser("grade", help="run a student's notebook and print a score per exercise")
+    p = sub.add_parser("grade", help="run a student's notebook and print a score per exercise",
+                       description="Run a student's notebook in a fresh kernel, in a temporary folder holding only "
+                                   "a copy of it, with a clean environment, and print a score per graded cell. "
+                                   "docs/instructors.md says what this guards against and what it cannot.")
     p.add_argument("notebook")
     p.add_argument("--reference", default=None,
-                   help="the instructor's notebook (or its folder): restores locked check cells the student "
-                        "edited and adds the hidden tests")
+                   help="the instructor's notebook (or its folder): only its graded cells count, each once; "
+                        "edited or deleted check cells are put back, with the hidden tests")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
     p.set_defaults(func=_needs_course_extra(_grade))

@@ -144,7 +144,10 @@ def _drop_copies(nb: NotebookNode, ids: set[str]) -> list[str]:
 
 
 def _reference_copy(ref: NotebookNode) -> NotebookNode:
+    """A cell as the reference holds it (a locked cell) or as it was handed out (an answer)."""
     cell = copy.deepcopy(ref)
+    if not nbgrader(ref).get("locked"):
+        cell.source = strip_solutions(source(ref), ref.cell_type, f"reference cell {nbgrader(ref).get('grade_id')!r}")
     if cell.cell_type == "code":
         cell.outputs, cell.execution_count = [], None
     return cell
@@ -158,9 +161,11 @@ def restore_locked_cells(nb: NotebookNode, reference: NotebookNode) -> tuple[Not
     * Each locked or graded grade_id of the reference appears once: copies are removed.
     * Every locked cell is replaced by the reference's cell (source, type and metadata, so points
       come from the reference); the reference's check cells hold the hidden tests, which the
-      student version lacks. An edited cell is noted.
-    * A graded cell missing from the submission is put back from the reference, after the cell
-      that precedes it there (its exercise), so it scores zero rather than leaving the total.
+      student version lacks. An edited cell is noted. A graded answer that is not locked (a quiz
+      answer, graded by hand) keeps the student's text and takes the reference's metadata.
+    * A graded or locked cell missing from the submission is put back from the reference (an
+      answer as handed out), after the cell that precedes it there (its exercise), so it scores
+      zero rather than leaving the total.
     """
     nb = copy.deepcopy(nb)
     restored = {nbgrader(c)["grade_id"]: c for c in reference.cells
@@ -171,8 +176,11 @@ def restore_locked_cells(nb: NotebookNode, reference: NotebookNode) -> tuple[Not
     for i, cell in enumerate(nb.cells):
         gid = nbgrader(cell).get("grade_id")
         ref = restored.get(gid)
-        if ref is None or not (nbgrader(ref).get("locked") or ref.cell_type == "code"):
-            continue   # a written (Markdown) answer stays the student's
+        if ref is None:
+            continue
+        if not nbgrader(ref).get("locked"):   # a graded answer (a quiz) stays the student's; its points do not
+            cell.metadata["nbgrader"] = copy.deepcopy(ref.metadata["nbgrader"])
+            continue
         handed_out = strip_solutions(source(ref), ref.cell_type, f"reference cell {gid!r}")
         if source(cell) not in (handed_out, source(ref)) or cell.cell_type != ref.cell_type:
             notes.append(f"locked cell {gid!r} had been edited; restored from the reference")
@@ -204,8 +212,7 @@ def _put_back_missing(nb: NotebookNode, reference: NotebookNode, restored: dict)
         nb.cells.insert(cursor, _reference_copy(ref))
         where = {g: i for i, g in enumerate(nbgrader(c).get("grade_id") for c in nb.cells) if g}
         kind = "graded" if _graded(ref) else "locked"
-        notes.append(f"{kind} cell {gid!r} is missing from the student's notebook; put back from the reference"
-                     + (" (it scores zero if the exercise's function is missing too)" if _graded(ref) else ""))
+        notes.append(f"{kind} cell {gid!r} is missing from the student's notebook; put back from the reference")
     return notes
 
 
@@ -462,7 +469,7 @@ def judge_solution(nb: NotebookNode, run: NotebookRun, name: str) -> list[str]:
 def judge_release(nb: NotebookNode, name: str, cfg=None) -> list[str]:
     """Problems of a *student* notebook's text (before it runs): it must hold no hidden tests, no
     solution or quiz-answer region, no graded reference, and (with ``cfg``) its badges must open
-    the student release."""
+    the practice edition."""
     from .colab import BADGE_TAG, badge_markdown
     from .exercises import BEGIN_HIDDEN, BEGIN_SOLUTION, MARKER_WORDS
     from .nbio import tags
@@ -476,8 +483,8 @@ def judge_release(nb: NotebookNode, name: str, cfg=None) -> list[str]:
         if cell.cell_type == "code" and "_reference(" in text:
             problems.append(f"{name}: cell {i} still names a graded reference")
         if cfg is not None and BADGE_TAG in tags(cell) and text != badge_markdown(cfg, name, student=True):
-            problems.append(f"{name}: cell {i}: the badges do not open the student release "
-                            f"({cfg.student_ref!r})")
+            problems.append(f"{name}: cell {i}: the badges do not open the practice edition "
+                            f"({cfg.practice_dir}/ on {cfg.ref!r})")
     return problems
 
 
