@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .nbio import read_notebook, source, write_notebook
 
-RUN_TIME_LINE = re.compile(r"^\*\*(?:Expected run time|Run time)\b.*$", re.M)
+# the run-time paragraph: its first line and the lines that continue it (not blank, not a new "**...**" item)
+RUN_TIME_LINE = re.compile(r"^\*\*(?:Expected run time|Run time)\b.*(?:\n(?![ \t]*\*\*)[ \t]*\S.*)*", re.M)
 HEADER_MARK = "What you will learn"
 TABLE_START, TABLE_END = "<!-- runtimes:start -->", "<!-- runtimes:end -->"
 
