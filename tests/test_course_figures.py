@@ -214,6 +214,7 @@ def test_an_axes_with_data_but_no_axis_labels_is_caught_and_image_grids_and_cate
     assert joined(bars) == "figure 4, axes (row 0, column 0): the y axis has no label (set_ylabel: what is " \
                            "measured, and its unit)".replace("figure 4", f"figure {bars.number}")
     a.set_ylabel("accuracy (%)")
+    a.set_title("bn=batch, rotated protocol, 1,000 training steps", fontsize=9)
     assert figures.figure_problems(bars) == []
     shared, axes = plt.subplots(1, 2, figsize=(6, 3), sharey=True)    # one supylabel serves both panels
     for a in axes:
@@ -251,6 +252,7 @@ def test_bars_in_several_colours_without_a_legend_are_caught():
     fig, ax = plt.subplots(figsize=(5, 3))                            # notebook 05's bar colours
     ax.bar(["scratch", "fine-tune", "ProtoNet", "MAML"], [70, 73, 97, 93], color=["C7", "C7", "C0", "C1"])
     ax.set_ylabel("accuracy (%)")
+    ax.set_title("bn=batch, rotated protocol, 1,000 training steps", fontsize=9)
     assert "3 distinct series share the axes" in joined(fig)
     from matplotlib.patches import Patch
     ax.legend(handles=[Patch(color=c, label=n) for c, n in (("C7", "baseline"), ("C0", "metric"),
@@ -332,3 +334,20 @@ def test_arrows_that_leave_the_axes_are_caught():
     note.xy = (0.8, 0.5)
     ax.arrow(0.5, 0.5, 0.3, 0.0, width=0.01)
     assert figures.figure_problems(fig) == []
+
+
+def test_a_figure_comparing_accuracies_must_state_mode_protocol_and_budget():
+    fig, ax = plt.subplots(figsize=(6, 3))                            # notebook 05's baseline bars
+    ax.barh(["scratch", "fine-tune", "ProtoNet", "MAML"], [70.6, 73.4, 97.2, 92.9])
+    ax.set_xlabel("5-way 1-shot test accuracy (%)")
+    ax.set_ylabel("method")
+    problem = joined(fig)
+    assert "compares the accuracies of 4 entries" in problem
+    assert "without stating the batch-norm mode, the test protocol, the training budget" in problem
+    ax.set_title("bn=batch, unrotated test protocol; training budget: ProtoNet and MAML 1,000 steps", fontsize=9)
+    assert figures.figure_problems(fig) == []
+    curve, ax = plt.subplots(figsize=(4, 3))                          # a learning curve compares nothing
+    labelled(ax, "meta-step", "accuracy").plot([0, 1], [0.2, 0.9], label="training")
+    ax.plot([0, 1], [0.2, 0.8], label="validation")
+    ax.legend(loc="lower right")
+    assert figures.figure_problems(curve) == []

@@ -31,7 +31,11 @@ and returns one sentence per problem (an empty list when the figure is fine):
   text/annotation (another artist) within ``MARK_RADIUS`` (axes fraction) of where it leaves, touches
   the edge or stops, or the series' own legend label saying so ("diverged", "clipped", "off scale");
   an arrow (``ax.arrow``, a ``FancyArrowPatch``) that runs past the axes, or an annotation whose arrow
-  points outside the view, is reported too (``quiver`` arrows are not examined).
+  points outside the view, is reported too (``quiver`` arrows are not examined);
+* **comparisons of accuracies**: an axes whose value axis is an accuracy (its label says "accuracy" or
+  "%") and that compares at least two entries (word tick labels, or legend entries other than
+  chance/train/validation/test) states in the figure's text the batch-norm mode, the test protocol and
+  the training budget (``COMPARISON_NEEDS``, shared with the table check of ``mllib.course.lint``).
 
 The rules are heuristics with an honest scope: overlapping tick labels, or a legend over a filled
 area (``axhspan``, ``fill_between``), are not seen.
@@ -59,6 +63,17 @@ MIN_FONT_PT = 8.0         # smallest text size a reader can comfortably read, as
 MIN_IN_VIEW = 0.5         # fraction of an artist's finite points that must lie inside the axes
 _EDGE = 1e-6              # tolerance (axes coordinates) for points drawn on the edge of the axes
 MARK_RADIUS = 0.08        # how near (axes fraction) a marker or annotation must be to where a series leaves
+# What a comparison of accuracies across methods states about each entry (issue 22); a table
+# (mllib.course.lint) or a figure says it in a column, a caption, a title, a label or a legend.
+COMPARISON_NEEDS = {
+    "batch-norm mode": re.compile(r"\bbn\b|batch[- ]?norm|transductive|\b(?:batch|support) statistics", re.I),
+    "test protocol": re.compile(r"protocol|rotat|\bsplit\b", re.I),
+    # a training count (at least 100 steps: "3 steps" is an inner loop), a training time, or the word budget
+    "training budget": re.compile(r"(?:\d{1,3},\d{3}|\d{3,})\s*(?:(?:meta-)?training\s+|meta-)?"
+                                  r"(?:steps?|minibatch\w*|iterations?|episodes?)\b|\bepochs?\b|budget|"
+                                  r"train\w*[^.;\n]{0,40}?\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\b|"
+                                  r"\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\s+(?:of\s+)?(?:meta-)?train", re.I),
+}
 _MARK_WORDS = ("diverg", "clipped", "clip", "off scale", "off-scale", "beyond", "blew up", "blows up", "nan", "inf")
 
 
@@ -84,6 +99,7 @@ def figure_problems(fig, display_width_in: float = DISPLAY_WIDTH_IN, min_font_pt
         else:
             problems += [f"{where}: {p}" for p in _axis_label_problems(ax, fig)]
             problems += [f"{where}: {p}" for p in _legend_needed_problems(ax, fig)]
+            problems += [f"{where}: {p}" for p in _comparison_caption_problems(ax, fig)]
     problems += [f"{name}: {p}" for p in _font_problems(fig, renderer, display_width_in, min_font_pt)]
     problems += [f"{name}: {p}" for p in _overlap_problems(fig, renderer)]
     return problems
@@ -290,6 +306,44 @@ def _legend_needed_problems(ax, fig) -> list[str]:
     names = ", ".join(list(distinct.values())[:4]) + (", ..." if len(distinct) > 4 else "")
     return [f"{len(distinct)} distinct series share the axes ({names}) with no legend: add ax.legend() with "
             f"a label per series (or label each series with ax.text)"]
+
+
+# ----------------------------------------------------------------------------- comparisons of accuracies
+
+_ACCURACY_AXIS = re.compile(r"accura|%", re.I)
+_NOT_A_METHOD = re.compile(r"^\s*(?:chance|train(?:ing)?|val(?:idation)?|test)\b", re.I)
+
+
+def _compared_entries(ax) -> list[str]:
+    """The entries an accuracy axes compares: word tick labels of the other axis, else legend entries."""
+    for value_axis, other in ((ax.yaxis, ax.xaxis), (ax.xaxis, ax.yaxis)):
+        if not _ACCURACY_AXIS.search(value_axis.label.get_text()):
+            continue
+        words = [t.get_text() for t in _drawn_tick_labels(other) if t.get_visible() and t.get_text().strip()
+                 and not _is_numeric_tick(t.get_text())]
+        if len(set(words)) >= 2:
+            return sorted(set(words))
+        legend = ax.get_legend()
+        entries = [t.get_text() for t in legend.get_texts()] if legend is not None else []
+        entries = [e for e in entries if e.strip() and not _NOT_A_METHOD.match(e)]
+        if len(set(entries)) >= 2:
+            return sorted(set(entries))
+    return []
+
+
+def _comparison_caption_problems(ax, fig) -> list[str]:
+    """An axes that compares the accuracies of several entries must state, somewhere in the figure's text
+    (title, labels, tick labels, legend, annotations), the batch-norm mode, test protocol and training budget."""
+    entries = _compared_entries(ax)
+    if not entries:
+        return []
+    text = "\n".join(t.get_text() for t, _kind in _shown_texts(fig))
+    missing = [need for need, pattern in COMPARISON_NEEDS.items() if not pattern.search(text)]
+    if not missing:
+        return []
+    return [f"compares the accuracies of {len(entries)} entries ({', '.join(map(repr, entries[:3]))}"
+            f"{', ...' if len(entries) > 3 else ''}) without stating the {', the '.join(missing)} (say it in the "
+            f"title, the labels or the legend)"]
 
 
 # ----------------------------------------------------------------------------- data that leaves the view

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
+from .figures import COMPARISON_NEEDS
 from .nbio import list_notebooks, read_notebook, source, tags
 
 MAX_CODE_LINE = 100
@@ -216,15 +217,7 @@ def output_content_problems(nb: NotebookNode, name: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- tables of accuracies
 
-TABLE_NEEDS = {
-    "batch-norm mode": re.compile(r"\bbn\b|batch[- ]?norm|transductive|\b(?:batch|support) statistics", re.I),
-    "test protocol": re.compile(r"protocol|rotat|\bsplit\b", re.I),
-    # a training count (at least 100 steps: "3 steps" is an inner loop), a training time, or the word budget
-    "training budget": re.compile(r"\d{1,3},\d{3}\s*(?:meta-)?(?:steps?|minibatch|iterations?|episodes?)\b|"
-                                  r"\d{3,}\s*(?:meta-)?(?:steps?|minibatch|iterations?|episodes?)\b|\bepochs?\b|budget|"
-                                  r"train\w*[^.;\n]{0,40}?\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\b|"
-                                  r"\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\s+(?:of\s+)?(?:meta-)?train", re.I),
-}
+TABLE_NEEDS = COMPARISON_NEEDS   # shared with the figure check (mllib.course.figures)
 _ACCURACY_ROW = re.compile(r"\d(?:\.\d+)?\s*%\s*(?:±|\+-|\+/-)|(?:±|\+-|\+/-)\s*\d+(?:\.\d+)?\s*%")
 _PERCENT = re.compile(r"\d(?:\.\d+)?\s*%")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
