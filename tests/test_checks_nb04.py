@@ -144,3 +144,29 @@ def test_reptile_update_not_implemented_and_strict(capsys, monkeypatch):
     monkeypatch.setenv(checks.STRICT_ENV, "1")
     with pytest.raises(AssertionError, match="reptile_update"):
         checks.check_reptile_update(reptile_sum)
+
+
+def _sgd_step_with_backward(model, params, x, y, lr):
+    """Notebook 03's sgd_step written with .backward(): values right, .grad left behind."""
+    loss = torch.nn.functional.mse_loss(torch.func.functional_call(model, params, (x,)), y)
+    loss.backward(create_graph=True)
+    return {k: p - lr * p.grad for k, p in params.items()}
+
+
+def maml_with_backward_sgd_step(model, params, optimizer, tasks, meta_batch, inner_lr):
+    optimizer.zero_grad()
+    losses = []
+    for sx, sy, qx, qy in tasks.sample(meta_batch):
+        adapted = _sgd_step_with_backward(model, params, sx, sy, inner_lr)
+        losses.append(torch.nn.functional.mse_loss(torch.func.functional_call(model, adapted, (qx,)), qy))
+    meta_loss = torch.stack(losses).mean()
+    meta_loss.backward()
+    optimizer.step()
+    return meta_loss.item()
+
+
+def test_a_backward_based_sgd_step_is_diagnosed_in_notebook_04_pointing_back_to_notebook_03(capsys):
+    result = checks.check_maml_meta_step(maml_with_backward_sgd_step)
+    assert not result
+    assert "received 5 gradients per meta-step, not one" in result.message   # meta_batch 4 inner + 1 outer
+    assert "sgd_step from notebook 03" in result.message

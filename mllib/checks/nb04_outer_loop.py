@@ -161,12 +161,24 @@ class MetaTraining:
         optimizer = torch.optim.SGD(params.values(), lr=meta_lr)
         tasks = Float64Tasks(shots, shots, task_seed)
         losses, snapshots = [], []
-        for _ in range(META_STEPS):
-            loss = self.fn(model, params, optimizer, tasks, meta_batch, inner_lr)
-            t = _to_tensor(loss)
-            losses.append(float(t.reshape(-1)[0]) if t is not None and t.numel() == 1 else loss)
-            snapshots.append({k: p.detach().clone() for k, p in params.items()})
-        return {"losses": losses, "params": snapshots, "samples": tasks.calls}
+        accumulated = {"now": 0, "most": 0}          # gradients written into one .grad within one meta-step
+        hooks = [p.register_post_accumulate_grad_hook(lambda p: accumulated.__setitem__("now", accumulated["now"] + 1))
+                 for p in params.values()]
+        try:
+            for _ in range(META_STEPS):
+                accumulated["now"] = 0
+                loss = self.fn(model, params, optimizer, tasks, meta_batch, inner_lr)
+                accumulated["most"] = max(accumulated["most"], accumulated["now"] / len(params))
+                t = _to_tensor(loss)
+                losses.append(float(t.reshape(-1)[0]) if t is not None and t.numel() == 1 else loss)
+                snapshots.append({k: p.detach().clone() for k, p in params.items()})
+        finally:
+            for hook in hooks:
+                hook.remove()
+        result = {"losses": losses, "params": snapshots, "samples": tasks.calls}
+        if accumulated["most"] > 1:                 # only then: the stored expected values hold no such key
+            result["backward_calls"] = accumulated["most"]
+        return result
 
 
 def _maml_cases(kind: str) -> list[Case]:
@@ -197,9 +209,18 @@ def _maml_compare(got: Any, want: Any) -> str | None:
     return None
 
 
+BACKWARD_IN_INNER_STEP = (
+    "the parameters' .grad received {n:g} gradients per meta-step, not one: something inside the meta-step called "
+    ".backward() besides the meta-loss (an inner step written with .backward(), such as an sgd_step from notebook 03 "
+    "that reads p.grad, adds the support gradient to .grad); take inner gradients with torch.autograd.grad, "
+    "which check_sgd_step of notebook 03 now demands too")
+
+
 def _maml_structure(case: Case, got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or "params" not in got:
         return None
+    if got.get("backward_calls", 1) > 1:
+        return BACKWARD_IN_INNER_STEP.format(n=got["backward_calls"])
     start = MetaTraining(lambda *args: 0.0)(*case.args)["params"][0]
     if compare_values(got["params"][0], start, 1e-12, 0.0) is None:
         return "the parameters never moved: once the meta-gradient is in place the optimiser must take its step"
