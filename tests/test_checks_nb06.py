@@ -63,3 +63,9 @@ def test_fail_plausible_mistakes_with_a_hint(check, fn, words, capsys):
 def test_not_implemented(check, capsys):
     assert check(unfinished).status == "not_implemented"
     assert "⏳" in capsys.readouterr().out
+
+
+def test_the_second_hint_of_metasgd_asks_the_questions_without_giving_the_derivative():
+    reasoning = checks.hints.hints_of("metasgd_rate_gradient").reasoning
+    for recipe in ("minus", "multiplies", "at the adapted parameters", "-"):
+        assert recipe not in reasoning, recipe

@@ -135,3 +135,9 @@ def test_strict_mode_raises(monkeypatch):
     monkeypatch.setenv(checks.STRICT_ENV, "1")
     with pytest.raises(AssertionError, match="reinforce_loss"):
         checks.check_reinforce_loss(loss_no_baseline)
+
+
+def test_the_second_hint_of_reinforce_asks_the_questions_without_giving_the_recipe():
+    reasoning = checks.hints.hints_of("reinforce_loss").reasoning
+    for recipe in ("rewards-to-go", "subtract the baseline", "average over the episodes", "flip the sign", "sum of"):
+        assert recipe not in reasoning, recipe

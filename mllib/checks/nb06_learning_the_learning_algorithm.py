@@ -42,11 +42,11 @@ METASGD_RATE_GRADIENT = register(ExerciseSpec(
         concept="the rates enter the query loss only through the adapted parameters, and the adapted "
                 "parameters depend on the rates linearly; the chain rule then needs just two ordinary "
                 "gradients; revisit notebook 06, section 1",
-        reasoning="write one adapted weight as its start minus its rate times its support gradient; the "
-                  "support gradient is evaluated at the start, so it does not depend on the rate; the derivative "
-                  "of the adapted weight with respect to its own rate is therefore minus that support gradient, "
-                  "and the chain rule multiplies it, weight by weight, by the query loss's gradient taken where "
-                  "the query loss is evaluated: at the adapted parameters"),
+        reasoning="write one adapted weight as a function of its own rate and ask which parts of that expression "
+                  "change when the rate changes (where is the support gradient evaluated?); then ask where the "
+                  "query loss is evaluated, since its gradient must be taken at that point; the chain rule combines "
+                  "the two factors weight by weight. Work both out on paper for a single weight before writing "
+                  "code"),
     mistakes={
         "no_minus": "the adapted weight *decreases* as its rate grows (start minus rate times gradient): "
                     "check the sign",

@@ -29,9 +29,11 @@ REINFORCE_LOSS = register(ExerciseSpec(
         concept="the REINFORCE loss is a surrogate whose gradient is minus the policy-gradient estimate: each "
                 "action's log-probability is weighted by how much better than the baseline the rewards *after* it "
                 "were; revisit notebook 08, section 2",
-        reasoning="first turn the rewards into rewards-to-go (for each step, the sum of that step's reward and "
-                  "all later ones in the same episode), subtract the baseline, weight the log-probabilities by the "
-                  "result, add up over the steps of each episode, average over the episodes, and flip the sign"),
+        reasoning="for each action, ask which rewards it could have influenced (an action cannot change what "
+                  "came before it) and what the baseline is compared with; then ask how the steps of one episode "
+                  "and the episodes of the batch combine so that the estimate does not grow with the number of "
+                  "episodes, and which sign makes minimising the loss climb the return. Write the estimator for "
+                  "one episode on paper first"),
     mistakes={
         "no_minus": "the loss is *minus* the surrogate: minimising it must climb the return",
         "no_baseline": "subtract the baseline from the reward-to-go",
