@@ -212,7 +212,7 @@ def test_sync_course_and_check_course_on_a_small_repository(tmp_path):
     assert check_course(root, CFG) == []
     assert sync_course(root, CFG) == []  # nothing left to change
     readme = (root / "README.md").read_text()
-    assert CFG.binder_url() in readme and CFG.colab_url("01_learning_bias.ipynb") in readme
+    assert CFG.binder_url(student=True) in readme and CFG.colab_url("01_learning_bias.ipynb", student=True) in readme
     assert readme.endswith("<!-- badges:end -->\n\nText.\n")
     nb01 = read_notebook(root / "notebooks" / "01_learning_bias.ipynb")
     assert "accelerator" not in nb01.metadata

@@ -167,8 +167,8 @@ def test_judge_release_catches_a_leak():
     assert any("HIDDEN TESTS" in p for p in problems) and any("SOLUTION" in p for p in problems)
 
 
-def test_badges_open_the_student_release_in_the_student_build_only(tmp_path):
-    cfg = CourseConfig(repository="https://github.com/owner/course", ref="main", student_ref="student")
+def test_badges_open_the_practice_edition_in_the_student_build_only(tmp_path):
+    cfg = CourseConfig(repository="https://github.com/owner/course", ref="main")
     from mllib.course.colab import sync_notebook
 
     path = NOTEBOOKS / "02_task_sampling.ipynb"
@@ -176,14 +176,14 @@ def test_badges_open_the_student_release_in_the_student_build_only(tmp_path):
     student = student_version(instructor, path.name, cfg)
     badge = next(i for i, c in enumerate(instructor.cells) if "colab-badge" in c.metadata.get("tags", []))
     assert "/blob/main/notebooks/02_task_sampling.ipynb" in source(instructor.cells[badge])
-    assert "/v2/gh/owner/course/main?" in source(instructor.cells[badge])
-    assert "/blob/student/notebooks/02_task_sampling.ipynb" in source(student.cells[badge])
-    assert "/v2/gh/owner/course/student?" in source(student.cells[badge])
-    assert "/main" not in source(student.cells[badge])
+    assert "/v2/gh/owner/course/main?urlpath=lab/tree/notebooks/" in source(instructor.cells[badge])
+    assert "/blob/main/practice/02_task_sampling.ipynb" in source(student.cells[badge])
+    assert "/v2/gh/owner/course/main?urlpath=lab/tree/practice/02_task_sampling.ipynb" in source(student.cells[badge])
+    assert "notebooks/" not in source(student.cells[badge])
     assert judge_release(student, path.name, cfg) == []
-    assert any("student release" in p for p in judge_release(student_version(instructor), path.name, cfg))
-    with pytest.raises(ValueError, match="student_ref"):
-        CourseConfig(repository=None, ref="main", student_ref="main")
+    assert any("practice edition" in p for p in judge_release(student_version(instructor), path.name, cfg))
+    with pytest.raises(ValueError, match="practice_dir"):
+        CourseConfig(repository=None, ref="main", practice_dir="notebooks")
 
 
 def test_make_student_ships_the_project_template(student_build):

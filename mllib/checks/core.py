@@ -33,6 +33,8 @@ Environment variables:
   4. otherwise lenient: the learner's notebook runs to the end.
 * ``MLLIB_CHECKS_RECORD=<file>``: every check appends one JSON line with its result
   (``python -m mllib course grade`` uses this to build its score table).
+* ``MLLIB_PLAIN_MARKS=1``: plain-text marks ``[PASS]``, ``[FAIL]``, ``[TODO]`` instead of the
+  emoji (for a font without them); chosen automatically when the output cannot encode them.
 
 This module is the framework: verdicts, inputs, comparison and :func:`run_check`. The checks
 themselves live in one module per notebook, ``nbNN_<notebook>.py`` (see the package docstring).
@@ -54,6 +56,7 @@ import copy
 import json
 import math
 import os
+import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
@@ -74,6 +77,8 @@ _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 PASSED, FAILED, NOT_IMPLEMENTED, ERROR = "passed", "failed", "not_implemented", "error"
 STATUS_MARK = {PASSED: "✅", FAILED: "❌", NOT_IMPLEMENTED: "⏳", ERROR: "❌"}
+PLAIN_MARKS_ENV = "MLLIB_PLAIN_MARKS"
+PLAIN_MARK = {"✅": "[PASS]", "❌": "[FAIL]", "⏳": "[TODO]"}
 NOT_IMPLEMENTED_TEXT = "not implemented yet — write your code where it says YOUR CODE HERE"
 _CHECKS_DIR = os.path.dirname(__file__)  # frames in here are never the learner's
 
@@ -302,7 +307,28 @@ def _record(result: CheckResult) -> None:
         fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def plain_marks_wanted(stream=None) -> bool:
+    """Whether verdicts use ``[PASS]``/``[FAIL]``/``[TODO]``: ``MLLIB_PLAIN_MARKS`` on, or
+    ``stream`` (default stdout) cannot encode the emoji (``=0`` keeps them where it can)."""
+    if os.environ.get(PLAIN_MARKS_ENV, "").strip().lower() in _ON:
+        return True
+    encoding = getattr(stream if stream is not None else sys.stdout, "encoding", None) or "utf-8"
+    try:
+        "".join(PLAIN_MARK).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return True
+    return False
+
+
+def with_marks(message: str, plain: bool) -> str:
+    """``message`` with its emoji marks replaced by plain-text ones when ``plain``."""
+    for mark, word in PLAIN_MARK.items() if plain else ():
+        message = message.replace(mark, word)
+    return message
+
+
 def _finish(result: CheckResult) -> CheckResult:
+    result.message = with_marks(result.message, plain_marks_wanted())
     print(result.message, flush=True)
     _record(result)
     if not result and strict_mode():

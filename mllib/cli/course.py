@@ -46,10 +46,32 @@ def _build(args) -> int:
     return 0
 
 
+def _practice(args) -> int:
+    from mllib.course.student import PRACTICE_COMMAND, build_practice, stale_practice
+
+    cfg = _config(args)
+    if args.check:
+        stale = stale_practice(args.root, cfg)
+        for line in stale:
+            print(line)
+        print("practice edition: current" if not stale else
+              f"practice edition: {len(stale)} file(s) out of date with the book; run `{PRACTICE_COMMAND}`")
+        return 1 if stale else 0
+    changed = build_practice(args.root, cfg)
+    for path in changed:
+        print(f"updated {path}")
+    print(f"practice edition ({Path(args.root) / cfg.practice_dir}): {len(changed)} file(s) changed")
+    return 0
+
+
 def _sync(args) -> int:
     from mllib.course import sync_course
+    from mllib.course.student import build_practice
 
-    changed = sync_course(args.root, _config(args), readme=not args.no_readme)
+    cfg = _config(args)
+    changed = sync_course(args.root, cfg, readme=not args.no_readme)
+    if (Path(args.root) / cfg.notebooks_dir).is_dir():
+        changed += build_practice(args.root, cfg)   # its badges and install cells follow the book's
     for path in changed:
         print(f"updated {path}")
     print(f"{len(changed)} file(s) changed")
@@ -72,9 +94,11 @@ def _check(args) -> int:
 def _set_repository(args) -> int:
     from mllib.course import sync_course
     from mllib.course.config import set_repository
+    from mllib.course.student import build_practice
 
     cfg = set_repository(args.root, args.url, args.ref)
     changed = sync_course(args.root, cfg)
+    changed += build_practice(args.root, cfg)   # the practice edition's badges open it on the new ref
     print(f"repository {cfg.repository} at {cfg.ref}: wrote {Path(args.root) / 'mllib' / 'course_config.json'}")
     for path in changed:
         print(f"updated {path}")
@@ -184,6 +208,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--src", default="notebooks", help="solution notebooks (default: notebooks)")
     p.add_argument("--out", default="build/student", help="output folder (default: build/student)")
     p.set_defaults(func=_needs_course_extra(_build))
+
+    p = sub.add_parser("practice", help="write the practice edition (practice/) from the book (notebooks/)",
+                       description="Write the practice edition beside the book: the student version of every "
+                                   "notebook (exercises open, quiz answers and hidden tests removed, outputs "
+                                   "cleared except figures, links that resolve from practice/, badges that "
+                                   "open it). Commit what it changed. --check only says what is out of date.")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.add_argument("--config", default=None, help="configuration file (default: ROOT/mllib/course_config.json)")
+    p.add_argument("--check", action="store_true", help="write nothing; list the stale files and exit 1 if any")
+    p.set_defaults(func=_needs_course_extra(_practice))
 
     p = sub.add_parser("set-repository", help="publish your copy: set the repository (and ref) of every "
                                               "badge and Colab install cell, in one step",

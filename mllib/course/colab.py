@@ -12,7 +12,11 @@ In every notebook:
 * for notebooks matching ``gpu_notebooks``: ``"accelerator": "GPU"`` and
   ``"colab": {"gpuType": ...}`` in the notebook metadata (removed from the others).
 
-In the README: the block between ``<!-- badges:start -->`` and ``<!-- badges:end -->``.
+In the README: the block between ``<!-- badges:start -->`` and ``<!-- badges:end -->``, which
+opens the practice edition (the README's way in is for learners).
+
+The book's badges (``notebooks_dir``) open the book; the practice edition's (``practice_dir``,
+written by :func:`~mllib.course.student.build_practice`) open the practice edition, both on ``ref``.
 
 Before the course is published (``repository`` is ``null``) the badge cell and the README block
 say so instead of linking anywhere. ``sync_course`` writes all of that; ``check_course`` reports
@@ -45,8 +49,8 @@ WHEEL = DISTRIBUTION.replace("-", "_") + "-*.whl"
 
 
 def badge_markdown(cfg: CourseConfig, notebook: str, student: bool = False) -> str:
-    """The badge cell's Markdown for ``notebook`` (a file name): the instructor version's links
-    (``ref``), or with ``student`` the student release's (``student_ref``)."""
+    """The badge cell's Markdown for ``notebook`` (a file name): links into the book
+    (``notebooks_dir``), or with ``student`` into the practice edition (``practice_dir``), on ``ref``."""
     if not cfg.published:
         return UNPUBLISHED
     return (f"[![Open In Colab]({COLAB_BADGE_SVG})]({cfg.colab_url(notebook, student)}) "
@@ -54,7 +58,7 @@ def badge_markdown(cfg: CourseConfig, notebook: str, student: bool = False) -> s
 
 
 def student_badges(nb: NotebookNode, notebook: str, cfg: CourseConfig) -> NotebookNode:
-    """``nb`` (a copy) with its badge cell pointing to the student release (``cfg.student_ref``)."""
+    """``nb`` (a copy) with its badge cell opening the practice edition (``cfg.practice_dir`` on ``cfg.ref``)."""
     nb = copy.deepcopy(nb)
     for i in _tagged(nb, BADGE_TAG):
         nb.cells[i].source = badge_markdown(cfg, notebook, student=True)
@@ -114,12 +118,12 @@ def setup_source(cfg: CourseConfig) -> str:
 
 
 def readme_block(cfg: CourseConfig, notebooks: list[str]) -> str:
-    """The README's badge lines: Binder on the notebooks folder, Colab on the first notebook."""
+    """The README's badge lines: Binder on the practice edition's folder, Colab on its first notebook."""
     if not cfg.published:
         return UNPUBLISHED
-    lines = [f"[![Binder]({BINDER_BADGE_SVG})]({cfg.binder_url()})"]
+    lines = [f"[![Binder]({BINDER_BADGE_SVG})]({cfg.binder_url(student=True)})"]
     if notebooks:
-        lines.append(f"[![Open In Colab]({COLAB_BADGE_SVG})]({cfg.colab_url(sorted(notebooks)[0])})")
+        lines.append(f"[![Open In Colab]({COLAB_BADGE_SVG})]({cfg.colab_url(sorted(notebooks)[0], student=True)})")
     return "\n".join(lines)
 
 

@@ -1,56 +1,172 @@
-"""The student release: solution regions, hidden tests and quiz answers removed, outputs cleared,
-launch badges pointing to the student release; nothing else changed.
+"""The student version of the book: the practice edition (``practice/``) and the student release
+(``build/student/``), made by the same rules.
 
-``build_student`` also copies the other files of the notebooks folder, among them the final
-project's template (``notebooks/project/project_template.ipynb``, see ``docs/project.md``).
+What changes, cell by cell (:func:`student_version`):
+
+* solution regions become stubs, quiz answers ``YOUR ANSWER HERE``, hidden tests vanish
+  (:func:`~mllib.course.exercises.strip_solutions`);
+* an ``assert`` that confirms a quiz answer (its text says ``quiz answer``, e.g.
+  ``assert images == 240, "quiz answer 5"``) is removed; any other code naming a quiz answer
+  stops the build with one line saying which cell (:func:`drop_quiz_answer_asserts`);
+* outputs: the figures (``image/*`` outputs) of a code cell that is neither an exercise nor a
+  check stay, since the text around them reads them and the reference implementation drew
+  them; every other output (text, numbers, errors) and every execution count is cleared;
+* links in Markdown that leave the notebooks folder (``../docs/glossary.md``,
+  ``../CITATION.cff``) are rewritten to resolve from where the build lives
+  (:func:`link_target`);
+* the badge cell opens the practice edition (``practice_dir`` on ``ref``).
+
+Cell metadata (nbgrader's included), cell ids and notebook metadata are kept. ``build_student``
+also copies the other files of the notebooks folder, among them the final project's template
+(``notebooks/project/project_template.ipynb``, see ``docs/project.md``). ``build_practice``
+writes the committed practice edition and ``stale_practice`` says what in it is out of date.
 """
 from __future__ import annotations
 
+import ast
 import copy
+import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 from nbformat import NotebookNode
 
 from .colab import student_badges
 from .config import CourseConfig, config_path, load_config
 from .exercises import strip_solutions
-from .nbio import list_notebooks, read_notebook, source, write_notebook
+from .nbio import list_notebooks, nbgrader, read_notebook, source, write_notebook
+
+QUIZ_ANSWER = re.compile(r"quiz answer", re.I)
+PRACTICE_COMMAND = "python -m mllib course practice"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_MD_LINK = re.compile(r"(\]\(\s*<?)([^)\s>]+)")          # [text](target ...) and ![alt](target ...)
 
 
-def student_version(nb: NotebookNode, name: str = "notebook", cfg: CourseConfig | None = None) -> NotebookNode:
-    """A copy of ``nb`` as a student receives it.
+# ----------------------------------------------------------------------------- one cell
+def drop_quiz_answer_asserts(text: str, where: str = "cell") -> str:
+    """``text`` (a code cell) without the ``assert`` statements that name a quiz answer.
 
-    In every code and markdown cell each solution region (and each hidden-tests region) is
-    replaced (see :func:`~mllib.course.exercises.strip_solutions`): solutions become stubs, quiz
-    answers become ``YOUR ANSWER HERE``, hidden tests vanish. Every code cell loses its outputs
-    and execution count. With ``cfg``, the badge cell points to the student release
-    (``cfg.student_ref``). Cell metadata (nbgrader's included), cell ids and notebook metadata
-    are kept. Applying it to its own result changes nothing.
+    Any other line naming a quiz answer (a print, a comment, a variable) raises a ValueError
+    saying where: the student version must not show it, and only a whole assert can go without
+    changing what the cell does.
+    """
+    if not QUIZ_ANSWER.search(text):
+        return text
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as err:
+        raise ValueError(f"{where}: names a quiz answer but is not plain Python ({err.msg}); "
+                         f"confirm quiz answers with an assert in a plain code cell") from None
+    lines = text.split("\n")
+    drop = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert):
+            span = range(node.lineno - 1, node.end_lineno)
+            if any(QUIZ_ANSWER.search(lines[i]) for i in span):
+                drop.update(span)
+    kept = [line for i, line in enumerate(lines) if i not in drop]
+    for number, line in enumerate(kept, start=1):
+        if QUIZ_ANSWER.search(line):
+            raise ValueError(f"{where}: line {line.strip()[:60]!r} names a quiz answer outside an assert; "
+                             f"the student version would show it: make it `assert ..., \"quiz answer N\"` "
+                             f"or remove it")
+    new = "\n".join(kept)
+    try:
+        ast.parse(new)
+    except SyntaxError:
+        raise ValueError(f"{where}: removing its quiz-answer assert leaves an empty block; "
+                         f"put the assert at the top level of the cell") from None
+    return new
+
+
+def _is_figure(output: NotebookNode) -> bool:
+    return any(key.startswith("image/") for key in output.get("data", {}))
+
+
+def _figures_only(output: NotebookNode) -> NotebookNode:
+    """A display output reduced to its images (and their plain-text alternative)."""
+    out = copy.deepcopy(output)
+    out.data = {k: v for k, v in out.data.items() if k.startswith("image/") or k == "text/plain"}
+    if out.output_type == "execute_result":
+        out.execution_count = None
+    return out
+
+
+def kept_outputs(cell: NotebookNode) -> list:
+    """The outputs of a code cell that the student version keeps: the figures of a cell that is
+    neither an exercise nor a check; nothing otherwise."""
+    if nbgrader(cell):
+        return []
+    return [_figures_only(o) for o in cell.get("outputs", []) if _is_figure(o)]
+
+
+def relink_markdown(text: str, relink: Callable[[str], str]) -> str:
+    """``text`` with every Markdown link and image target passed through ``relink``."""
+    return _MD_LINK.sub(lambda m: m.group(1) + relink(m.group(2)), text)
+
+
+def student_version(nb: NotebookNode, name: str = "notebook", cfg: CourseConfig | None = None,
+                    relink: Callable[[str], str] | None = None) -> NotebookNode:
+    """A copy of ``nb`` as a student receives it (the rules are the module docstring's).
+
+    ``cfg``: the badge cell opens the practice edition. ``relink``: maps each Markdown link
+    target (see :func:`link_target`). Applying it to its own result changes nothing.
     """
     out = student_badges(nb, name, cfg) if cfg is not None else copy.deepcopy(nb)
     for i, cell in enumerate(out.cells):
+        where = f"{name} cell {i}"
         if cell.cell_type in ("code", "markdown"):
             text = source(cell)
-            new = strip_solutions(text, cell.cell_type, where=f"{name} cell {i}")
+            new = strip_solutions(text, cell.cell_type, where=where)
+            if cell.cell_type == "code":
+                new = drop_quiz_answer_asserts(new, where)
+            elif relink is not None:
+                new = relink_markdown(new, relink)
             if new != text:
                 cell.source = new
         if cell.cell_type == "code":
-            cell.outputs = []
+            cell.outputs = kept_outputs(cell)
             cell.execution_count = None
     return out
 
 
+# ----------------------------------------------------------------------------- links
+def link_target(target: str, src: Path, out: Path, cfg: CourseConfig | None = None) -> str:
+    """Where a link of a notebook in ``src`` must point from its copy in ``out``.
+
+    Web addresses, anchors and links to files inside ``src`` (copied along) stay. A link that
+    leaves ``src`` (``../docs/glossary.md``) is rewritten relative to ``out`` when ``out`` lies in
+    the same checkout (the parent of ``src``); for a build outside it, to the file on GitHub when
+    the course is published, else relative to ``out`` on this machine.
+    """
+    if _SCHEME.match(target) or target.startswith("#"):
+        return target
+    path, hash_, anchor = target.partition("#")
+    src, out = Path(src).resolve(), Path(out).resolve()
+    absolute = Path(os.path.normpath(src / path))
+    if absolute == src or src in absolute.parents:
+        return target
+    root = src.parent
+    if cfg is not None and cfg.published and not (out == root or root in out.parents) and root in absolute.parents:
+        new = f"https://github.com/{cfg.slug}/blob/{cfg.ref}/{absolute.relative_to(root).as_posix()}"
+    else:
+        new = Path(os.path.relpath(absolute, out)).as_posix()
+    return new + hash_ + anchor
+
+
+# ----------------------------------------------------------------------------- folders
 def build_student(src: str | Path = "notebooks", out: str | Path = "build/student",
                   cfg: CourseConfig | None = None) -> list[Path]:
     """Write the student version of every notebook in ``src`` to ``out``; returns the notebooks written.
 
     ``cfg`` (default: the configuration of the checkout holding ``src``, else the package's) sets
-    the badges' target, the student release's ref.
-
-    Other files of ``src`` (figures, small data files) are copied alongside, so relative paths
-    keep working. Files are only rewritten when their contents change, and building twice, or
-    building from an already-student folder, gives byte-identical files.
+    the badges' target. Other files of ``src`` (figures, small data files) are copied alongside,
+    so relative paths keep working; links that leave ``src`` are rewritten (:func:`link_target`).
+    Files are only rewritten when their contents change, and building twice, or building from an
+    already-student folder, gives byte-identical files.
     """
     src, out = Path(src), Path(out)
     if not src.is_dir():
@@ -60,20 +176,91 @@ def build_student(src: str | Path = "notebooks", out: str | Path = "build/studen
     if cfg is None:
         cfg = load_config(config_path(src.resolve().parent))
     out.mkdir(parents=True, exist_ok=True)
+
+    def relink(target: str) -> str:
+        return link_target(target, src, out, cfg)
+
     written = []
     for path in list_notebooks(src):
         target = out / path.name
-        write_notebook(student_version(read_notebook(path), path.name, cfg), target)
+        write_notebook(student_version(read_notebook(path), path.name, cfg, relink), target)
         written.append(target)
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
         if path.suffix == ".ipynb" and path.parent == src:
             continue
-        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
-            continue
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts) or rel == Path("conftest.py"):
+            continue                                  # conftest.py: the book's nbval hooks, not course material
         if path.is_file():
             target = out / rel
             if not target.is_file() or target.read_bytes() != path.read_bytes():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
     return written
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """relative POSIX path -> bytes of every file under ``folder`` (hidden files and caches left out)."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in rel.parts):
+            found[rel.as_posix()] = path.read_bytes()
+    return found
+
+
+def _practice_paths(root: Path, cfg: CourseConfig | None) -> tuple[Path, Path, CourseConfig]:
+    root = Path(root)
+    cfg = cfg or load_config(config_path(root))
+    src = root / cfg.notebooks_dir
+    if not src.is_dir():
+        raise FileNotFoundError(f"the book's folder {src} is missing: run this from the repository root "
+                                f"(or pass --root)")
+    return src, root / cfg.practice_dir, cfg
+
+
+def _expected_practice(src: Path, practice: Path, cfg: CourseConfig) -> dict[str, bytes]:
+    """The practice edition's files as ``build_student`` makes them, built in a temporary folder
+    beside ``practice`` (so its links are the ones ``practice`` gets)."""
+    practice.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{practice.name}-", dir=practice.parent) as tmp:
+        build_student(src, tmp, cfg)
+        return _files(Path(tmp))
+
+
+def stale_practice(root: str | Path = ".", cfg: CourseConfig | None = None) -> list[str]:
+    """The files of the practice edition that differ from the book: ``<path> (changed|missing|
+    not from the book)``, paths relative to the repository root; empty when it is current."""
+    src, practice, cfg = _practice_paths(Path(root), cfg)
+    expected = _expected_practice(src, practice, cfg)
+    present = _files(practice) if practice.is_dir() else {}
+    stale = []
+    for rel in sorted(set(expected) | set(present)):
+        where = f"{cfg.practice_dir}/{rel}"
+        if rel not in present:
+            stale.append(f"{where} (missing)")
+        elif rel not in expected:
+            stale.append(f"{where} (not from the book)")
+        elif present[rel] != expected[rel]:
+            stale.append(f"{where} (changed)")
+    return stale
+
+
+def build_practice(root: str | Path = ".", cfg: CourseConfig | None = None) -> list[Path]:
+    """Write the practice edition (``<root>/<practice_dir>``) from the book; returns the files
+    written or removed. Files the book no longer makes are removed; others are left alone when
+    already current."""
+    src, practice, cfg = _practice_paths(Path(root), cfg)
+    expected = _expected_practice(src, practice, cfg)
+    present = _files(practice) if practice.is_dir() else {}
+    changed = []
+    for rel, data in expected.items():
+        if present.get(rel) != data:
+            path = practice / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            changed.append(path)
+    for rel in sorted(set(present) - set(expected)):
+        (practice / rel).unlink()
+        changed.append(practice / rel)
+    return changed
