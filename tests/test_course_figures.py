@@ -351,3 +351,15 @@ def test_a_figure_comparing_accuracies_must_state_mode_protocol_and_budget():
     ax.plot([0, 1], [0.2, 0.8], label="validation")
     ax.legend(loc="lower right")
     assert figures.figure_problems(curve) == []
+
+
+def test_composite_plots_and_a_narrower_x_range_are_not_flagged():
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3), layout="constrained")
+    labelled(axes[0], "method", "accuracy").boxplot([[0.1, 0.2, 0.3, 0.25], [0.5, 0.6, 0.55, 0.7]])
+    labelled(axes[1], "k", "value").stem([1, 2, 3], [1, 2, 3])
+    x = np.linspace(-6, 6, 50)
+    labelled(axes[2], "x", "y").plot(x, np.sin(x))
+    axes[2].set_xlim(-5, 5)
+    assert figures.figure_problems(fig) == []

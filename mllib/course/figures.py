@@ -25,7 +25,9 @@ and returns one sentence per problem (an empty list when the figure is fine):
   figure has a legend that shows every one of those styles, or the series are labelled directly (at
   least one text annotation with words per series beyond the first). Series drawn in one identical
   style (fifty grey trajectories) are one series;
-* **data that leaves the view silently**: a line or scatter point outside the view limits, a curve
+* **data that leaves the view silently**: a line that leaves the view through the top or bottom edge
+  (values hidden; running past the left or right edge only narrows the x range), a scatter point
+  outside the view limits, a curve
   drawn along the top or bottom edge (data clipped by hand to the limit), or a curve that stops
   because its values become ``nan``/``inf`` (a run that diverged) must be *marked*: a marker or a
   text/annotation (another artist) within ``MARK_RADIUS`` (axes fraction) of where it leaves, touches
@@ -181,7 +183,7 @@ def _view_problems(ax) -> list[str]:
 
 
 def _draws_something(ax) -> bool:
-    return any(a.get_visible() for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts))
+    return any(a.get_visible() for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts, *ax.tables))
 
 
 # ----------------------------------------------------------------------------- axis labels
@@ -248,7 +250,8 @@ def _series_styles(ax) -> list[tuple[str, tuple]]:
             caps.update(id(line) for line in container.lines[1])
     series = []
     for line in ax.get_lines():
-        if line.get_visible() and id(line) not in caps and len(line.get_xydata()):
+        if line.get_visible() and id(line) not in caps and len(line.get_xydata()) \
+                and line.get_label() != "_nolegend_":             # parts of a boxplot or a stem plot
             series.append((f"line {line.get_label()!r}", _line_style(line)))
     for coll in ax.collections:
         if coll.get_visible() and isinstance(coll, PathCollection) and len(coll.get_offsets()):
@@ -403,8 +406,9 @@ def _crossing(inside, outside):
 
 
 def _exit_events(points, raw):
-    """``(what, where)`` in axes coordinates for a polyline: where it leaves or re-enters the view, where it
-    runs along the top or bottom edge, and where it stops because the rest of its values are not finite."""
+    """``(what, where)`` in axes coordinates for a polyline: where it leaves or re-enters the view through the
+    top or bottom edge (a curve that runs past the left or right edge only shows a narrower x range), where
+    it runs along the top or bottom edge, and where it stops because the rest of its values are not finite."""
     import numpy as np
 
     events = []
@@ -412,12 +416,11 @@ def _exit_events(points, raw):
     inside = finite & ((points >= -_EDGE) & (points <= 1 + _EDGE)).all(axis=1)
     outside = finite & ~inside
     if outside.any() and inside.any():
-        for i in np.flatnonzero(outside):
+        for i in np.flatnonzero(outside & ((points[:, 1] < -_EDGE) | (points[:, 1] > 1 + _EDGE))):
             neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(points) and inside[j]]
             for j in neighbours:
                 events.append(("leaves the view limits", _crossing(points[j], points[i])))
-        if not events:
-            events.append(("has points outside the view limits", points[np.flatnonzero(outside)[0]]))
+
     for edge, name in ((1.0, "top"), (0.0, "bottom")):
         on_edge = finite & (np.abs(points[:, 1] - edge) <= _EDGE)
         runs = np.flatnonzero(on_edge[:-1] & on_edge[1:]) if len(points) > 1 else []
