@@ -351,7 +351,7 @@ def _comparison_caption_problems(ax, fig) -> list[str]:
 
 # ----------------------------------------------------------------------------- data that leaves the view
 
-def _mark_points(ax, renderer_free_exclude=None):
+def _mark_points(ax, exclude=None):
     """Axes-coordinate points of everything that can mark a place: markers of short lines, scatter points,
     texts and annotation targets."""
     import numpy as np
@@ -359,7 +359,7 @@ def _mark_points(ax, renderer_free_exclude=None):
     to_axes = ax.transAxes.inverted()
     points = []
     for line in ax.get_lines():
-        if line is renderer_free_exclude or not line.get_visible():
+        if line is exclude or not line.get_visible():
             continue
         if _line_style(line)[3] is not None and len(line.get_xydata()) <= 5:
             points.append(to_axes.transform(line.get_transform().transform(np.asarray(line.get_xydata(), float))))
