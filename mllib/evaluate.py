@@ -288,7 +288,7 @@ def format_result(result: Mapping[str, Any]) -> str:
     """
     inner = (f"{result['inner_steps']} inner steps at lr {result['inner_lr']:g}"
              f"{' (learned)' if result.get('inner_lr_learned') else ''}"
-             if result.get("inner_lr") is not None else "no inner loop")
+             if result.get("inner_lr") is not None and result.get("algo") != "protonet" else "no inner loop")
     return (
         f"{result['algo']} {result['ways']}-way {result['shots']}-shot: "
         f"{100 * result['accuracy']:.2f}% +- {100 * result['ci95']:.2f}% "
