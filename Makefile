@@ -23,6 +23,7 @@ EXTRAS_student-test   := course test
 EXTRAS_package-test   := course test
 EXTRAS_notebooks      := course notebooks
 EXTRAS_student        := course
+EXTRAS_practice       := course
 EXTRAS_learn          := course notebooks
 GOALS        := $(filter-out help clean,$(or $(MAKECMDGOALS),help))
 EXTRAS       := $(sort $(foreach goal,$(GOALS),$(EXTRAS_$(goal))))
@@ -39,14 +40,15 @@ PY    := $(VENV)/bin/python
 READY := $(STAMP)
 endif
 
-.PHONY: given-python install learn demo test unit package-test notebooks-test student-test notebooks student bench bench-quick results gpu-check gpu-bundle clean help
+.PHONY: given-python install learn demo test unit package-test notebooks-test student-test notebooks student practice bench bench-quick results gpu-check gpu-bundle clean help
 
 help:
 	@echo "make learn      install (below), write the exercise notebooks to build/student/ and open them in JupyterLab"
 	@echo "make demo       install (below), meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
 	@echo "make test       install (below) and run every test (unit tests, the notebooks, the wheel)"
-	@echo "make notebooks  re-execute every notebook in place (stored outputs)"
+	@echo "make notebooks  re-execute every notebook in place (stored outputs), then regenerate practice/"
 	@echo "make student    write the student version of the notebooks to build/student/"
+	@echo "make practice   regenerate the committed practice edition practice/ from notebooks/ (then commit it)"
 	@echo "make bench      run the meta-step benchmark (add higher/learn2learn to .venv to compare)"
 	@echo "make results    regenerate the results tables of docs/results.md from model cards and benchmark JSON"
 	@echo "make gpu-check  the prepared GPU check (toggle, benchmark, time-to-accuracy runs) on a CUDA machine"
@@ -96,9 +98,14 @@ test: unit notebooks-test student-test package-test
 
 notebooks: $(READY)
 	CI=1 MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m mllib course execute notebooks/  # CI=1: no progress bars in the stored outputs
+	$(PY) -m mllib course practice  # the practice edition keeps the book's figures
 
 student: $(READY)
 	$(PY) -m mllib course build --out build/student
+
+# The practice edition beside the book (committed; tests/test_practice_edition.py fails when it is stale).
+practice: $(READY)
+	$(PY) -m mllib course practice
 
 bench: $(READY)
 	$(PY) -m mllib bench
