@@ -4,12 +4,16 @@ Each test grades a tiny synthetic course notebook (two exercises: a 95% interval
 label remap, 3 points) that a student has tampered with, in a real kernel: patched checks and
 forged record lines, an extra graded cell, a deleted and a duplicated check cell, an empty
 notebook, a submission reading the grader's environment and the files around it, a wrong
-reference, a cell that times out. Six kernel runs of a few seconds each, plus one run of a real
-course notebook (01, its solution graded against itself).
+reference, a cell that times out. Six kernel runs of a few seconds each, one run of a real course
+notebook (01, its solution graded against itself), and one nbgrader round trip (skipped without
+nbgrader) showing the `mllib.checks.fresh` extension gives nbgrader the same guard.
 """
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,12 +180,12 @@ def test_restored_copy_counts_only_reference_cells_once_and_puts_back_missing_on
     restored, notes = restore_locked_cells(nb, ref)
     graded = [(i, nbgrader(c).get("grade_id"), nbgrader(c).get("points")) for i, c in enumerate(restored.cells)
               if nbgrader(c).get("grade")]
-    assert graded == [(3, "ci95_check", 2), (5, "remap_check", 3)]           # back after its exercise cell
-    assert source(restored.cells[3]) == CI_CHECK and source(restored.cells[5]) == REMAP_CHECK
-    assert source(restored.cells[6]) == "print('free points')" and len(restored.cells) == 7
+    assert graded == [(3, "ci95_check", 2), (6, "remap_check", 3)]   # back after its exercise; the last copy
+    assert source(restored.cells[3]) == CI_CHECK and source(restored.cells[6]) == REMAP_CHECK
+    assert source(restored.cells[5]) == "print('free points')" and len(restored.cells) == 7
     text = "\n".join(notes)
     assert "claims grade_id 'bonus' with 100 point(s); the reference grades no such cell: not counted" in text
-    assert "'remap_check' appears 5 times; the first is graded, once, the copies removed" in text
+    assert "'remap_check' appears 5 times; the last is graded, once, the copies removed" in text
     assert "graded cell 'ci95_check' is missing from the student's notebook; put back" in text
 
 
@@ -309,3 +313,54 @@ def test_a_real_solution_notebook_gets_full_marks_through_the_fresh_checks(tmp_p
     assert report.scores and all(s.status == "passed" for s in report.scores), format_grade_table(report)
     assert report.total == report.max_total and report.cell_errors == []
     assert json.loads(json.dumps(report.to_dict()))["max_total"] == report.max_total
+
+
+# ---------------------------------------------------------------- the same guarantee under nbgrader
+def test_nbgrader_with_the_fresh_checks_extension_ignores_rebound_checks(tmp_path):
+    """nbgrader runs a submission that rebinds the checks to no-ops: without the extension it got
+    the points of a wrong answer; with ``mllib.checks.fresh`` loaded it gets none, and a right
+    answer still gets them all."""
+    pytest.importorskip("nbgrader")
+    from nbgrader.api import Gradebook
+
+    course = tmp_path / "course"
+    (course / "source" / "ps1").mkdir(parents=True)
+    lock = {"grade": False, "solution": False, "locked": True, "grade_id": "imports", "schema_version": 3}
+    check = {"grade": True, "solution": False, "locked": True, "grade_id": "ci_check", "points": 2,
+             "schema_version": 3}
+    answer = {"grade": False, "solution": True, "locked": False, "grade_id": "ci", "schema_version": 3}
+    source_nb = new_notebook(cells=[new_code_cell(SETUP, metadata={"nbgrader": lock}),
+                                    new_code_cell(CI_SOLVED, metadata={"nbgrader": answer}),
+                                    new_code_cell(CI_CHECK, metadata={"nbgrader": check})], metadata=KERNEL)
+    write_notebook(source_nb, course / "source" / "ps1" / "ci.ipynb")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLLIB_CHECKS_STRICT", "MLLIB_GRADER", "NBGRADER_EXECUTION", "PYTEST_CURRENT_TEST")}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1",
+               PATH=os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")]))
+
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        f"c.CourseDirectory.root = {str(course)!r}\n"
+        f"c.CourseDirectory.db_url = {'sqlite:///' + str(course / 'gradebook.db')!r}\n"
+        "c.ExecutePreprocessor.timeout = 120\n"
+        "c.Execute.extra_arguments = ['--IPKernelApp.extensions=mllib.checks.fresh']\n")   # the guard
+
+    def nbgrader(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--force"], cwd=course, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    def grade(student: str, nb) -> float:
+        write_notebook(nb, course / "submitted" / student / "ps1" / "ci.ipynb")
+        nbgrader("autograde", "ps1", "--student", student, "--create")
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+            return gradebook.find_submission("ps1", student).score
+
+    nbgrader("generate_assignment", "ps1")
+    patched = read_notebook(course / "release" / "ps1" / "ci.ipynb")
+    patched.cells[1].source = CI_WRONG + "\n\nchecks.check_confidence_interval = checks.hidden_tests = print"
+    solved = read_notebook(course / "release" / "ps1" / "ci.ipynb")
+    solved.cells[1].source = CI_SOLVED
+    # without the extension this submission got 2 of 2 (measured once; not repeated here, it costs a run)
+    assert grade("patched", patched) == 0
+    assert grade("solved", solved) == 2

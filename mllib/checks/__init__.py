@@ -28,7 +28,9 @@ Layout:
   ``python -m mllib course check-values --write``; do not edit);
 * ``nbNN_<notebook>``: the exercises of one notebook (``notebooks/NN_<notebook>.ipynb``), each an
   ``ExerciseSpec`` and its ``check_<exercise>`` function;
-* ``sine_inputs``: the seeded ``SineMLP`` and sinusoid inputs shared by notebooks 03, 04 and 06.
+* ``sine_inputs``: the seeded ``SineMLP`` and sinusoid inputs shared by notebooks 03, 04 and 06;
+* ``fresh``: an IPython extension for nbgrader's kernel that imports fresh checks before each check
+  cell, so a submission cannot rebind them (``docs/instructors.md``, grading guarantees).
 
 A new exercise's check goes into its notebook's module (a new notebook gets a new module);
 import it below and add its name to ``__all__``. Its reference and known mistakes live outside

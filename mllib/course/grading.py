@@ -128,19 +128,19 @@ def _drop_foreign_grading(nb: NotebookNode, counted: set[str]) -> list[str]:
 
 
 def _drop_copies(nb: NotebookNode, ids: set[str]) -> list[str]:
-    """Keep the first cell of each grade_id in ``ids``; remove the copies."""
-    notes, seen, keep = [], {}, []
-    for cell in nb.cells:
+    """Keep the last cell of each grade_id in ``ids`` (as nbgrader's autograde does); remove the copies."""
+    seen: dict[str, int] = {}
+    keep = []
+    for cell in reversed(nb.cells):
         gid = nbgrader(cell).get("grade_id")
         if gid in ids:
             seen[gid] = seen.get(gid, 0) + 1
             if seen[gid] > 1:
                 continue
         keep.append(cell)
-    nb.cells = keep
-    notes += [f"cell {gid!r} appears {n} times; the first is graded, once, the copies removed"
-              for gid, n in seen.items() if n > 1]
-    return notes
+    nb.cells = keep[::-1]
+    return [f"cell {gid!r} appears {n} times; the last is graded, once, the copies removed"
+            for gid, n in seen.items() if n > 1][::-1]
 
 
 def _reference_copy(ref: NotebookNode) -> NotebookNode:
@@ -158,7 +158,8 @@ def restore_locked_cells(nb: NotebookNode, reference: NotebookNode) -> tuple[Not
 
     * Only the reference's graded cells count, by grade_id: another cell's grading metadata is
       removed (a note names it).
-    * Each locked or graded grade_id of the reference appears once: copies are removed.
+    * Each locked or graded grade_id of the reference appears once: the last copy is kept (as
+      nbgrader keeps it), the others are removed.
     * Every locked cell is replaced by the reference's cell (source, type and metadata, so points
       come from the reference); the reference's check cells hold the hidden tests, which the
       student version lacks. An edited cell is noted. A graded answer that is not locked (a quiz
