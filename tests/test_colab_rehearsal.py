@@ -105,13 +105,16 @@ def _repository(where: Path) -> Path:
 
 
 PROBE = """
-import importlib, json, sys
-found = {}
-for name in %r:
-    module = importlib.import_module(name)
-    found[name] = [module.__version__, module.__file__]
-print(json.dumps(found))
+import importlib, importlib.util, json
+found = {name: [module.__version__, module.__file__]
+         for name, module in ((n, importlib.import_module(n)) for n in %r)}
+found["mllib importable"] = importlib.util.find_spec("mllib") is not None
+print("PROBE", json.dumps(found))
 """ % (PREINSTALLED,)
+
+
+def _probe(output: str) -> dict:
+    return json.loads(next(line for line in output.splitlines() if line.startswith("PROBE "))[6:])
 
 
 def _run(python: Path, code: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -128,13 +131,13 @@ def _first_cells(nb) -> list[str]:
 RUN_CELLS = """
 import json, sys, types
 sys.modules["google.colab"] = types.ModuleType("google.colab")     # as on a Colab runtime
-cells = json.load(open(sys.argv[1] if len(sys.argv) > 1 else %r))
+cells = json.load(open(%r))
 namespace = {"__name__": "__main__"}
 for number, cell in enumerate(cells):
     exec(compile(cell, f"cell {number}", "exec"), namespace)
 import mllib
 print("MLLIB", mllib.__file__)
-"""
+""" + PROBE                                       # what the cells imported after the install
 
 
 @pytest.mark.skipif(not (ROOT / ".git").exists() or sys.platform == "win32",
@@ -156,16 +159,17 @@ def test_the_colab_install_cell_installs_only_the_course_and_the_first_cells_run
                MPLBACKEND="Agg", MLLIB_PROFILE="quick", MLLIB_DEVICE="cpu", HOME=str(tmp_path))
     work = tmp_path / "content"                        # Colab's working folder: not this checkout
     work.mkdir()
-    before = _run(python, PROBE, env, work)
-    assert before.returncode == 0, before.stderr[-2000:]
-    assert _run(python, "import mllib", env, work).returncode != 0, "the course must not be installed yet"
+    probed = _run(python, PROBE, env, work)
+    assert probed.returncode == 0, probed.stderr[-2000:]
+    before = _probe(probed.stdout)
+    assert before.pop("mllib importable") is False, "the course must not be installed yet"
 
     (work / "cells.json").write_text(json.dumps(cells))
     ran = _run(python, RUN_CELLS % str(work / "cells.json"), env, work)
     assert ran.returncode == 0, f"the install cell or a first cell failed:\n{ran.stdout[-1500:]}\n{ran.stderr[-3000:]}"
-
-    after = _run(python, PROBE, env, work)
-    assert json.loads(after.stdout) == json.loads(before.stdout), "the install replaced a preinstalled package"
+    after = _probe(ran.stdout)
+    assert after.pop("mllib importable") is True
+    assert after == before, "the install replaced a preinstalled package"
     venv_site = python.parent.parent / "lib"
     installed = sorted(p.name for p in venv_site.glob("python*/site-packages/*")
                        if p.name not in ("colab-preinstalled.pth", "__pycache__"))
