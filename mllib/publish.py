@@ -11,7 +11,9 @@ shipped checkpoints live, which notebook 05, ``mllib eval`` and the README resul
     NAME.train.log   the run's training log
 
 The test accuracy on the card is measured here (``tasks`` fixed test tasks, >= 600 for the
-published protocol), so a card never carries a number typed by hand. Run it on the machine that
+published protocol), so a card never carries a number typed by hand: ``extra`` (``--set``) adds
+fields but cannot set one that publish writes (:data:`CARD_FIELDS`). An existing ``NAME`` is
+replaced only with ``overwrite`` (``--overwrite``); the three files are written all-or-nothing. Run it on the machine that
 trained the run, or say which one did with ``card=``. The card's ``eval_command`` works from an
 installed package: a shipped checkpoint is named (``--checkpoint maml_omniglot_5w1s``), any other
 by its path. A run on partial data carries ``standard_protocol: false`` and a ``protocol_note``.
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import platform
 import shutil
 from pathlib import Path
@@ -27,11 +31,11 @@ from typing import Any
 
 import torch
 
-from mllib.checkpoint import BEST_NAME, LOG_NAME, atomic_save, load_checkpoint, read_metrics, shipped_name
+from mllib.checkpoint import BEST_NAME, LOG_NAME, load_checkpoint, read_metrics, shipped_name
 from mllib.config import resolve_profile
 from mllib.data.locate import repo_root
 from mllib.evaluate import evaluate
-from mllib.files import atomic_write_text, check_output_dir, remove_orphaned_temp_files
+from mllib.files import check_output_dir, naming, remove_orphaned_temp_files, temp_path
 from mllib.train import time_to_accuracy
 
 DEFAULT_DEST = "checkpoints"  # in the working directory
@@ -40,6 +44,16 @@ PACKAGE = Path(__file__).resolve().parent
 KEPT_KEYS = ("format", "format_version", "meta_params", "step", "best_val_accuracy", "best_step", "elapsed",
              "config", "version", "git_commit")
 ACCURACY_MARKS = (0.9, 0.95, 0.98)   # the card records when validation first reached each
+# Every field publish writes (measured, read from the run, or from its own flags): `extra` cannot set them.
+CARD_FIELDS = ("checkpoint", "algo", "ways", "shots", "query_train", "query_test", "profile", "card", "device",
+               "train_seconds", "seconds_to_best", "meta_steps", "best_step", "best_val_accuracy",
+               "val_time_to_accuracy", "accuracy", "ci95", "tasks", "split", "inner_steps_test", "inner_lr", "bn",
+               "transductive", "filters", "meta_batch", "meta_lr", "meta_lr_schedule", "head_init", "code_version",
+               "git_commit", "command", "eval_command", "eval_seconds", "standard_protocol", "notes",
+               "protocol_note")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")   # the file stem: ASCII, at most 100 characters
+CARD_TEXT_MAX = 200
+_CARD_TEXT_BAD = re.compile(r"[|<>`\x00-\x1f\x7f-\x9f\u2028\u2029]")   # would break (or inject into) the Markdown results table
 
 
 def slim_checkpoint(state: dict) -> dict:
@@ -110,19 +124,24 @@ def publish(
     extra: dict | None = None,
     progress: bool = True,
     allow_partial_data: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Write ``dest/name.{pt,json,train.log}`` from the run folder ``run``; return the model card.
 
     ``run`` is a ``mllib train`` output folder (it needs ``best.pt`` and ``metrics.jsonl``);
-    ``name`` a file stem of letters, digits, ``_`` and ``-``; ``tasks`` >= 600 test tasks
-    (the published protocol; fewer is refused); ``card`` describes the training machine
-    (default: this machine, :func:`describe_machine`); ``extra`` adds keys to the card;
-    ``allow_partial_data`` as in :func:`mllib.evaluate.evaluate`. ``dest`` is checked before the
-    evaluation, and refused inside an installed (not checked-out) mllib package.
+    ``name`` a file stem of at most 100 ASCII letters, digits, ``_`` and ``-``; ``tasks`` >= 600 test
+    tasks (the published protocol; fewer is refused); ``card`` describes the training machine in one
+    line that fits a Markdown table cell (default: this machine, :func:`describe_machine`); ``extra``
+    adds keys to the card, never one of :data:`CARD_FIELDS`; ``allow_partial_data`` as in
+    :func:`mllib.evaluate.evaluate`; ``overwrite`` replaces an existing ``name`` in ``dest`` (else
+    refused). All of that, and ``dest`` (refused inside an installed, not checked-out, mllib
+    package), is checked before the evaluation. The three files are written all-or-nothing
+    (:func:`write_published`).
     """
     run = Path(run)
-    if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
-        raise ValueError(f"name must be a file stem of letters, digits, '_' and '-', got {name!r}")
+    check_name(name)
+    check_card_text(card)
+    check_extra(extra or {})
     if not isinstance(tasks, int) or tasks < 600:
         raise ValueError(f"tasks must be an integer >= 600 (the published protocol), got {tasks!r}")
     best = run / BEST_NAME
@@ -137,11 +156,12 @@ def publish(
                          f"folder of your own (default: ./{DEFAULT_DEST})")
     check_output_dir(dest, "dest")
     remove_orphaned_temp_files(dest)
+    replaced = check_replace(dest, name, overwrite)
 
     slim = slim_checkpoint(state)
     result = evaluate(slim, data=data, tasks=tasks, split="test", device=device, progress=progress,
                       allow_partial_data=allow_partial_data)
-    weights = atomic_save(slim, dest / f"{name}.pt")
+    weights = dest / f"{name}.pt"
     by_step = {r["step"]: r for r in records}
     marks = {f"{round(100 * m)}": _rounded(time_to_accuracy(records, m)) for m in ACCURACY_MARKS}
     model_card: dict[str, Any] = {
@@ -186,10 +206,85 @@ def publish(
         model_card["protocol_note"] = result["protocol_note"]
         model_card["eval_command"] += " --allow-partial-data"
     model_card.update(extra or {})
-    atomic_write_text(dest / f"{name}.json", json.dumps(model_card, indent=2) + "\n")
-    if (run / LOG_NAME).is_file():
-        shutil.copyfile(run / LOG_NAME, dest / f"{name}.train.log")
+    if replaced:
+        shipped = ", a checkpoint shipped with the package" if shipped_name(weights) else ""
+        print(f"note: replacing {weights.with_suffix('')}.{{pt,json}} (--overwrite{shipped})", file=sys.stderr)
+    write_published(dest, name, slim, model_card, run / LOG_NAME)
     return model_card
+
+
+def check_name(name) -> None:
+    """``ValueError`` unless ``name`` is 1-100 ASCII letters, digits, ``_`` and ``-`` (starting with a
+    letter or digit): checked before the evaluation, not when the files are written."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        shown = name if not isinstance(name, str) or len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
+        raise ValueError(f"name must be a file stem of 1 to 100 ASCII letters, digits, '_' and '-' (starting with "
+                         f"a letter or digit), got {shown!r}")
+
+
+def check_card_text(card: str | None) -> None:
+    """``ValueError`` for ``card`` text that the README results table cannot show as one cell:
+    ``|``, ``<``, ``>``, backquotes, line breaks and other control characters, or over 200 characters."""
+    if card is None:
+        return
+    if not card.strip() or len(card) > CARD_TEXT_MAX or _CARD_TEXT_BAD.search(card):
+        raise ValueError(f"--card must be one line of 1 to {CARD_TEXT_MAX} characters without '|', '<', '>', "
+                         f"backquotes or control characters (it becomes a cell of the results table), got {card!r}"
+                         if len(card) <= 80 else
+                         f"--card must be one line of 1 to {CARD_TEXT_MAX} characters without '|', '<', '>', "
+                         f"backquotes or control characters (it becomes a cell of the results table); "
+                         f"got {len(card)} characters")
+
+
+def check_extra(extra: dict) -> None:
+    """``ValueError`` when ``extra`` (``--set``) names a field that publish measures or records itself."""
+    clash = sorted(set(extra) & set(CARD_FIELDS))
+    if clash:
+        raise ValueError(f"--set cannot set {', '.join(clash)}: publish measures or records "
+                         f"{'it' if len(clash) == 1 else 'them'} itself (a card never carries a number typed by "
+                         f"hand; --card and --notes set the free-text fields)")
+
+
+def check_replace(dest: Path, name: str, overwrite: bool) -> list[Path]:
+    """The files of ``dest/name`` that publishing would replace; ``ValueError`` when there are any and
+    ``overwrite`` is false (checked before the evaluation)."""
+    existing = [p for p in (dest / f"{name}.pt", dest / f"{name}.json") if p.exists()]
+    if existing and not overwrite:
+        shipped = " (a checkpoint shipped with the package)" if shipped_name(dest / f"{name}.pt") else ""
+        raise ValueError(f"{existing[0]} exists{shipped}: choose another --name, or pass --overwrite to "
+                         f"replace it")
+    return existing
+
+
+def write_published(dest: Path, name: str, slim: dict, model_card: dict, log: Path) -> None:
+    """Write ``name.train.log``, ``name.pt`` and ``name.json`` into ``dest`` all-or-nothing: each goes to
+    a temporary file first (fsynced), and only when all three are written are they renamed into
+    place, the card last. A failed write (a full disk, a file-size limit) leaves the old files as
+    they were and no temporary file behind."""
+    targets = [(dest / f"{name}.train.log", "log"), (dest / f"{name}.pt", "weights"),
+               (dest / f"{name}.json", "card")]
+    if not log.is_file():
+        targets = targets[1:]
+    temps = {target: temp_path(target) for target, _ in targets}
+    try:
+        for target, kind in targets:
+            with naming(target), open(temps[target], "wb") as handle:
+                if kind == "log":
+                    with open(log, "rb") as source:
+                        shutil.copyfileobj(source, handle)
+                elif kind == "weights":
+                    torch.save(slim, handle)
+                else:
+                    handle.write((json.dumps(model_card, indent=2) + "\n").encode())
+                handle.flush()
+                os.fsync(handle.fileno())
+        for target, _ in targets:
+            with naming(target):
+                os.replace(temps[target], target)
+    finally:
+        for temp in temps.values():
+            if temp.exists():
+                temp.unlink()
 
 
 def _round(value, digits: int):

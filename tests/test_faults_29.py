@@ -114,3 +114,164 @@ def test_a_killed_decode_worker_ends_the_build_instead_of_hanging(tmp_path, smal
     with pytest.raises(OmniglotDataError, match="died"):
         load_omniglot(small_root, cache_dir=tmp_path, workers=2, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ publish: no forged card, no silent overwrite
+
+TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
+            inner_steps=1, inner_steps_test=1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, omniglot):
+    from mllib.train import TrainConfig, meta_train
+
+    out = tmp_path_factory.mktemp("publish") / "run"
+    config = TrainConfig(algo="maml", ways=3, shots=1, query=1, profile="quick", overrides=dict(TINY), steps=4,
+                         device="cpu", seed=3, out=str(out), progress=False, max_seconds=600.0)
+    meta_train(config, data=omniglot, log=lambda message: None)
+    return out
+
+
+def measured(accuracy: float):
+    """A stand-in for ``evaluate`` that returns ``accuracy`` at once (what publish reads of a result)."""
+    def evaluate(*args, **kwargs):
+        return {"accuracy": accuracy, "ci95": 0.01, "query": 1, "device": "cpu", "tasks": kwargs["tasks"],
+                "split_name": "maml", "split": "test", "inner_steps": 1, "inner_lr": 0.4, "bn": "batch",
+                "transductive": True, "seconds": 0.1, "standard_protocol": True}
+    return evaluate
+
+
+def not_evaluated(*args, **kwargs):
+    pytest.fail("publish evaluated before refusing")
+
+
+def test_publish_set_cannot_forge_measured_fields(run, tmp_path, monkeypatch, capsys):
+    import mllib.publish
+    from mllib.__main__ import main
+
+    monkeypatch.setattr(mllib.publish, "evaluate", not_evaluated)
+    for forged in (["--set", "accuracy=0.999", "--set", "ci95=0.0001"], ["--set", "standard_protocol=true"],
+                   ["--set", "card=A100"]):
+        assert main(["publish", str(run), "--name", "forged", "--dest", str(tmp_path), *forged]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --set cannot set ") and len(err.splitlines()) == 1, err
+        assert forged[1].split("=")[0] in err
+    assert not (tmp_path / "forged.json").exists()
+
+
+def test_card_fields_name_every_field_publish_writes(run, tmp_path, monkeypatch):
+    import mllib.publish
+
+    monkeypatch.setattr(mllib.publish, "evaluate", measured(0.5))
+    card = mllib.publish.publish(run, "fields", dest=tmp_path, progress=False, extra={"train_peak_rss_mb": 1})
+    assert set(card) - {"train_peak_rss_mb"} <= set(mllib.publish.CARD_FIELDS)
+
+
+def test_publish_refuses_an_existing_name_unless_overwrite(run, tmp_path, monkeypatch, capsys):
+    import mllib.publish
+    from mllib.__main__ import main
+
+    monkeypatch.setattr(mllib.publish, "evaluate", measured(0.5))
+    first = mllib.publish.publish(run, "twice", dest=tmp_path, progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(mllib.publish, "evaluate", not_evaluated)
+    assert main(["publish", str(run), "--name", "twice", "--dest", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "twice.pt exists" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.setattr(mllib.publish, "evaluate", measured(0.75))
+    second = mllib.publish.publish(run, "twice", dest=tmp_path, progress=False, overwrite=True)
+    assert (first["accuracy"], second["accuracy"]) == (0.5, 0.75)
+    assert "note: replacing" in capsys.readouterr().err
+
+
+def test_a_shipped_checkpoint_is_never_replaced_silently(run, monkeypatch):
+    import mllib.checkpoint
+    import mllib.publish
+
+    monkeypatch.setattr(mllib.publish, "evaluate", not_evaluated)
+    with pytest.raises(ValueError, match="shipped with the package.*--overwrite"):
+        mllib.publish.publish(run, "maml_omniglot_5w1s", dest=mllib.checkpoint.SHIPPED_CHECKPOINTS)
+
+
+class _FullDisk:
+    """``json`` as publish uses it, except that the card cannot be written (a full disk)."""
+
+    @staticmethod
+    def dumps(*args, **kwargs):
+        import errno
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_card_write_leaves_the_old_pair(run, tmp_path, monkeypatch):
+    import mllib.publish
+
+    monkeypatch.setattr(mllib.publish, "evaluate", measured(0.5))
+    mllib.publish.publish(run, "pair", dest=tmp_path, progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(mllib.publish, "evaluate", measured(0.75))
+    monkeypatch.setattr(mllib.publish, "json", _FullDisk)
+    with pytest.raises(OSError):
+        mllib.publish.publish(run, "pair", dest=tmp_path, progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before   # no new weights, no temp files
+
+
+@pytest.mark.parametrize("name", ["n" * 300, "é_accent", "-dash-first", "a/b", ""])
+def test_bad_names_are_refused_before_the_evaluation(run, tmp_path, monkeypatch, name):
+    import mllib.publish
+
+    monkeypatch.setattr(mllib.publish, "evaluate", not_evaluated)
+    with pytest.raises(ValueError, match="name must be a file stem of 1 to 100 ASCII"):
+        mllib.publish.publish(run, name, dest=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("card", ["A100 | 99.9% | fake row", "two\nlines", "<script>alert(1)</script>", "`x`",
+                                  "x" * 201, ""])
+def test_card_text_that_would_break_the_results_table_is_refused(run, tmp_path, monkeypatch, card):
+    import mllib.publish
+
+    monkeypatch.setattr(mllib.publish, "evaluate", not_evaluated)
+    with pytest.raises(ValueError, match="--card must be one line"):
+        mllib.publish.publish(run, "card", dest=tmp_path, progress=False, card=card)
+
+
+# ------------------------------------------------------------------ course set-repository / course check
+
+@pytest.mark.parametrize("repository", ["https://github.com/x/y\n", "https://github.com/../..",
+                                        "https://github.com/x/..", "https://github.com/./y", "https://github.com/x/y\n\n"])
+def test_set_repository_refuses_newlines_and_path_tricks(tmp_path, capsys, repository):
+    from mllib.__main__ import main
+    from mllib.course.config import CONFIG_PATH
+
+    (tmp_path / "mllib").mkdir()
+    config = tmp_path / "mllib" / "course_config.json"
+    config.write_text(CONFIG_PATH.read_text())
+    before = config.read_text()
+    assert main(["course", "set-repository", repository, "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: repository must look like") and config.read_text() == before
+
+
+def test_ref_with_a_final_newline_is_refused():
+    from mllib.course.config import CourseConfig
+
+    with pytest.raises(ValueError, match="ref must be"):
+        CourseConfig("https://github.com/x/y", "main\n")
+
+
+def test_course_check_sees_an_install_cell_that_does_not_compile(monkeypatch):
+    """What a config with a newline in its URL wrote: a cell that matches the config but is no Python."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    import mllib.course.colab as colab
+    from mllib.course.config import CourseConfig
+
+    cfg = CourseConfig("https://github.com/x/y", "main")
+    broken = colab.setup_source(cfg).replace('SOURCE = "git+https://github.com/x/y@main"',
+                                             'SOURCE = "git+https://github.com/x/y\n@main"')
+    monkeypatch.setattr(colab, "setup_source", lambda cfg: broken)
+    nb = colab.sync_notebook(new_notebook(cells=[new_markdown_cell("# 01 Title"), new_code_cell("x = 1")]),
+                             "01_title.ipynb", cfg)
+    problems = colab.check_notebook_sync(nb, "01_title.ipynb", cfg)
+    assert len(problems) == 1 and "install cell is not valid Python" in problems[0], problems

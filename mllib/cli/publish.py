@@ -6,7 +6,8 @@ Example::
     python -m mllib publish runs/gpu --name maml_omniglot_20w1s --dest $OUT/checkpoints
     python -m mllib publish runs/quick --name maml_omniglot_5w1s --dest mllib/checkpoints   # ship it (checkout)
 
-The destination is checked before the evaluation; an installed package is never written to.
+The destination, the name (an existing one is replaced only with ``--overwrite``), ``--card`` and
+``--set`` are checked before the evaluation; an installed package is never written to.
 """
 from __future__ import annotations
 
@@ -33,7 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--card", default=None, help="the machine that trained the run (default: this one)")
     parser.add_argument("--notes", default="", help="free text for the card (what the numbers do and do not show)")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=JSON",
-                        help="an extra card entry, e.g. --set train_peak_rss_mb=816 (repeatable)")
+                        help="an extra card entry, e.g. --set train_peak_rss_mb=816 (repeatable; not one "
+                             "of the fields publish measures or records, such as accuracy or ci95)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DEST/NAME.pt and NAME.json when they exist (refused otherwise, "
+                             "before the evaluation)")
     parser.add_argument("--allow-partial-data", action="store_true",
                         help="evaluate on a copy of Omniglot that lacks characters of the test split: the card "
                              "is marked non-standard")
@@ -56,6 +61,7 @@ def _extra(pairs: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     card = publish(args.run, args.name, dest=args.dest, tasks=args.tasks, device=args.device, card=args.card,
-                   notes=args.notes, extra=_extra(args.extra), allow_partial_data=args.allow_partial_data)
+                   notes=args.notes, extra=_extra(args.extra), allow_partial_data=args.allow_partial_data,
+                   overwrite=args.overwrite)
     print(json.dumps(card, indent=2))
     return 0

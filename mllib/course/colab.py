@@ -254,10 +254,23 @@ def check_notebook_sync(nb: NotebookNode, notebook: str, cfg: CourseConfig) -> l
                             f"(expected it to install {cfg.install_target}; run `python -m mllib course sync`)")
         if setups[0] != first_code:
             problems.append(f"{notebook}: the Colab install cell must be the first code cell")
+        problems += check_setup_compiles(source(nb.cells[setups[0]]), notebook)
     if notebook_text(sync_notebook(nb, notebook, cfg)) != notebook_text(nb) and not problems:
         problems.append(f"{notebook}: Colab GPU metadata does not match course_config.json "
                         f"(gpu_notebooks={list(cfg.gpu_notebooks)})")
     return problems
+
+
+def check_setup_compiles(text: str, notebook: str) -> list[str]:
+    """``[problem]`` when the install cell ``text`` is not valid Python (it would stop every notebook on
+    Colab at its first cell), else ``[]``; checked even when the cell matches the configuration."""
+    try:
+        compile(text, f"{notebook} (Colab install cell)", "exec")
+    except (SyntaxError, ValueError) as err:
+        where = f"line {err.lineno}: " if getattr(err, "lineno", None) else ""
+        return [f"{notebook}: the Colab install cell is not valid Python ({where}{getattr(err, 'msg', err)}); "
+                f"check repository and ref in course_config.json, then run `python -m mllib course sync`"]
+    return []
 
 
 def check_course(root: str | Path = ".", cfg: CourseConfig | None = None, readme: bool = True) -> list[str]:

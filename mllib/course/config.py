@@ -29,9 +29,10 @@ from pathlib import Path
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "course_config.json"
 CONFIG_IN_REPOSITORY = Path("mllib") / "course_config.json"  # the same file, relative to a checkout
-_REPO_RE = re.compile(r"^https://github\.com/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)$")
-_REF_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
-_FOLDER_RE = re.compile(r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]*$")
+# used with fullmatch (``$`` would accept a final newline); owner and repository are no path tricks ("..")
+_REPO_RE = re.compile(r"https://github\.com/([A-Za-z0-9][A-Za-z0-9-]*)/((?!\.+\Z)[A-Za-z0-9_.-]+)")
+_REF_RE = re.compile(r"[A-Za-z0-9_./-]+")
+_FOLDER_RE = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_./-]*")
 
 COLAB_BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 BINDER_BADGE_SVG = "https://mybinder.org/badge_logo.svg"
@@ -49,14 +50,14 @@ class CourseConfig:
     def __post_init__(self) -> None:
         if self.repository is None:
             pass
-        elif self.repository.endswith(".git") or self.repository.endswith("/") or not _REPO_RE.match(self.repository):
+        elif self.repository.endswith(".git") or self.repository.endswith("/") or not _REPO_RE.fullmatch(self.repository):
             raise ValueError(f"repository must look like https://github.com/<owner>/<repo> "
                              f"(no trailing slash or .git), got {self.repository!r}")
-        if not _REF_RE.match(self.ref) or ".." in self.ref:
+        if not _REF_RE.fullmatch(self.ref) or ".." in self.ref:
             raise ValueError(f"ref must be a branch or tag name (letters, digits, _ . / -), got {self.ref!r}")
         for key in ("notebooks_dir", "practice_dir"):
             folder = getattr(self, key)
-            if not _FOLDER_RE.match(folder) or ".." in folder:
+            if not _FOLDER_RE.fullmatch(folder) or ".." in folder:
                 raise ValueError(f"{key} must be a folder relative to the repository root (letters, digits, "
                                  f"_ . / -), got {folder!r}")
         if self.practice_dir.strip("/") == self.notebooks_dir.strip("/"):
@@ -77,7 +78,7 @@ class CourseConfig:
     def slug(self) -> str:
         """``owner/repo``."""
         self._need_repository()
-        owner, repo = _REPO_RE.match(self.repository).groups()
+        owner, repo = _REPO_RE.fullmatch(self.repository).groups()
         return f"{owner}/{repo}"
 
     @property
