@@ -185,8 +185,12 @@ def test_only_whole_asserts_that_confirm_a_quiz_answer_are_removed():
     assert drop_quiz_answer_asserts("x = 1\nassert x == 1, 'ok'") == "x = 1\nassert x == 1, 'ok'"
     two_lines = 'x = 4\nassert (x ==\n        4), "Quiz answer 2"\nprint(x)'
     assert drop_quiz_answer_asserts(two_lines) == "x = 4\nprint(x)"
+    commented = "x = 4\n# quiz answer 3 restates section 5:\n# x is four\ncheck(x)\n# a later note"
+    assert drop_quiz_answer_asserts(commented) == "x = 4\ncheck(x)\n# a later note"
     with pytest.raises(ValueError, match="outside an assert"):
         drop_quiz_answer_asserts('print("quiz answer 5: 240")', "02 cell 34")
+    with pytest.raises(ValueError, match="outside an assert"):
+        drop_quiz_answer_asserts("n = 240  # quiz answer 5", "02 cell 34")
     with pytest.raises(ValueError, match="empty block"):
         drop_quiz_answer_asserts('if True:\n    assert 1, "quiz answer 1"', "02 cell 3")
     with pytest.raises(ValueError, match="not plain Python"):

@@ -6,8 +6,9 @@ What changes, cell by cell (:func:`student_version`):
 * solution regions become stubs, quiz answers ``YOUR ANSWER HERE``, hidden tests vanish
   (:func:`~mllib.course.exercises.strip_solutions`);
 * an ``assert`` that confirms a quiz answer (its text says ``quiz answer``, e.g.
-  ``assert images == 240, "quiz answer 5"``) is removed; any other code naming a quiz answer
-  stops the build with one line saying which cell (:func:`drop_quiz_answer_asserts`);
+  ``assert images == 240, "quiz answer 5"``) is removed, and so is a comment that names one;
+  any other code naming a quiz answer stops the build with one line saying which cell
+  (:func:`drop_quiz_answer_asserts`);
 * outputs: the figures (``image/*`` outputs) of a code cell that is neither an exercise nor a
   check stay, since the text around them reads them and the reference implementation drew
   them; every other output (text, numbers, errors) and every execution count is cleared;
@@ -46,12 +47,24 @@ _MD_LINK = re.compile(r"(\]\(\s*<?)([^)\s>]+)")          # [text](target ...) an
 
 
 # ----------------------------------------------------------------------------- one cell
-def drop_quiz_answer_asserts(text: str, where: str = "cell") -> str:
-    """``text`` (a code cell) without the ``assert`` statements that name a quiz answer.
+def _quiz_comment_lines(lines: list[str]) -> set[int]:
+    """Indices of full-line comments that name a quiz answer, with the comment lines continuing them."""
+    drop, inside = set(), False
+    for i, line in enumerate(lines):
+        comment = line.lstrip().startswith("#")
+        inside = comment and (inside or bool(QUIZ_ANSWER.search(line)))
+        if inside:
+            drop.add(i)
+    return drop
 
-    Any other line naming a quiz answer (a print, a comment, a variable) raises a ValueError
-    saying where: the student version must not show it, and only a whole assert can go without
-    changing what the cell does.
+
+def drop_quiz_answer_asserts(text: str, where: str = "cell") -> str:
+    """``text`` (a code cell) without the ``assert`` statements that name a quiz answer, and
+    without the comments that do (a full-line comment and the comment lines right after it).
+
+    Any other line naming a quiz answer (a print, a variable, a comment at the end of a code
+    line) raises a ValueError saying where: the student version must not show it, and only a
+    whole assert or comment can go without changing what the cell does.
     """
     if not QUIZ_ANSWER.search(text):
         return text
@@ -61,18 +74,18 @@ def drop_quiz_answer_asserts(text: str, where: str = "cell") -> str:
         raise ValueError(f"{where}: names a quiz answer but is not plain Python ({err.msg}); "
                          f"confirm quiz answers with an assert in a plain code cell") from None
     lines = text.split("\n")
-    drop = set()
+    drop = _quiz_comment_lines(lines)
     for node in ast.walk(tree):
         if isinstance(node, ast.Assert):
             span = range(node.lineno - 1, node.end_lineno)
             if any(QUIZ_ANSWER.search(lines[i]) for i in span):
                 drop.update(span)
     kept = [line for i, line in enumerate(lines) if i not in drop]
-    for number, line in enumerate(kept, start=1):
+    for line in kept:
         if QUIZ_ANSWER.search(line):
-            raise ValueError(f"{where}: line {line.strip()[:60]!r} names a quiz answer outside an assert; "
-                             f"the student version would show it: make it `assert ..., \"quiz answer N\"` "
-                             f"or remove it")
+            raise ValueError(f"{where}: line {line.strip()[:60]!r} names a quiz answer outside an assert or a "
+                             f"comment line; the student version would show it: make it "
+                             f"`assert ..., \"quiz answer N\"` or remove it")
     new = "\n".join(kept)
     try:
         ast.parse(new)
