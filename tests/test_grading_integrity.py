@@ -153,6 +153,17 @@ def test_rebound_checks_and_forged_records_score_nothing(course):
     assert "remap_check: 4 check record(s) without the grader's token ignored" in " ".join(report.notes)
 
 
+def test_a_submission_that_deletes_the_record_file_scores_zero_and_says_why(course, capsys):
+    reference, submit = course
+    nb = handed_out()
+    nb.cells[CI_CELL].source = "import os\nos.remove(os.environ['MLLIB_CHECKS_RECORD'])"
+    assert main(["course", "grade", str(submit(nb)), "--reference", str(reference), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["total"], result["max_total"]) == (0, 5)
+    assert [s["status"] for s in result["scores"]] == ["error", "error"]
+    assert "record file" in result["cell_errors"][0] and "was removed" in result["cell_errors"][0]
+
+
 def test_each_graded_cell_first_imports_fresh_checks():
     from mllib.course.grading import arm_graded_cells
 

@@ -396,13 +396,23 @@ def grade_notebook(path: str | Path, *, reference: str | Path | None = None,
             tempfile.TemporaryDirectory(prefix="mllib-grade-log-") as logs:
         shutil.copyfile(path, Path(tmp) / path.name)
         log = Path(logs) / "kernel.log"
-        with stderr_to(log):
-            nb, run = run_notebook(nb, cwd=tmp, env=grading_env(), allow_errors=True, timeout=timeout)
+        try:
+            with stderr_to(log):
+                nb, run = run_notebook(nb, cwd=tmp, env=grading_env(), allow_errors=True, timeout=timeout)
+        except FileNotFoundError as err:      # the kernel knows the record file's name, and can delete it
+            return _unreadable_record(path.name, armed, notes, err)
         if not run.cells and run.error:       # the kernel never ran a cell: its log says why
             run.error += f" (kernel log: {_last_line(log)})"
     report = grade_run(nb, run, path.name, armed, timeout=timeout)
     report.notes = notes + report.notes
     return report
+
+
+def _unreadable_record(name: str, armed: list[GradedCell], notes: list[str], err: OSError) -> GradeReport:
+    """The report of a run whose record file vanished: every graded cell scores zero, and why."""
+    why = f"the run stopped: the grader's record file {err.filename} was removed (by the submission's code?)"
+    return GradeReport(name, [ExerciseScore(c.grade_id, 0.0, c.max_points, "error", why) for c in armed], [why],
+                       notes=notes)
 
 
 def format_grade_table(report: GradeReport) -> str:
