@@ -299,6 +299,10 @@ def test_watched_leaves_unfrozen_arguments_alone():
     assert Watched(steps, Properties(frozen=(0,)))(torch.zeros(1), {"w": torch.zeros(1)}) == 0.0
 
 
+def test_an_input_holding_nan_is_not_a_changed_input():
+    assert Watched(lambda x: x.nansum(), Properties())(torch.tensor([1.0, math.nan])) == 1.0
+
+
 def test_numpy_global_draw_is_seen():
     def draws(x):
         np.random.rand()

@@ -134,7 +134,7 @@ class _Snapshot:
     def violation(self, result: Any) -> PropertyViolation | None:
         for path, tensor, before, had_no_grad in self.tensors:
             now = tensor.detach()
-            if now.shape != before.shape or now.dtype != before.dtype or not torch.equal(now, before):
+            if now.shape != before.shape or now.dtype != before.dtype or not _same_values(now, before):
                 return PropertyViolation(f"your function changed its input {path} in place", INPUT_CHANGED)
             if had_no_grad and tensor.grad is not None:
                 return PropertyViolation(f"your function left gradients in {path}.grad", GRAD_LEFT)
@@ -147,6 +147,13 @@ class _Snapshot:
                 return PropertyViolation(f"your function returned its input {path} itself, not a new "
                                          f"{type(container).__name__}", RETURNED_INPUT)
         return None
+
+
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal entries, a NaN equal to a NaN (an input holding NaN has not changed by holding it)."""
+    if a.is_floating_point() or a.is_complex():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
 
 
 def _contents(container: dict | list) -> list:
