@@ -308,8 +308,9 @@ def test_numpy_global_draw_is_seen():
         np.random.rand()
         return x + 1
 
-    with pytest.raises(PropertyViolation, match="NumPy's global generator"):
-        Watched(draws, Properties())(torch.zeros(1))
+    for _ in range(2):   # the first draw of a fresh state refills NumPy's key array, later ones only move in it
+        with pytest.raises(PropertyViolation, match="NumPy's global generator"):
+            Watched(draws, Properties())(torch.zeros(1))
 
 
 @pytest.mark.parametrize("got, want, words", [

@@ -162,8 +162,14 @@ def _contents(container: dict | list) -> list:
     return [(key, id(value)) for key, value in pairs]
 
 
+def _numpy_state() -> tuple:
+    """NumPy's global state: the key array and the position in it (a draw may change only the position)."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return keys.copy(), position, has_gauss, gauss
+
+
 def _global_states() -> tuple:
-    return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    return torch.get_rng_state(), _numpy_state(), random.getstate()
 
 
 def _global_draw(before: tuple) -> str | None:
@@ -171,7 +177,8 @@ def _global_draw(before: tuple) -> str | None:
     torch_state, numpy_state, python_state = before
     if not torch.equal(torch.get_rng_state(), torch_state):
         return "torch's global generator (torch.rand..., torch.randperm... without generator=)"
-    if not np.array_equal(np.random.get_state()[1], numpy_state):
+    keys, *rest = _numpy_state()
+    if not np.array_equal(keys, numpy_state[0]) or tuple(rest) != tuple(numpy_state[1:]):
         return "NumPy's global generator (np.random...)"
     if random.getstate() != python_state:
         return "Python's global generator (the random module)"
