@@ -245,12 +245,28 @@ class LearnedOptimizer(nn.Module):
         return -self.log_lr.exp() * grad + self.output_scale * self.mlp(features)[..., 0]
 
 
+def _check_phi(phi: Mapping[str, Tensor], optimizer: LearnedOptimizer) -> None:
+    """``ValueError`` unless ``phi`` holds exactly ``optimizer``'s parameters, each with its shape (a
+    missing entry would silently fall back to the untrained optimizer's weights)."""
+    expected = {k: list(v.shape) for k, v in optimizer.named_parameters()}
+    problems = [f"missing {', '.join(sorted(set(expected) - set(phi)))}"] if set(expected) - set(phi) else []
+    if set(phi) - set(expected):
+        problems.append(f"unexpected {', '.join(sorted(set(phi) - set(expected)))}")
+    problems += [f"{k} has shape {list(getattr(phi[k], 'shape', []))}, the optimizer's is {expected[k]}"
+                 for k in sorted(set(phi) & set(expected)) if list(getattr(phi[k], "shape", [None])) != expected[k]]
+    if problems:
+        raise ValueError(f"phi does not match the LearnedOptimizer: {'; '.join(problems)} (pass the dict that "
+                         f"meta_train_optimizer returned for an optimizer built with the same settings)")
+
+
 class LearnedRule:
     """``LearnedOptimizer`` as an update rule, with parameters ``phi`` (a dict; differentiable)."""
 
     def __init__(self, optimizer: LearnedOptimizer, phi: Mapping[str, Tensor] | None = None) -> None:
         self.optimizer = optimizer
         self.phi = dict(optimizer.named_parameters()) if phi is None else dict(phi)
+        if phi is not None:
+            _check_phi(self.phi, optimizer)
 
     def init(self, theta: Tensor) -> State:
         return self.optimizer.init_state(theta)
@@ -357,6 +373,20 @@ def meta_loss(model: nn.Module, optimizer: LearnedOptimizer, phi: Mapping[str, T
     return losses.mean()
 
 
+def _check_meta_step(loss: Tensor, phi: Mapping[str, Tensor], step: int, meta_lr: float) -> None:
+    """``TrainingDiverged`` when the meta-loss, a gradient of ``phi`` or ``phi`` itself is not finite
+    (checked before Adam's step, so ``phi`` keeps its last finite values), as the Omniglot trainer stops."""
+    bad = [] if torch.isfinite(loss.detach()) else [f"the meta-loss is {float(loss.detach())}"]
+    bad += [f"the gradient of {k} is not finite" for k, v in phi.items()
+            if v.grad is not None and not torch.isfinite(v.grad).all()]
+    bad += [f"{k} is not finite" for k, v in phi.items() if not torch.isfinite(v.detach()).all()]
+    if bad:
+        from mllib.train import TrainingDiverged
+
+        raise TrainingDiverged(f"meta-training the optimizer diverged at meta-step {step}: {'; '.join(bad[:3])} "
+                               f"(NaN or inf). Try a lower meta_lr (now {meta_lr:g}) or a shorter horizon", step=step)
+
+
 def meta_train_optimizer(
     optimizer: LearnedOptimizer,
     model: nn.Module,
@@ -388,7 +418,9 @@ def meta_train_optimizer(
     ``history``: ``{"step", "loss"}`` (mean query MSE over the unroll, per meta-step) and
     ``"interrupted"`` (Ctrl-C stops after the current meta-step). A tqdm bar shows progress unless
     ``$CI`` is set. ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before a
-    meta-step would overrun it, after at least one; ``history["stopped"]`` tells).
+    meta-step would overrun it, after at least one; ``history["stopped"]`` tells). A meta-loss or a
+    gradient that is not finite stops it with ``mllib.train.TrainingDiverged`` (before the step that
+    would spoil ``phi``).
     """
     check_int("steps", steps, 0)
     check_max_seconds(max_seconds)
@@ -419,6 +451,7 @@ def meta_train_optimizer(
                 loss = losses.mean()
                 adam.zero_grad()
                 loss.backward()
+                _check_meta_step(loss, phi, step, meta_lr)
                 adam.step()
                 theta, state = theta.detach(), {n: v.detach() for n, v in state.items()}
                 total += float(loss.detach()) * k

@@ -275,3 +275,66 @@ def test_course_check_sees_an_install_cell_that_does_not_compile(monkeypatch):
                              "01_title.ipynb", cfg)
     problems = colab.check_notebook_sync(nb, "01_title.ipynb", cfg)
     assert len(problems) == 1 and "install cell is not valid Python" in problems[0], problems
+
+
+# ------------------------------------------------------------------ LearnedRule: phi must match the optimizer
+
+def test_learned_rule_refuses_missing_and_extra_entries():
+    import torch
+
+    from mllib.learned_optimizer import LearnedOptimizer, LearnedRule
+
+    opt = LearnedOptimizer(hidden=4)
+    phi = {k: v.detach().clone() for k, v in opt.named_parameters()}
+    LearnedRule(opt, phi)   # exactly its parameters: fine
+    dropped = sorted(phi)[0]
+    with pytest.raises(ValueError, match=f"phi does not match the LearnedOptimizer: missing {dropped}"):
+        LearnedRule(opt, {k: v for k, v in phi.items() if k != dropped})
+    with pytest.raises(ValueError, match="unexpected stray"):
+        LearnedRule(opt, {**phi, "stray": torch.zeros(1)})
+    with pytest.raises(ValueError, match=f"{dropped} has shape \\[1\\]"):
+        LearnedRule(opt, {**phi, dropped: torch.zeros(1)})
+
+
+# ------------------------------------------------------------------ divergence: one "diverged" line, no NaN result
+
+def test_learned_optimizer_training_stops_with_diverged_at_a_huge_meta_lr():
+    import torch
+
+    from mllib.learned_optimizer import LearnedOptimizer, meta_train_optimizer
+    from mllib.models import SineMLP
+    from mllib.train import TrainingDiverged
+
+    torch.manual_seed(0)
+    opt = LearnedOptimizer(hidden=4, lr=0.02)
+    with pytest.raises(TrainingDiverged, match="diverged at meta-step .*lower meta_lr"):
+        meta_train_optimizer(opt, SineMLP(hidden=8), steps=30, meta_batch=2, horizon=3, meta_lr=1e30,
+                             progress=False)
+    assert all(torch.isfinite(p).all() for p in opt.parameters())   # stopped before the step that spoiled it
+
+
+@pytest.mark.parametrize("method", ["meta_train", "pretrain_joint"])
+def test_rl_training_stops_with_diverged_at_a_huge_learning_rate(method):
+    import mllib.rl.maml as rl_maml
+    from mllib.rl import PointNavigation, seeded_policy
+    from mllib.train import TrainingDiverged
+
+    train = getattr(rl_maml, method)
+    rate = {"meta_lr": 1e30} if method == "meta_train" else {"lr": 1e30}
+    with pytest.raises(TrainingDiverged, match="diverged at iteration .*lower learning rate"):
+        train(seeded_policy(0, hidden=(8,), init_std=0.2), PointNavigation(horizon=3), 20, meta_batch=2,
+              episodes=2, progress=False, **rate)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_navigation_refuses_goals_that_are_not_finite(bad):
+    import torch
+
+    from mllib.rl import PointNavigation
+
+    env = PointNavigation()
+    goals = torch.tensor([[0.1, 0.2], [bad, 0.0]])
+    with pytest.raises(ValueError, match="goals must be finite"):
+        env.reset(goals, 2)
+    with pytest.raises(ValueError, match="goals must be finite"):
+        env.step(torch.zeros(2, 2, 2), torch.zeros(2, 2, 2), goals)

@@ -87,3 +87,5 @@ def _check_goals(goals: Tensor) -> None:
     if not isinstance(goals, Tensor) or goals.dim() != 2 or goals.shape[1] != 2:
         shape = tuple(goals.shape) if isinstance(goals, Tensor) else type(goals).__name__
         raise ValueError(f"goals must be a tensor [tasks, 2], got {shape}")
+    if not torch.isfinite(goals).all():
+        raise ValueError("goals must be finite numbers (a goal holds a NaN or an infinity: no agent can reach it)")

@@ -27,6 +27,7 @@ The outer optimiser is Adam (the MAML paper used TRPO). ``meta_train`` and ``pre
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -195,9 +196,11 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
         for _ in budget:
             goals = env.sample_goals(meta_batch, generator, dtype)
             grads, stats = gradient(params, goals, generator)
+            _check_finite(grads, stats, desc, run.iterations_done + 1, settings)
             for name, p in params.items():
                 p.grad = grads[name]
             optimizer.step()
+            _check_finite(params, {}, desc, run.iterations_done + 1, settings, what="parameter")
             run.iterations_done += 1
             run.history["iteration"].append(run.iterations_done)
             for key, value in stats.items():
@@ -214,6 +217,21 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
     return run
 
 
+def _check_finite(tensors: Mapping[str, Tensor], stats: Mapping[str, float], desc: str, iteration: int,
+                  settings: dict, what: str = "gradient") -> None:
+    """``TrainingDiverged`` (one line: what is not finite, at which iteration, which rates to lower)
+    when a return in ``stats`` or an entry of ``tensors`` (gradients, or the updated parameters) holds
+    a NaN or an infinity, as the Omniglot trainer stops."""
+    bad = [f"the mean {k.replace('_', ' ')} is {v}" for k, v in stats.items() if not math.isfinite(v)]
+    bad += [f"the {what} of {k} is not finite" for k, v in tensors.items() if not torch.isfinite(v.detach()).all()]
+    if bad:
+        from mllib.train import TrainingDiverged
+
+        rates = ", ".join(f"{k}={settings[k]}" for k in ("meta_lr", "inner_lr", "lr") if k in settings)
+        raise TrainingDiverged(f"{desc} diverged at iteration {iteration}: {'; '.join(bad[:3])} (NaN or inf). "
+                               f"Try a lower learning rate ({rates})", step=iteration)
+
+
 def meta_train(policy: nn.Module, env: PointNavigation, iterations: int, meta_batch: int = 20, episodes: int = 20,
                inner_lr: float = 0.1, meta_lr: float = 1e-3, estimator: str = "first_order", seed: int = 0,
                resume: TrainRun | None = None, progress: bool = True,
@@ -225,7 +243,8 @@ def meta_train(policy: nn.Module, env: PointNavigation, iterations: int, meta_ba
     ``"return_after"`` (mean returns of the batch). ``resume``: a run to continue up to
     ``iterations`` in total (same settings). A tqdm bar shows progress unless ``$CI`` is set.
     ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before an iteration
-    would overrun it, after at least one; ``run.stopped`` tells; resume continues).
+    would overrun it, after at least one; ``run.stopped`` tells; resume continues). A return, a
+    meta-gradient or a parameter that is not finite stops it with ``mllib.train.TrainingDiverged``.
     """
     _check_estimator(estimator)
     _positive_int("episodes", episodes)
