@@ -273,6 +273,19 @@ def test_a_figure_legend_must_show_every_style_of_each_panel():
     assert "column 0" not in joined(fig)
 
 
+def test_a_figure_legend_covers_scatter_series_too():
+    """Scatter points listed in a figure legend count as labelled (their style once differed in shape)."""
+    fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+    labelled(ax)
+    ax.plot([0, 1], [0, 1], "k", label="path")
+    ax.scatter([0.2], [0.8], marker="x", color="C0", label="task 1")
+    ax.scatter([0.8], [0.2], marker="x", color="C1", label="task 2")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3)
+    assert "distinct series" not in joined(fig)
+    ax.scatter([0.5], [0.5], color="C2")                           # a series the legend does not show
+    assert "distinct series share the axes" in joined(fig)
+
+
 def test_a_curve_leaving_the_view_silently_is_caught_and_a_marked_one_passes():
     fig, ax = plt.subplots(figsize=(4, 3))
     labelled(ax, "step", "query MSE")

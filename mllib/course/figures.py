@@ -256,7 +256,7 @@ def _series_styles(ax) -> list[tuple[str, tuple]]:
     for coll in ax.collections:
         if coll.get_visible() and isinstance(coll, PathCollection) and len(coll.get_offsets()):
             faces = {_colour(c) for c in coll.get_facecolors()} if coll.get_array() is None else {("mapped",)}
-            series.append(("scatter", ("scatter",) + (tuple(sorted(faces))[0] if len(faces) == 1 else ("many",))))
+            series.append(("scatter", ("scatter", sorted(faces)[0] if len(faces) == 1 else ("many",))))
     for container in ax.containers:
         if isinstance(container, BarContainer) and container.patches:
             faces = sorted({_colour(p.get_facecolor()) for p in container.patches})
