@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mllib.__main__ import main
@@ -162,6 +163,33 @@ def test_a_submission_that_deletes_the_record_file_scores_zero_and_says_why(cour
     assert (result["total"], result["max_total"]) == (0, 5)
     assert [s["status"] for s in result["scores"]] == ["error", "error"]
     assert "record file" in result["cell_errors"][0] and "was removed" in result["cell_errors"][0]
+
+
+class LyingTensor(torch.Tensor):
+    """A result whose ``__torch_function__`` answers every closeness test with "equal"."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        if func is torch.isclose:
+            return torch.ones_like(out, dtype=torch.bool)
+        if func in (torch.Tensor.ne, torch.Tensor.__ne__):
+            return torch.zeros_like(out, dtype=torch.bool)
+        return out
+
+
+def test_a_wrong_answer_returned_as_a_lying_tensor_subclass_fails_both_layers(lenient_checks):
+    from mllib import checks
+
+    def remap_labels(labels, classes=None):
+        return torch.zeros(len(labels), dtype=torch.long).as_subclass(LyingTensor)
+
+    def label_remap_reference(labels, classes=None):
+        order = list(dict.fromkeys(labels.tolist())) if classes is None else classes.tolist()
+        return torch.tensor([order.index(x) for x in labels.tolist()])
+
+    assert checks.check_label_remap(remap_labels).status == "failed"
+    assert checks.hidden_tests("label_remap", remap_labels, label_remap_reference).status == "failed"
 
 
 def test_each_graded_cell_first_imports_fresh_checks():

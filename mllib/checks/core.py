@@ -195,8 +195,8 @@ def _fmt(x: float) -> str:
 
 
 def _to_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
+    if isinstance(value, torch.Tensor):  # a plain tensor: a subclass's __torch_function__ could say "equal" to all
+        return torch.Tensor.as_subclass(value, torch.Tensor).detach().cpu()
     if isinstance(value, np.ndarray) or isinstance(value, (int, float, bool, np.generic)):
         return torch.as_tensor(np.asarray(value))
     if isinstance(value, (list, tuple)):
