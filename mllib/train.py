@@ -169,6 +169,7 @@ class TrainConfig:
             check_int(name, getattr(profile, name), 1)
         check_int("inner_steps", profile.inner_steps, 0)
         check_int("inner_steps_test", profile.inner_steps_test, 0)
+        _check_inner_steps_learn_something(self.algo, profile)
         return profile
 
     def run_dict(self, profile: Profile | None = None, protocol_note: str | None = None) -> dict:
@@ -219,6 +220,20 @@ class TrainResult:
     @property
     def metrics_path(self) -> Path:
         return self.out / METRICS_NAME
+
+
+def _check_inner_steps_learn_something(algo: str, profile: Profile) -> None:
+    """``ValueError`` for 0 inner steps where nothing would be learned: Reptile (its meta-gradient,
+    the start minus the adapted weights, is exactly 0) and a zero head (it never leaves zero, so every
+    prediction is chance; at test time too, ``inner_steps_test``)."""
+    zero_head = profile.head_init == "zero"
+    if profile.inner_steps == 0 and (algo == "reptile" or zero_head):
+        why = ("Reptile moves the start towards the adapted weights, which 0 steps leave where they are"
+               if algo == "reptile" else "the zero head (head_init='zero') is never adapted")
+        raise ValueError(f"inner_steps=0 trains nothing for algo={algo}: {why}; use --inner-steps 1 or more")
+    if profile.inner_steps_test == 0 and zero_head:
+        raise ValueError(f"inner_steps_test=0 scores a zero head (head_init='zero') at chance: it is never "
+                         f"adapted; use --inner-steps-test 1 or more")
 
 
 class TrainingDiverged(RuntimeError):

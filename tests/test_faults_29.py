@@ -338,3 +338,35 @@ def test_navigation_refuses_goals_that_are_not_finite(bad):
         env.reset(goals, 2)
     with pytest.raises(ValueError, match="goals must be finite"):
         env.step(torch.zeros(2, 2, 2), torch.zeros(2, 2, 2), goals)
+
+
+# ------------------------------------------------------------------ inner steps 0: refused where nothing is learned
+
+@pytest.mark.parametrize("algo, overrides, flag", [
+    ("reptile", {"inner_steps": 0, "head_init": "learned"}, "inner_steps=0"),
+    ("maml", {"inner_steps": 0}, "inner_steps=0"),                    # the quick profile's zero head
+    ("anil", {"inner_steps": 0, "head_init": "zero"}, "inner_steps=0"),
+    ("maml", {"inner_steps_test": 0, "head_init": "zero"}, "inner_steps_test=0"),
+])
+def test_inner_steps_zero_that_trains_nothing_is_refused(algo, overrides, flag):
+    from mllib.train import TrainConfig
+
+    config = TrainConfig(algo=algo, ways=5, shots=1, profile="quick", overrides=overrides)
+    with pytest.raises(ValueError, match=f"{flag} .*1 or more"):
+        config.resolved_profile()
+
+
+def test_inner_steps_zero_with_a_learned_head_is_still_allowed():
+    from mllib.train import TrainConfig
+
+    profile = TrainConfig(algo="maml", ways=5, shots=1, profile="quick",
+                          overrides={"inner_steps": 0, "head_init": "learned"}).resolved_profile()
+    assert profile.inner_steps == 0   # plain pre-training of the start: it learns something
+
+
+def test_cli_train_refuses_reptile_with_inner_steps_zero_in_one_line(tmp_path, capsys):
+    from mllib.__main__ import main
+
+    assert main(["train", "--algo", "reptile", "--inner-steps", "0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: inner_steps=0 trains nothing for algo=reptile") and len(err.splitlines()) == 1
