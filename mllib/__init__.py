@@ -1,21 +1,48 @@
 """mllib: the tested code behind the *Learning to Learn* course.
 
-Folders and modules, one job each, in the order the course meets them (imports point down this list,
-never back up; ``tests/test_structure.py`` checks it):
+The package map: every module and folder, one job each, in four groups (``tests/test_package_map.py``
+keeps this list complete; ``tests/test_structure.py`` keeps the imports free of cycles).
+
+Taught core (the notebooks read these line by line):
+
+* ``tasks``: task distributions (Omniglot N-way K-shot, sinusoids) and the ``TaskBatch`` structure.
+* ``models``: the sinusoid MLP and the conv learner, parameters as plain dicts.
+* ``inner``: the inner loop (fast adaptation).
+* ``algorithms``: outer-loop meta-gradients and the meta-step for MAML, FOMAML, Reptile, Meta-SGD, ANIL,
+  ProtoNets.
+* ``train``, ``evaluate``: meta-training; evaluation with confidence intervals.
+
+Taught extensions (what the notebooks build on the core):
+
+* ``sine_experiments``, ``baselines``: the sinusoid experiments and the non-meta baselines.
+* ``landscape``: the two-parameter sinusoid family whose loss surface can be drawn (notebook 04).
+* ``learners``: which network each algorithm meta-trains on Omniglot.
+* ``learned_optimizer``, ``incontext``: a learned update rule, and a meta-learner that is one forward
+  pass (notebook 07).
+* ``representations``: linear CKA of a network before and after adaptation (notebook 06).
+* ``rl``: meta-reinforcement learning on point navigation (notebook 08).
+* ``compare``, ``relative_error``, ``per_task``: comparisons with their uncertainty, regression errors on
+  the task family's scale, per-task comparisons of heavy-tailed errors.
+* ``plots``, ``diagnostics``: learning curves on given axes; finite differences and graph memory.
+
+Infrastructure (what every run stands on):
 
 * ``config``, ``device``: run profiles (``MLLIB_PROFILE``), the device toggle (``MLLIB_DEVICE``), CPU threads.
 * ``schedules``: the meta learning rate over a run (constant or cosine-annealed).
 * ``data``: Omniglot located, built once into a cache, loaded, split by fixed manifests.
-* ``tasks``: task distributions (Omniglot N-way K-shot, sinusoids) and the ``TaskBatch`` structure.
-* ``models``: the sinusoid MLP and the conv learner, parameters as plain dicts (speed tricks in ``fast_ops``).
-* ``inner``: the inner loop (fast adaptation).
-* ``algorithms``: outer-loop meta-gradients and the meta-step for MAML, FOMAML, Reptile, Meta-SGD, ANIL,
-  ProtoNets.
-* ``evaluate``, ``train``, ``checkpoint``: evaluation with confidence intervals, meta-training, run files.
-* ``sine_experiments``, ``baselines``: the sinusoid experiments and the non-meta baselines.
-* ``plots``, ``diagnostics``: learning curves on given axes; finite differences and graph memory.
+* ``fast_ops``: the conv learner's speed tricks, each computing the same function.
+* ``checkpoint``, ``distributed``: run files that resume exactly; data-parallel meta-training.
 * ``arguments``, ``progress``: argument checks and the progress bar, each written once.
 * ``files``, ``run_lock``, ``signals``: output locations checked before the work, atomic writes and
   errors that name the path; one run per output folder; Ctrl-C and SIGTERM handled alike.
+* ``provenance``, ``publish``, ``results``: what this copy of mllib is; a finished run published as a
+  checkpoint with its model card; the results page generated from those files.
+* ``bench``, ``cli``: the meta-step benchmark; the command line (``python -m mllib``).
+
+Course tooling (the course's delivery, not its lessons):
+
+* ``course``: exercises, student release, Colab launch, execution, grading.
+* ``checks``: the exercise checks the notebooks call.
+* ``budget``: the notebooks' live-training table (steps per profile, measured costs).
 """
 __version__ = "0.1.0"
