@@ -3,7 +3,7 @@ and not published with the student release).
 
 ``MISTAKES[exercise][mistake_id]`` is a function with the exercise's signature that makes one
 typical mistake. ``python -m mllib course check-values --write`` stores each mistake's results on
-the visible cases in ``mllib/checks/fixed_values.py``, so the visible check can name the mistake
+the visible cases in ``mllib/checks/fixed_values.json``, so the visible check can name the mistake
 (the hint text is in the exercise's ``ExerciseSpec.mistakes``) without any solution code in the
 package; ``tests/test_exercises.py`` shows that every mistake fails the visible check with its
 hint and fails the hidden tests. The references themselves live in the notebooks' hidden tests.

@@ -7,12 +7,12 @@ solution:
   ``"hidden"`` (more, other seeds, edge cases; only the instructor version runs them);
 * ``hints``: the two written tiers (:mod:`mllib.checks.hints`);
 * ``mistakes``: the known wrong answers, each with a conceptual hint; their results on the
-  visible cases are stored, not computed (:mod:`mllib.checks.fixed_values`);
+  visible cases are stored, not computed (``mllib/checks/fixed_values.json``);
 * ``forbidden``: the library functions that compute the answer (calling one fails the check);
 * ``wrap``, ``compare``, ``diagnose``, ``rtol``, ``atol``: how a result is measured and compared.
 
 ``visible_check(spec, fn)`` compares the learner's results on the visible cases with **fixed
-expected values** stored in :mod:`mllib.checks.fixed_values` (generated from the instructor's
+expected values** stored in ``mllib/checks/fixed_values.json`` (package data generated from the instructor's
 references by ``python -m mllib course check-values --write``), so no reference implementation
 ships with the package. ``hidden_tests(name, fn, reference)`` runs the hidden cases against a
 reference that the caller passes in: the instructor's notebook defines it inside nbgrader's
@@ -21,9 +21,11 @@ reference that the caller passes in: the instructor's notebook defines it inside
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -34,6 +36,7 @@ from .core import RECORD_ENV, Case, CheckResult, compare_values, run_check
 from .hints import Hints, register_hints
 
 VISIBLE, HIDDEN = "visible", "hidden"
+VALUES_PATH = Path(__file__).resolve().with_name("fixed_values.json")
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,15 @@ def decode(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1)
+def all_stored_values() -> dict:
+    """``{exercise: {"expected": [...], "mistakes": {id: [...]}}}`` as stored (encoded), read once."""
+    return json.loads(VALUES_PATH.read_text(encoding="utf-8"))
+
+
 def stored_values(name: str) -> dict:
     """``{"expected": [...], "mistakes": {id: [...]}}`` of exercise ``name``, decoded."""
-    from .fixed_values import VALUES
-
+    VALUES = all_stored_values()
     if name not in VALUES:
         raise RuntimeError(f"no stored values for exercise {name!r}: run `python -m mllib course check-values "
                            f"--write` from the repository root")
