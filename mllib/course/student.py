@@ -19,7 +19,9 @@ What changes, cell by cell (:func:`student_version`):
 
 Cell metadata (nbgrader's included), cell ids and notebook metadata are kept. ``build_student``
 also copies the other files of the notebooks folder, among them the final project's template
-(``notebooks/project/project_template.ipynb``, see ``docs/project.md``). ``build_practice``
+(``notebooks/project/project_template.ipynb``, see ``docs/project.md``); a notebook in a subfolder
+(the graded assignments, ``notebooks/assignments/``) gets the same student version, its links read
+from its own folder. ``build_practice``
 writes the committed practice edition and ``stale_practice`` says what in it is out of date.
 """
 from __future__ import annotations
@@ -204,12 +206,34 @@ def build_student(src: str | Path = "notebooks", out: str | Path = "build/studen
             continue
         if any(part.startswith(".") or part == "__pycache__" for part in rel.parts) or rel == Path("conftest.py"):
             continue                                  # conftest.py: the book's nbval hooks, not course material
-        if path.is_file():
+        if path.is_file() and path.suffix == ".ipynb":   # a notebook in a subfolder (assignments/, project/)
+            write_notebook(student_version(read_notebook(path), path.name, cfg, _relink_from(rel.parent, relink)),
+                           out / rel)
+        elif path.is_file():
             target = out / rel
             if not target.is_file() or target.read_bytes() != path.read_bytes():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
     return written
+
+
+def _relink_from(folder: Path, relink: Callable[[str], str]) -> Callable[[str], str]:
+    """``relink`` (for targets written from ``src``) for a notebook in ``src/folder``: its targets
+    are read from ``folder`` and the rewritten ones made relative to ``out/folder`` again."""
+    def relink_sub(target: str) -> str:
+        if _SCHEME.match(target) or target.startswith("#"):
+            return target
+        path, hash_, anchor = target.partition("#")
+        from_src = Path(os.path.normpath(folder / path)).as_posix() + hash_ + anchor
+        new = relink(from_src)
+        if new == from_src:          # inside the notebooks folder, copied along: the link stays
+            return target
+        if _SCHEME.match(new):       # the file on GitHub
+            return new
+        new_path, hash_, anchor = new.partition("#")
+        return Path(os.path.relpath(new_path, folder)).as_posix() + hash_ + anchor
+
+    return relink_sub
 
 
 def _files(folder: Path) -> dict[str, bytes]:

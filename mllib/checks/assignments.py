@@ -1,0 +1,505 @@
+"""Checks of the three graded assignments (``notebooks/assignments/``), in the course's two layers.
+
+The assignments ask for whole functions and classes (an embedding network, a black-box learner, an
+ablation driver), so the checks are of two kinds:
+
+* **values**, for the functions with one right answer (``proto_logits``, ``episode_loss``,
+  ``label_attention``): seeded cases compared with fixed expected values stored below (the
+  visible check) and, in the hidden tests, with the instructor's reference defined in the check
+  cell's ``### BEGIN HIDDEN TESTS`` region; with the generic properties of
+  :mod:`mllib.checks.properties` (inputs left unchanged, no ``.grad`` left, result dtypes, a loss
+  that carries its gradient);
+* **properties**, for the classes and drivers, where any correct design passes: the embedding's
+  output shape and parameter count, the black-box learner's use of the support labels, the
+  ablation's results and the written answers read against them.
+
+Each assignment ends with a graded training run: :func:`check_accuracy_band` reads the per-task
+test accuracies and passes when their mean lies in the band the notebook states.
+
+These exercises live in their own registry (:data:`ASSIGNMENTS`), not in the course's
+:data:`mllib.checks.exercise.SPECS`: the course tooling that walks every notebook exercise
+(stored values, known mistakes, mutants) covers notebooks 01-08. Hints work as everywhere
+(``checks.hint('<name>')``). Notebooks import this module as
+``from mllib.checks import assignments as graded``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .core import ERROR, FAILED, PASSED, Case, CheckResult, _finish, compare_values, make_cases, random_tensor, run_check
+from .exercise import HIDDEN, VISIBLE, ExerciseSpec, decode
+from .hints import Hints, register_hints
+from .properties import Properties, declare
+
+ASSIGNMENTS: dict[str, ExerciseSpec] = {}
+
+
+def _register(spec: ExerciseSpec, properties: Properties | None = None) -> ExerciseSpec:
+    if spec.name in ASSIGNMENTS:
+        raise ValueError(f"assignment exercise {spec.name!r} is registered twice")
+    register_hints(spec.name, spec.hints)
+    if properties is not None:
+        declare(spec.name, properties)
+    ASSIGNMENTS[spec.name] = spec
+    return spec
+
+
+def _visible(spec: ExerciseSpec, fn: Callable) -> CheckResult:
+    cases = spec.cases(VISIBLE)
+    if not spec.fixed:
+        return run_check(spec.name, fn, spec.expect, cases, hint=spec.hints, compare=spec.comparison(),
+                         diagnose=spec.diagnose, wrap=spec.wrap, forbidden=spec.forbidden)
+    expected = [decode(v) for v in STORED[spec.name]]
+    return run_check(spec.name, fn, None, cases, hint=spec.hints, compare=spec.comparison(),
+                     diagnose=spec.diagnose, expected=expected, wrap=spec.wrap, forbidden=spec.forbidden)
+
+
+def hidden_tests(name: str, fn: Callable, reference: Callable | None = None) -> CheckResult:
+    """The hidden tests of assignment exercise ``name``: more cases against ``reference`` (the
+    instructor's, defined in the hidden region of the check cell); a property check needs none."""
+    if name not in ASSIGNMENTS:
+        raise ValueError(f"no assignment exercise called {name!r}; known: {sorted(ASSIGNMENTS)}")
+    spec = ASSIGNMENTS[name]
+    if not spec.fixed:
+        reference = spec.expect
+    elif reference is None:
+        raise ValueError(f"the hidden tests of {name!r} need the instructor's reference function")
+    return run_check(f"{name} (hidden tests)", fn, reference, spec.cases(HIDDEN), hint=spec.hints,
+                     compare=spec.comparison(), diagnose=spec.diagnose, wrap=spec.wrap, forbidden=spec.forbidden)
+
+
+# ============================================================================= A2: prototypical networks
+def _labels(gen: torch.Generator, counts: tuple[int, ...]) -> torch.Tensor:
+    """Labels ``[sum(counts)]`` long: class ``c`` ``counts[c]`` times, in a random order."""
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    return labels[torch.randperm(len(labels), generator=gen)]
+
+
+def _counts_label(counts: tuple[int, ...]) -> str:
+    return f"classes of {', '.join(map(str, counts))} support examples" if len(set(counts)) > 1 else ""
+
+
+UNBALANCED = ("your answer works only when every class has the same number of support examples: here they "
+              "differ, and each prototype is still the mean of its own class's embeddings")
+
+# (class counts, queries, feature dim, dtype)
+_LOGIT_SHAPES = {
+    VISIBLE: [((1, 1, 1, 1, 1), 10, 4, torch.float64), ((1, 3, 2), 4, 3, torch.float64),
+              ((2, 2), 3, 5, torch.float32)],
+    HIDDEN: [((5, 5, 5), 6, 8, torch.float64), ((1, 4, 2, 1), 5, 2, torch.float64), ((3,), 2, 3, torch.float64),
+             ((2, 1, 1, 1, 1), 7, 6, torch.float32), ((1, 1), 1, 1, torch.float64)],
+}
+
+
+def _proto_logit_cases(kind: str) -> list[Case]:
+    shapes = _LOGIT_SHAPES[kind]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        counts, queries, dim, dtype = shapes[i]
+        labels = _labels(gen, counts)
+        support = random_tensor(gen, len(labels), dim, dtype=dtype)
+        query = random_tensor(gen, queries, dim, dtype=dtype)
+        unbalanced = len(set(counts)) > 1
+        return Case((support, labels, query, len(counts)), label=_counts_label(counts),
+                    hint=UNBALANCED if unbalanced else "")
+
+    return make_cases(2301 if kind == VISIBLE else 2391, len(shapes), case)
+
+
+def _logit_structure(case: Case, got: Any, want: Any) -> str | None:
+    if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape:
+        if torch.allclose(got.double(), -want.double(), rtol=1e-4, atol=1e-6):
+            return "the logits are MINUS the squared distances: the nearest prototype must get the largest logit"
+        if torch.allclose(got.double() ** 2, want.double(), rtol=1e-4, atol=1e-6):
+            return "use the squared Euclidean distance (no square root)"
+    if isinstance(got, torch.Tensor) and got.shape == want.shape[::-1] and got.shape != want.shape:
+        return "one row per query: the result is [Q, ways], not [ways, Q]"
+    return None
+
+
+PROTO_LOGITS = _register(ExerciseSpec(
+    name="proto_logits",
+    cases=_proto_logit_cases,
+    hints=Hints(
+        concept="a prototypical network classifies a query by its distance to each class's prototype (the "
+                "mean support embedding of that class); nearer means more likely",
+        reasoning="first summarise each class by the average of its own support embeddings (the classes need "
+                  "not be equally large), then measure how far every query lies from every class summary; a "
+                  "logit should grow as that distance shrinks"),
+    forbidden=("mllib.algorithms.proto_logits",),
+    diagnose=_logit_structure, rtol=1e-5, atol=1e-6,
+), Properties(typed=True))
+
+
+def check_proto_logits(fn: Callable) -> CheckResult:
+    """Check ``fn(support, support_y, query, ways) -> logits``.
+
+    ``support`` ``[S, D]`` float (support embeddings), ``support_y`` ``[S]`` long in ``0..ways-1``
+    (every class present, not necessarily equally often), ``query`` ``[Q, D]`` (query embeddings);
+    the result is ``[Q, ways]`` of the inputs' dtype: minus the squared Euclidean distance from each
+    query to each class's prototype, the mean of that class's support embeddings. Calling
+    ``mllib.algorithms.proto_logits`` fails.
+    """
+    return _visible(PROTO_LOGITS, fn)
+
+
+class _FlatEmbedding(nn.Module):
+    """A deterministic stand-in for the learner's embedding: flatten, then one linear map (float64)."""
+
+    def __init__(self, pixels: int, dim: int, gen: torch.Generator) -> None:
+        super().__init__()
+        self.linear = nn.Linear(pixels, dim).double()
+        with torch.no_grad():
+            self.linear.weight.copy_(random_tensor(gen, dim, pixels) / math.sqrt(pixels))
+            self.linear.bias.copy_(random_tensor(gen, dim) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+# (class counts, queries per class, image side)
+_EPISODE_SHAPES = {
+    VISIBLE: [((1, 1, 1, 1, 1), 3, 4), ((2, 1, 3), 2, 3)],
+    HIDDEN: [((1, 1, 1), 5, 4), ((3, 3), 1, 2), ((1, 2, 1, 4), 2, 3)],
+}
+
+
+def _episode_cases(kind: str) -> list[Case]:
+    shapes = _EPISODE_SHAPES[kind]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        counts, per_class, side = shapes[i]
+        ways = len(counts)
+        support_y = _labels(gen, counts)
+        query_y = _labels(gen, (per_class,) * ways)
+        support_x = random_tensor(gen, len(support_y), 1, side, side)
+        query_x = random_tensor(gen, len(query_y), 1, side, side)
+        embed = _FlatEmbedding(side * side, 4, gen)
+        return Case((embed, support_x, support_y, query_x, query_y, ways), label=_counts_label(counts) or
+                    f"{ways}-way {counts[0]}-shot, {per_class} queries per class, images 1x{side}x{side}",
+                    hint=UNBALANCED if len(set(counts)) > 1 else "")
+
+    return make_cases(2302 if kind == VISIBLE else 2392, len(shapes), case)
+
+
+EPISODE_LOSS = _register(ExerciseSpec(
+    name="episode_loss",
+    cases=_episode_cases,
+    hints=Hints(
+        concept="one episode of prototypical-network training: embed the task's images, build the prototypes "
+                "from the support set only, and score the query labels with cross-entropy on the distance "
+                "logits; the loss must stay a tensor in the graph, since training differentiates it",
+        reasoning="embed support and query images with the network you are given, turn the query embeddings "
+                  "into logits against the support prototypes (your proto_logits), and average the "
+                  "cross-entropy over the queries"),
+    forbidden=("mllib.algorithms.proto_logits",), rtol=1e-6, atol=1e-9,
+), Properties(typed=True, loss_of=1))
+
+
+def check_episode_loss(fn: Callable) -> CheckResult:
+    """Check ``fn(embed, support_x, support_y, query_x, query_y, ways) -> loss``.
+
+    ``embed`` maps images ``[N, 1, H, W]`` to embeddings ``[N, D]``; ``support_y`` and ``query_y``
+    are long labels in ``0..ways-1`` (support classes of any sizes). The loss is a 0-dim tensor with
+    its gradient: the mean cross-entropy of the queries under the prototype logits of
+    :func:`check_proto_logits`. It must leave ``embed``'s parameters without ``.grad`` (no
+    ``.backward()`` inside).
+    """
+    return _visible(EPISODE_LOSS, fn)
+
+
+def _embedding_count(filters: int, depth: int = 4, channels: int = 1) -> int:
+    """Parameters of ``depth`` blocks [3x3 conv with bias, batch norm (scale, shift)] of ``filters``."""
+    total, c = 0, channels
+    for _ in range(depth):
+        total += filters * c * 9 + filters + 2 * filters
+        c = filters
+    return total
+
+
+def _embedding_expect(filters: int) -> dict:
+    return {"filters": filters}
+
+
+def _embedding_compare(got: Any, want: dict) -> str | None:
+    """A module of 4 conv blocks whose output is ``[N, filters]``, with a gradient to every parameter."""
+    filters = want["filters"]
+    if not isinstance(got, nn.Module):
+        return f"ConvEmbedding({filters}) should build an nn.Module, got {type(got).__name__}"
+    count = sum(p.numel() for p in got.parameters())
+    expected = _embedding_count(filters)
+    if count != expected:
+        return (f"ConvEmbedding({filters}) has {count} parameters; 4 blocks of [3x3 conv ({filters} filters, "
+                f"padding 1), batch norm, ReLU, 2x2 max-pool] have {expected}")
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in got.modules())
+    if norms != 4:
+        return f"ConvEmbedding({filters}) holds {norms} BatchNorm2d layers, expected one per block (4)"
+    gen = torch.Generator().manual_seed(filters)
+    images = torch.rand(6, 1, 28, 28, generator=gen)
+    before = images.clone()
+    got.train()
+    out = got(images)
+    if not isinstance(out, torch.Tensor):
+        return f"the forward pass returned a {type(out).__name__}, expected a tensor"
+    if tuple(out.shape) != (6, filters):
+        return f"images [6, 1, 28, 28] give embeddings of shape {tuple(out.shape)}, expected (6, {filters})"
+    if not torch.equal(images, before):
+        return "the forward pass changed its input images in place"
+    if out.dtype != torch.float32 or not torch.isfinite(out).all():
+        return f"the embeddings should be finite float32, got {out.dtype}"
+    params = [p for p in got.parameters()]
+    grads = torch.autograd.grad(out.square().sum(), params, allow_unused=True)
+    if any(g is None for g in grads):
+        return "some parameters get no gradient from the embeddings: every block must be used in forward"
+    return None
+
+
+EMBEDDING = _register(ExerciseSpec(
+    name="conv_embedding",
+    cases=lambda kind: [Case((f,), label=f"ConvEmbedding({f})") for f in ((8, 16) if kind == VISIBLE else (4, 32, 3))],
+    hints=Hints(
+        concept="the embedding is the course's conv learner without its head: four blocks that each halve the "
+                "image (28, 14, 7, 3, 1 pixel), so the flattened output has one feature per filter",
+        reasoning="stack four identical blocks (convolution with padding so the size is kept, normalisation, "
+                  "non-linearity, pooling that halves), the first reading one channel; then flatten"),
+    fixed=False, compare=_embedding_compare, expect=_embedding_expect,
+))
+
+
+def check_conv_embedding(cls: Callable) -> CheckResult:
+    """Check ``cls(filters) -> nn.Module`` mapping images ``[N, 1, 28, 28]`` to ``[N, filters]``.
+
+    Four blocks of [3x3 convolution with ``filters`` channels and padding 1, ``BatchNorm2d``, ReLU,
+    2x2 max-pool], then flattened: the parameter count must be the one of that design, the output
+    finite float32, the input unchanged, and every parameter must get a gradient.
+    """
+    return _visible(EMBEDDING, cls)
+
+
+# ============================================================================= A1: black-box learner
+_ATTENTION_SHAPES = {
+    VISIBLE: [((1, 1, 1, 1, 1), 4, 8), ((2, 1, 3), 3, 4), ((1, 1), 2, 6)],
+    HIDDEN: [((3, 3, 3), 5, 4), ((1, 2, 1, 2), 1, 3), ((4,), 2, 2), ((1, 1, 1, 1, 1), 6, 16)],
+}
+
+
+def _attention_cases(kind: str) -> list[Case]:
+    shapes = _ATTENTION_SHAPES[kind]
+
+    def case(gen: torch.Generator, i: int) -> Case:
+        counts, queries, dim = shapes[i]
+        labels = _labels(gen, counts)
+        keys = random_tensor(gen, len(labels), dim)
+        query = random_tensor(gen, queries, dim)
+        return Case((query, keys, labels, len(counts)), label=_counts_label(counts),
+                    hint=UNBALANCED.replace("each prototype is still the mean of its own class's embeddings",
+                                            "each class's probability is the attention mass on its own examples")
+                    if len(set(counts)) > 1 else "")
+
+    return make_cases(2101 if kind == VISIBLE else 2191, len(shapes), case)
+
+
+def _attention_structure(case: Case, got: Any, want: Any) -> str | None:
+    if isinstance(got, torch.Tensor) and got.shape == want.shape:
+        probs = got.double().exp()
+        if torch.allclose(probs.sum(-1), torch.ones_like(probs.sum(-1)), atol=1e-4):
+            return ("your probabilities sum to 1 but differ: scale the scores by 1/sqrt(d) and give class c the "
+                    "attention mass of the support examples labelled c (the log of it, plus 1e-6)")
+        if torch.allclose(got.double().softmax(-1).sum(-1), torch.ones_like(probs.sum(-1))) and \
+                torch.allclose(got.double().sum(-1), torch.ones_like(probs.sum(-1)), atol=1e-4):
+            return "return the log of the class probabilities (plus 1e-6), not the probabilities themselves"
+    return None
+
+
+LABEL_ATTENTION = _register(ExerciseSpec(
+    name="label_attention",
+    cases=_attention_cases,
+    hints=Hints(
+        concept="the readout of a black-box learner: the query attends over the support tokens and copies "
+                "their labels, so a class's probability is the attention mass on the support examples of "
+                "that class",
+        reasoning="score every support token against every query token with a scaled dot product, turn each "
+                  "query's scores into weights that sum to one over the support set, then add up the weights "
+                  "class by class (whatever the number of examples per class) and take the log"),
+    rtol=1e-6, atol=1e-9, diagnose=_attention_structure,
+), Properties(typed=True))
+
+
+def check_label_attention(fn: Callable) -> CheckResult:
+    """Check ``fn(query, keys, support_y, ways) -> log_probs``.
+
+    ``query`` ``[Q, d]``, ``keys`` ``[S, d]`` (the support tokens), ``support_y`` ``[S]`` long in
+    ``0..ways-1`` (any class sizes). ``log_probs[i, c] = log(sum_j a_ij [y_j = c] + 1e-6)`` with
+    ``a_i = softmax_j(query_i . keys_j / sqrt(d))``; ``[Q, ways]``, the inputs' dtype.
+    """
+    return _visible(LABEL_ATTENTION, fn)
+
+
+def _learner_expect(ways: int, filters: int, shots: int, queries: int) -> dict:
+    return {"ways": ways, "shots": shots, "queries": queries, "filters": filters}
+
+
+def _episode(ways: int, shots: int, queries: int, seed: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    support_y = torch.arange(ways).repeat_interleave(shots)
+    support_x = torch.rand(ways * shots, 1, 28, 28, generator=gen)
+    query_x = torch.rand(queries, 1, 28, 28, generator=gen)
+    return support_x, support_y, query_x
+
+
+def _learner_compare(got: Any, want: dict) -> str | None:
+    """One forward pass, ``[Q, ways]`` logits that depend on the support labels, and a gradient."""
+    ways, shots, queries = want["ways"], want["shots"], want["queries"]
+    if not isinstance(got, nn.Module):
+        return f"the class should build an nn.Module, got {type(got).__name__}"
+    support_x, support_y, query_x = _episode(ways, shots, queries, seed=ways * 100 + shots)
+    inputs = [t.clone() for t in (support_x, support_y, query_x)]
+    state = {k: v.detach().clone() for k, v in got.state_dict().items() if v.is_floating_point()}
+    got.train()
+    out = got(support_x, support_y, query_x)
+    if not isinstance(out, torch.Tensor):
+        return f"the forward pass returned a {type(out).__name__}, expected a tensor of logits"
+    if tuple(out.shape) != (queries, ways):
+        return (f"a {ways}-way {shots}-shot task with {queries} queries gives logits of shape {tuple(out.shape)}, "
+                f"expected ({queries}, {ways})")
+    if not all(torch.equal(a, b) for a, b in zip(inputs, (support_x, support_y, query_x))):
+        return "the forward pass changed its inputs in place"
+    if out.dtype != torch.float32 or not torch.isfinite(out).all():
+        return f"the logits should be finite float32, got {out.dtype}"
+    changed = [k for k, v in got.state_dict().items() if k in state and "running" not in k and not torch.equal(v, state[k])]
+    if changed:
+        return (f"the forward pass changed the parameter {changed[0]}: a black-box learner learns in its "
+                f"activations, with no update of its weights at test time")
+    shift = torch.roll(torch.arange(ways), 1)            # relabel every class c as c + 1 (mod ways)
+    relabelled = got(support_x, shift[support_y], query_x)
+    if torch.allclose(relabelled, out, atol=1e-6):
+        return ("the logits do not change when the support labels change: the learner must read the support "
+                "labels as inputs (that is all it knows of this task)")
+    grads = torch.autograd.grad(out.log_softmax(-1)[:, 0].sum(), [p for p in got.parameters()], allow_unused=True)
+    if all(g is None or not g.abs().sum() for g in grads):
+        return "the logits have no gradient with respect to the parameters: keep them in the autograd graph"
+    return None
+
+
+BLACK_BOX = _register(ExerciseSpec(
+    name="black_box_learner",
+    cases=lambda kind: [Case(args, label=f"{args[0]}-way {args[2]}-shot, {args[3]} queries, {args[1]} filters")
+                        for args in ([(5, 8, 1, 10), (3, 8, 2, 4)] if kind == VISIBLE else
+                                     [(2, 4, 3, 5), (5, 4, 1, 1), (4, 8, 1, 7)])],
+    hints=Hints(
+        concept="a black-box meta-learner learns in one forward pass: it reads the support images with their "
+                "labels and outputs the queries' logits, with no gradient step at test time",
+        reasoning="encode every image with a conv encoder, make a token for each support example from its "
+                  "features and its label, a token for each query from its features alone, let the queries "
+                  "attend to the support tokens, and read the class scores off the attention"),
+    fixed=False, compare=_learner_compare,
+    expect=_learner_expect,
+))
+
+
+def check_black_box_learner(cls: Callable) -> CheckResult:
+    """Check ``cls(ways, filters)`` (an ``nn.Module``) and its forward
+    ``model(support_x [S, 1, 28, 28], support_y [S] long, query_x [Q, 1, 28, 28]) -> [Q, ways]``.
+
+    The cases build ``cls(ways, filters)`` and run one task (any number of shots): the logits must
+    have the right shape, be finite float32, leave inputs and weights unchanged, change when the
+    support labels are permuted, and carry a gradient to the parameters. Any design passes.
+    """
+    return run_check(BLACK_BOX.name, lambda ways, filters, shots, queries: cls(ways, filters), BLACK_BOX.expect,
+                     BLACK_BOX.cases(VISIBLE), hint=BLACK_BOX.hints, compare=BLACK_BOX.comparison())
+
+
+def black_box_hidden_tests(cls: Callable) -> CheckResult:
+    """The hidden cases of :func:`check_black_box_learner` (other ways, shots and widths)."""
+    return run_check(f"{BLACK_BOX.name} (hidden tests)", lambda ways, filters, shots, queries: cls(ways, filters),
+                     BLACK_BOX.expect, BLACK_BOX.cases(HIDDEN), hint=BLACK_BOX.hints, compare=BLACK_BOX.comparison())
+
+
+# ============================================================================= every assignment: the graded run
+def _verdict(name: str, status: str, message: str, passed: int) -> CheckResult:
+    return _finish(CheckResult(name, status, passed, 1, message))
+
+
+def check_accuracy_band(name: str, accuracies: Any, low: float, high: float = 1.0, tasks: int = 100) -> CheckResult:
+    """Pass when the mean of ``accuracies`` (one per test task, ``[tasks]`` floats in [0, 1]) lies in
+    ``[low, high]``. The verdict names the mean and its 95% interval; too few tasks, values outside
+    [0, 1] or a non-tensor fail with one line saying so."""
+    if not isinstance(accuracies, torch.Tensor) or accuracies.dim() != 1:
+        return _verdict(name, ERROR, f"❌ {name}: expected a 1-D tensor of per-task accuracies, got "
+                                     f"{type(accuracies).__name__}\n   Hint: evaluate every test task and "
+                                     f"return their accuracies as one tensor", 0)
+    values = accuracies.detach().double()
+    if len(values) != tasks:
+        return _verdict(name, FAILED, f"❌ {name}: {len(values)} test tasks scored, the assignment fixes "
+                                      f"{tasks}\n   Hint: score the notebook's fixed test tasks, all of them", 0)
+    if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+        return _verdict(name, FAILED, f"❌ {name}: accuracies must be fractions in [0, 1]\n"
+                                      f"   Hint: the accuracy of a task is the fraction of its queries labelled right", 0)
+    mean = float(values.mean())
+    half = 1.96 * float(values.std(correction=1)) / math.sqrt(len(values))
+    text = f"{100 * mean:.1f}% ± {100 * half:.1f} on {len(values)} test tasks"
+    if low <= mean <= high:
+        return _verdict(name, PASSED, f"✅ {name}: {text}, inside the band [{100 * low:.0f}%, {100 * high:.0f}%]", 1)
+    return _verdict(name, FAILED, f"❌ {name}: {text}, outside the band [{100 * low:.0f}%, {100 * high:.0f}%]\n"
+                                  f"   Hint: check each part with its own check first; then the training loop "
+                                  f"(optimizer step, zeroed gradients, train/eval mode of batch norm)", 0)
+
+
+# ============================================================================= stored visible values
+# Written by tests/test_checks_assignments.py::test_stored_values_match_the_references (run it with
+# MLLIB_WRITE_ASSIGNMENT_VALUES=1 after changing a case); do not edit by hand.
+STORED: dict[str, list] = {'episode_loss': [{'dtype': 'float64', 'tensor': 3.525028730715243},
+                  {'dtype': 'float64', 'tensor': 0.68230454862806}],
+ 'label_attention': [{'dtype': 'float64',
+                      'tensor': [[-1.0284286419106197, -1.4180241978015118, -1.2754908746247546, -4.24375876034536,
+                                  -2.2386983205389175],
+                                 [-1.2350476401494166, -1.8210839684003577, -0.9319394693176951,
+                                  -2.8390261838655175, -2.353225329673449],
+                                 [-0.6489908780542732, -1.1222450657986651, -2.7673568914630744, -2.753724979871383,
+                                  -3.674344309155996],
+                                 [-1.5774318768583375, -2.3591111613790243, -1.7329378511959488,
+                                  -0.8171463594295291, -2.5189833758471734]]},
+                     {'dtype': 'float64',
+                      'tensor': [[-1.8728888270716875, -2.6866504097968877, -0.25075213705822347],
+                                 [-1.1978606067181707, -2.264490695703431, -0.5204033501941491],
+                                 [-2.297895338471732, -2.615653288588661, -0.19066072902381603]]},
+                     {'dtype': 'float64',
+                      'tensor': [[-0.42132659128918376, -1.0676188803985822],
+                                 [-0.3177562400955151, -1.3011379951369946]]}],
+ 'proto_logits': [{'dtype': 'float64',
+                   'tensor': [[-7.01723027868199, -1.447069300378297, -2.7783453401552736, -9.243989456015765,
+                               -11.425416305909337],
+                              [-10.061692465142315, -6.087446478669367, -7.533521486374909, -6.496596353860774,
+                               -12.242853542307921],
+                              [-3.747804903177417, -5.886158930714423, -2.8589385194865633, -3.965783255167409,
+                               -8.150850717586605],
+                              [-2.1402335901873797, -1.9675654600328079, -1.5382137862443397, -7.19316432796534,
+                               -3.1705004177743232],
+                              [-5.715251054232442, -9.555573286882266, -7.989298465101031, -6.862210797629915,
+                               -3.336393020917307],
+                              [-4.988528012185679, -4.884529593756546, -2.2138882336680106, -14.393974014085924,
+                               -10.148922076815042],
+                              [-4.670731483469493, -9.144694362541909, -3.444870590694632, -17.508616843700644,
+                               -9.747044769372582],
+                              [-5.870107820667121, -6.2814354017177765, -6.204561428543766, -0.12981845920501184,
+                               -6.869104794190294],
+                              [-23.400207541930136, -9.984367663944088, -16.90000263737342, -11.287720590780902,
+                               -28.8397591563078],
+                              [-6.42905705911838, -7.665533730749542, -3.362230781947069, -17.959894903282322,
+                               -12.743660945428092]]},
+                  {'dtype': 'float64',
+                   'tensor': [[-30.060672111656526, -10.20824712772667, -10.331278627769022],
+                              [-11.976422260207755, -0.6544841976270834, -6.19728191593587],
+                              [-6.66860168155076, -5.295869872372541, -0.3142387804230492],
+                              [-6.718539161691016, -4.925336715111889, -0.24509587027259624]]},
+                  {'dtype': 'float32',
+                   'tensor': [[-13.873163223266602, -13.590344429016113], [-8.893982887268066, -5.220429420471191],
+                              [-0.8617346882820129, -3.9096059799194336]]}]}
+
+
+__all__ = ["ASSIGNMENTS", "STORED", "hidden_tests", "check_proto_logits", "check_episode_loss", "check_conv_embedding",
+           "check_label_attention", "check_black_box_learner", "black_box_hidden_tests", "check_accuracy_band"]
