@@ -197,6 +197,12 @@ def _check_values(args) -> int:
     return 0 if args.write else 1
 
 
+def _mutants(args) -> int:
+    from mllib.course.mutants import report
+
+    return report(args)
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("course", help="student release, Colab/Binder badges, notebook runs and grading",
                                    description="Build the student release, keep the Colab/Binder badges and "
@@ -294,3 +300,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
     p.set_defaults(func=_needs_course_extra(_verify))
+
+    p = sub.add_parser("mutants", help="mutation testing: wrong variants of every solution, and how many each "
+                                       "layer of the checks rejects",
+                       description="Derive wrong variants (mutants) of every exercise's solution and run the "
+                                   "visible check and the hidden tests on each. Exit 1 when a layer rejects "
+                                   "less than its threshold of the non-equivalent mutants (MIN_REJECTED in "
+                                   "mllib/course/mutants.py, printed with the score) or when the survivors are "
+                                   "not those listed in docs/instructors.md.")
+    p.add_argument("exercises", nargs="*", help="exercise names (default: all)")
+    p.add_argument("--notebooks", default="notebooks", help="the instructor notebooks (default: notebooks)")
+    p.add_argument("--json", default=None, help="also write every mutant and its verdicts to this file")
+    p.set_defaults(func=_needs_course_extra(_mutants))

@@ -11,10 +11,13 @@ the hidden tests (lenient, output captured); a mutant *survives* a layer that pa
 
 Some survivors are *equivalent* (the change cannot alter any result: a constant in a message,
 ``dim=-1`` on a 1-D tensor); the others are holes in the checks. :func:`run` returns every
-mutant with its verdicts; ``python -m mllib.course.mutants`` prints the score and the survivors::
+mutant with its verdicts; ``python -m mllib course mutants`` (or ``python -m mllib.course.mutants``)
+prints the score and the survivors, and exits 1 when a layer rejects less than its threshold of
+the non-equivalent mutants (:data:`MIN_REJECTED`) or the survivors are not the documented ones
+(:data:`SURVIVORS`, the table in docs/instructors.md)::
 
-    python -m mllib.course.mutants                    # every exercise
-    python -m mllib.course.mutants prototypes anil_step --json build/mutants.json
+    python -m mllib course mutants                    # every exercise
+    python -m mllib course mutants prototypes anil_step --json build/mutants.json
 """
 from __future__ import annotations
 
@@ -36,6 +39,19 @@ from typing import Callable, Iterator
 import torch
 
 SECONDS_PER_MUTANT = 30
+# the least fraction of the non-equivalent mutants each layer must reject (issue 23)
+MIN_REJECTED = {"hidden": 0.95, "visible": 0.90}
+# every mutant that survives a layer, as (exercise, kind, change, why): "equivalent" (no result can
+# change) or "acceptable" (a result changes within what the exercise allows). A change listed n times
+# is n mutants. docs/instructors.md, "Mutation testing", explains each.
+SURVIVORS = (
+    ("adaptation_curve", "compare", "line 8: < -> <=", "equivalent"),
+    ("polynomial_fit", "float32_result", "the result's tensors in float32 (int32 for integers)", "acceptable"),
+    ("polynomial_fit", "list_result", "the result's tensors as Python lists and numbers", "acceptable"),
+    *[("reinforce_loss", "sign", "line 5: unary minus dropped", "equivalent")] * 3,
+    ("reinforce_loss", "sign", "line 6: unary minus dropped", "equivalent"),
+    *[("support_attention", "sign", "line 5: unary minus dropped", "equivalent")] * 2,
+)
 
 
 @dataclass
@@ -293,7 +309,7 @@ def _run(notebooks: str | Path, exercises: list[str] | None, echo) -> list[Mutan
     results = []
     for exercise in exercises or sorted(found):
         if exercise not in found:
-            raise SystemExit(f"no exercise called {exercise!r}; known: {', '.join(sorted(found))}")
+            raise ValueError(f"no exercise called {exercise!r}; known: {', '.join(sorted(found))}")
         nb, cell, name = found[exercise]
         variants = []
         for kind, change, text in source_mutants(cell, name):
@@ -318,6 +334,64 @@ def _run(notebooks: str | Path, exercises: list[str] | None, echo) -> list[Mutan
     return results
 
 
+@dataclass
+class Score:
+    """How many mutants each layer rejects, of those that are not equivalent."""
+    mutants: int
+    equivalent: int
+    rejected_visible: int   # of the non-equivalent ones
+    rejected_hidden: int
+
+    @property
+    def non_equivalent(self) -> int:
+        return self.mutants - self.equivalent
+
+    def fraction(self, layer: str) -> float:
+        """The share of the non-equivalent mutants that ``layer`` ("visible" or "hidden") rejects."""
+        rejected = self.rejected_visible if layer == "visible" else self.rejected_hidden
+        return rejected / self.non_equivalent if self.non_equivalent else 1.0
+
+
+def _key(m: Mutant) -> tuple[str, str, str]:
+    return m.exercise, m.kind, m.change
+
+
+def _documented(exercises: set[str] | None) -> list[tuple[str, str, str, str]]:
+    return [s for s in SURVIVORS if exercises is None or s[0] in exercises]
+
+
+def score(mutants: list[Mutant], exercises: set[str] | None = None) -> Score:
+    """The score of ``mutants``; a mutant that survives and is documented as equivalent does not count."""
+    equivalent = [s[:3] for s in _documented(exercises) if s[3] == "equivalent"]
+    counted = []
+    for m in mutants:
+        if (m.survived_visible or m.survived_hidden) and _key(m) in equivalent:
+            equivalent.remove(_key(m))
+        else:
+            counted.append(m)
+    return Score(len(mutants), len(mutants) - len(counted), sum(not m.survived_visible for m in counted),
+                 sum(not m.survived_hidden for m in counted))
+
+
+def problems(mutants: list[Mutant], exercises: set[str] | None = None) -> list[str]:
+    """One line per broken promise: a layer below its threshold, a survivor not documented in
+    :data:`SURVIVORS`, a documented survivor now rejected (``exercises``: those that ran; None: all)."""
+    found = score(mutants, exercises)
+    lines = [f"the {layer} {'checks' if layer == 'visible' else 'tests'} reject {found.fraction(layer):.1%} of the "
+             f"{found.non_equivalent} non-equivalent mutants, below the {least:.0%} required"
+             for layer, least in MIN_REJECTED.items() if found.fraction(layer) < least]
+    documented = sorted(s[:3] for s in _documented(exercises))
+    survived = sorted(_key(m) for m in mutants if m.survived_visible or m.survived_hidden)
+    for key in sorted(set(survived) | set(documented)):
+        if survived.count(key) > documented.count(key):
+            lines.append(f"undocumented survivor: {': '.join(key)} (reject it with a check, or add it to "
+                         f"SURVIVORS in mllib/course/mutants.py and docs/instructors.md with why)")
+        elif survived.count(key) < documented.count(key):
+            lines.append(f"documented survivor no longer survives: {': '.join(key)} (remove it from SURVIVORS "
+                         f"and docs/instructors.md)")
+    return lines
+
+
 def summary(mutants: list[Mutant]) -> str:
     total = len(mutants)
     visible = sum(not m.survived_visible for m in mutants)
@@ -331,19 +405,39 @@ def summary(mutants: list[Mutant]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mllib.course.mutants", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("exercises", nargs="*", help="exercise names (default: all)")
     parser.add_argument("--notebooks", default="notebooks", help="the instructor notebooks (default: notebooks)")
     parser.add_argument("--json", default=None, help="also write every mutant and its verdicts to this file")
-    args = parser.parse_args(argv)
+
+
+def report(args) -> int:
+    """Run, print the summary, the score against :data:`MIN_REJECTED` and every problem; 1 if any."""
     torch.set_num_threads(1)
     mutants = run(args.notebooks, args.exercises or None, echo=lambda msg: print(msg, flush=True))
     print(summary(mutants))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps([asdict(m) for m in mutants], indent=1), encoding="utf-8")
-    return 0
+    found = score(mutants, set(args.exercises) if args.exercises else None)
+    print(f"of the {found.non_equivalent} non-equivalent mutants: "
+          + ", ".join(f"{found.fraction(layer):.1%} rejected by the {layer} layer (at least {least:.0%})"
+                      for layer, least in MIN_REJECTED.items()))
+    lines = problems(mutants, set(args.exercises) if args.exercises else None)
+    for line in lines:
+        print(line)
+    print("mutation testing: ok" if not lines else f"mutation testing: {len(lines)} problem(s)")
+    return 1 if lines else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mllib.course.mutants", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return report(args)
+    except ValueError as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":
