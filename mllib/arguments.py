@@ -39,3 +39,57 @@ def check_choice(name: str, value: Any, allowed: tuple) -> Any:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
     return value
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+MAX_SEED = 2**32 - 1   # seeds are combined (seed + offset) and fed to torch and numpy: keep them small
+
+
+def env_flag(name: str) -> bool:
+    """The switch in environment variable ``name``: unset or empty is off; ``1/true/yes/on`` on,
+    ``0/false/no/off`` off (any case); anything else a ``ValueError`` naming the variable."""
+    import os
+
+    value = os.environ.get(name, "").strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in ("",) + FALSE_WORDS:
+        return False
+    raise ValueError(f"environment variable {name} must be one of {'/'.join(TRUE_WORDS)} (on) or "
+                     f"{'/'.join(FALSE_WORDS)} (off), got {os.environ[name]!r}")
+
+
+def env_int(name: str, default: int, low: int, high: int) -> int:
+    """The integer in environment variable ``name`` (``default`` when unset), within ``low..high``;
+    else a ``ValueError`` naming the variable (an empty value is an error, not the default)."""
+    import os
+
+    if name not in os.environ:
+        return default
+    raw = os.environ[name]
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ValueError(f"environment variable {name} must be an integer from {low} to {high}, got {raw!r} "
+                         f"(unset it for the default, {default})")
+    return value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """``value`` if it is an integer from 0 to :data:`MAX_SEED`; else ``ValueError`` naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer from 0 to {MAX_SEED}, got {value!r}")
+    return value
+
+
+def seed_argument(text: str) -> int:
+    """``argparse`` type of ``--seed``: an integer from 0 to :data:`MAX_SEED` (``1e20`` and ``-1`` are
+    refused with one line, before any data is loaded)."""
+    import argparse
+
+    try:
+        return check_seed("the seed", int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {text!r}") from None

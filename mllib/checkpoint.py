@@ -33,6 +33,7 @@ A run folder (``mllib.train.meta_train``'s ``out``) holds::
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import zipfile
@@ -68,8 +69,34 @@ def code_version() -> dict:
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` through a temporary file and ``os.replace``."""
     with atomic_write(path) as handle:
-        torch.save(obj, handle)
+        save_to(handle, obj, path)
     return Path(path)
+
+
+def save_to(handle, obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, handle)``; a failed write (a full disk, ``ulimit -f``), which torch reports
+    as a cryptic ``RuntimeError`` ("enforce fail at inline_container.cc ..."), becomes an ``OSError``
+    naming ``path`` and the likely cause."""
+    try:
+        torch.save(obj, handle)
+    except RuntimeError as err:
+        if not any(mark in str(err) for mark in ("enforce fail", "inline_container", "write")):
+            raise
+        raise OSError(errno.EIO, f"the file could not be written ({_write_limit()}); nothing was replaced",
+                      str(path)) from None
+
+
+def _write_limit() -> str:
+    """Why a write may have failed: this process's file-size limit when one is set, else a full disk."""
+    try:
+        import resource
+
+        limit, infinite = resource.getrlimit(resource.RLIMIT_FSIZE)[0], resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):
+        return "a full disk?"
+    if limit != infinite and limit >= 0:
+        return f"a file-size limit of {limit:,} bytes is set (`ulimit -f`): raise it, or write elsewhere"
+    return "a full disk?"
 
 
 def save_checkpoint(
@@ -151,6 +178,7 @@ def load_checkpoint(
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} is damaged: missing {', '.join(missing)}")
+    _check_config(state["config"], path)
     if expected_config is not None:
         diff = config_differences(state["config"], expected_config, ignore=ignore)
         if diff:
@@ -159,6 +187,22 @@ def load_checkpoint(
                 f"Use another --out folder, or repeat the checkpoint's settings to resume it."
             )
     return state
+
+
+REQUIRED_CONFIG_KEYS = ("algo", "ways", "shots", "profile")   # what evaluation and publishing read first
+
+
+def _check_config(config: Any, path: Path) -> None:
+    """``CheckpointError`` (one line) for a ``config`` without the keys every reader needs, as a
+    hand-edited checkpoint may be (it ended in ``KeyError: 'profile'``)."""
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"checkpoint {path} is damaged: its config is a {type(config).__name__}, not a dict")
+    missing = [k for k in REQUIRED_CONFIG_KEYS if k not in config]
+    if not missing and not isinstance(config["profile"], Mapping):
+        missing = ["profile (a dict)"]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is damaged: its config has no {', '.join(missing)} (was it "
+                              f"edited by hand?); use the file the run wrote, or train again")
 
 
 def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:

@@ -75,6 +75,14 @@ def describe_device(device: torch.device) -> str:
     return device.type
 
 
+def env_threads() -> int:
+    """``$MLLIB_THREADS`` (default 1), an integer from 1 to ``max(64, 4 x CPU cores)``; else a
+    ``ValueError`` naming the variable (empty, ``abc`` or ``10000`` included)."""
+    from mllib.arguments import env_int
+
+    return env_int(THREADS_ENV, 1, 1, max(64, 4 * (os.cpu_count() or 1)))
+
+
 def use_cpu_threads(device: torch.device, threads: int | None = None) -> int:
     """On a CPU ``device``, use ``threads`` torch threads (default ``$MLLIB_THREADS``, else 1).
 
@@ -82,7 +90,7 @@ def use_cpu_threads(device: torch.device, threads: int | None = None) -> int:
     much slower on a busy shared CPU. Other devices are left alone. Returns torch's thread count.
     """
     if device.type == "cpu":
-        torch.set_num_threads(threads or int(os.environ.get(THREADS_ENV, 1)))
+        torch.set_num_threads(threads or env_threads())
     return torch.get_num_threads()
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from mllib.checkpoint import BEST_NAME, LOG_NAME, load_checkpoint, read_metrics, shipped_name
+from mllib.checkpoint import BEST_NAME, LOG_NAME, load_checkpoint, read_metrics, save_to, shipped_name
 from mllib.config import resolve_profile
 from mllib.data.locate import repo_root
 from mllib.evaluate import evaluate
@@ -273,7 +273,7 @@ def write_published(dest: Path, name: str, slim: dict, model_card: dict, log: Pa
                     with open(log, "rb") as source:
                         shutil.copyfileobj(source, handle)
                 elif kind == "weights":
-                    torch.save(slim, handle)
+                    save_to(handle, slim, target)
                 else:
                     handle.write((json.dumps(model_card, indent=2) + "\n").encode())
                 handle.flush()

@@ -370,3 +370,128 @@ def test_cli_train_refuses_reptile_with_inner_steps_zero_in_one_line(tmp_path, c
     assert main(["train", "--algo", "reptile", "--inner-steps", "0", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: inner_steps=0 trains nothing for algo=reptile") and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------------ smaller items: one line each, no silent fallback
+
+def _tiny_checkpoint(path: Path, config: dict) -> Path:
+    import torch
+
+    from mllib.checkpoint import save_checkpoint
+
+    save_checkpoint(path, meta_params={"w": torch.zeros(2)}, optimizer_state={}, config=config, step=1)
+    return path
+
+
+@pytest.mark.parametrize("config", [{"algo": "maml", "ways": 5, "shots": 1},
+                                    {"algo": "maml", "ways": 5, "shots": 1, "profile": "quick"}])
+def test_a_hand_edited_checkpoint_without_profile_ends_in_one_line(tmp_path, capsys, config):
+    from mllib.__main__ import main
+
+    path = _tiny_checkpoint(tmp_path / "edited.pt", config)
+    assert main(["eval", "--checkpoint", str(path), "--tasks", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: checkpoint") and "profile" in err[-1] and "edited by hand" in err[-1]
+
+
+@pytest.mark.parametrize("value", ["", "abc", "0", "10000", "-2"])
+def test_mllib_threads_errors_name_the_variable(monkeypatch, value):
+    import torch
+
+    from mllib.device import use_cpu_threads
+
+    monkeypatch.setenv("MLLIB_THREADS", value)
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="environment variable MLLIB_THREADS must be an integer from 1 to"):
+        use_cpu_threads(torch.device("cpu"))
+    assert torch.get_num_threads() == before
+
+
+def test_mllib_threads_still_sets_the_threads(monkeypatch):
+    import torch
+
+    from mllib.device import use_cpu_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("MLLIB_THREADS", " 2 ")
+    try:
+        assert use_cpu_threads(torch.device("cpu")) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value, allowed", [("off", False), ("OFF", False), ("no", False), ("0", False),
+                                            ("", False), ("on", True), ("1", True), ("Yes", True)])
+def test_allow_partial_data_off_means_off(monkeypatch, value, allowed):
+    from mllib.data import check_split_complete
+
+    monkeypatch.setenv("MLLIB_ALLOW_PARTIAL_DATA", value)
+    if allowed:
+        with pytest.warns(UserWarning, match="non-standard"):
+            assert check_split_complete([], "maml", ("test",)).startswith("non-standard")
+    else:
+        with pytest.raises(OmniglotDataError, match="incomplete"):
+            check_split_complete([], "maml", ("test",))
+
+
+def test_allow_partial_data_with_an_unknown_word_names_the_variable(monkeypatch):
+    from mllib.data import check_split_complete
+
+    monkeypatch.setenv("MLLIB_ALLOW_PARTIAL_DATA", "maybe")
+    with pytest.raises(ValueError, match="environment variable MLLIB_ALLOW_PARTIAL_DATA must be one of"):
+        check_split_complete([], "maml", ("test",))
+
+
+@pytest.mark.parametrize("command", [["train", "--out", "unused"], ["eval", "--checkpoint", "unused"]])
+@pytest.mark.parametrize("seed", ["1e20", "100000000000000000000", "-1"])
+def test_a_seed_out_of_range_gives_one_clear_line(capsys, command, seed):
+    from mllib.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--seed", seed])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --seed: must be an integer from 0 to 4294967295" in err and "Overflow" not in err
+
+
+def test_eval_inner_steps_on_a_checkpoint_without_inner_loop_is_refused(capsys):
+    from mllib.__main__ import main
+
+    assert main(["eval", "--checkpoint", "incontext_omniglot_5w1s", "--inner-steps", "5", "--tasks", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --inner-steps does not apply") and "incontext" in err[-1]
+
+
+def test_bench_threads_zero_is_refused(capsys):
+    from mllib.__main__ import main
+
+    assert main(["bench", "--quick", "--no-isolate", "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def test_bench_quick_keeps_explicit_sizes(monkeypatch, capsys):
+    import mllib.cli.bench as cli_bench
+    from mllib.__main__ import main
+
+    seen = {}
+
+    def fake_benchmark(**kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli_bench, "run_benchmark", fake_benchmark)
+    assert main(["bench", "--quick", "--meta-batch", "4", "--filters", "16", "--rounds", "3"]) == 2
+    assert (seen["meta_batch"], seen["filters"], seen["rounds"], seen["query"]) == (4, 16, 3, 2)
+    assert main(["bench"]) == 2
+    assert (seen["meta_batch"], seen["filters"], seen["rounds"], seen["query"], seen["warmup"]) == (32, 64, 15, 15, 1)
+
+
+def test_a_file_size_limit_gives_a_clear_line(tmp_path):
+    code = ("import resource, torch; resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY)); "
+            "import mllib.checkpoint as c; from mllib.files import describe_os_error\n"
+            "try:\n    c.atomic_save({'x': torch.zeros(100_000)}, " + repr(str(tmp_path / 'big.pt')) + ")\n"
+            "except OSError as err:\n    print(describe_os_error(err))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "file-size limit of 100,000 bytes" in done.stdout and "big.pt" in done.stdout, done.stdout + done.stderr
+    assert not list(tmp_path.iterdir())   # no temporary file left

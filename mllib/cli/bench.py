@@ -28,6 +28,7 @@ from mllib.files import atomic_write_text, check_output_file
 from mllib.results import update_readme
 
 QUICK = dict(meta_batch=2, filters=8, query=2, rounds=2, warmup=1)
+DEFAULT_SIZES = dict(meta_batch=32, filters=64, query=15, rounds=15, warmup=1)
 
 
 def _csv(allowed: tuple[str, ...], name: str):
@@ -58,23 +59,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         _csv(REFERENCES, "--references")(t), default=list(REFERENCES),
                         help="comma-separated references to compare against, or 'none' (default: both; "
                              "missing ones are reported, not fatal)")
-    parser.add_argument("--meta-batch", type=int, default=32)
+    parser.add_argument("--meta-batch", type=int, default=None, help="default 32 (2 with --quick)")
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--query", type=int, default=15, help="query images per class")
-    parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--query", type=int, default=None, help="query images per class (default 15; 2 with --quick)")
+    parser.add_argument("--filters", type=int, default=None, help="default 64 (8 with --quick)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="interleaved rounds, each one timed meta-step of every implementation (default 15)")
     parser.add_argument("--steps", type=int, default=None, help="older spelling: rounds = steps x repeats")
     parser.add_argument("--repeats", type=int, default=None, help="older spelling: rounds = steps x repeats")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed meta-steps before timing")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed meta-steps before timing (default 1)")
     parser.add_argument("--check-tasks", type=int, default=4, help="tasks in the float64 gradient check")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in each worker")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
     parser.add_argument("--no-isolate", dest="isolate", action="store_false",
                         help="time in this process (faster start; peak RSS then covers everything run)")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes for a smoke test: meta-batch 2, filters 8, 2 queries, 2 rounds")
+                        help="tiny sizes for a smoke test: meta-batch 2, filters 8, 2 queries, 2 rounds "
+                             "(a size given explicitly is kept)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
     parser.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH")
     parser.add_argument("--readme", action="store_true",
@@ -101,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
     if args.rounds is not None and (args.steps, args.repeats) != (None, None):
         raise ValueError("give --rounds, or the older --steps/--repeats (rounds = steps x repeats), not both")
     rounds = args.rounds if args.rounds is not None else (
-        15 if (args.steps, args.repeats) == (None, None) else (args.steps or 1) * (args.repeats or 1))
-    sizes = dict(meta_batch=args.meta_batch, filters=args.filters, query=args.query, rounds=rounds,
+        None if (args.steps, args.repeats) == (None, None) else (args.steps or 1) * (args.repeats or 1))
+    given = dict(meta_batch=args.meta_batch, filters=args.filters, query=args.query, rounds=rounds,
                  warmup=args.warmup)
-    if args.quick:
-        sizes.update(QUICK)
+    base = QUICK if args.quick else DEFAULT_SIZES   # --quick fills in the sizes not given, never overrides one
+    sizes = {name: base[name] if value is None else value for name, value in given.items()}
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1 (torch threads per worker), got {args.threads}")
     for name, low in (("meta_batch", 1), ("filters", 1), ("query", 1), ("warmup", 0)):
         if sizes[name] < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {sizes[name]}")

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from mllib.algorithms import BN_MODES
-from mllib.checkpoint import METRICS_NAME, find_checkpoint
+from mllib.arguments import seed_argument
+from mllib.checkpoint import METRICS_NAME, find_checkpoint, load_checkpoint
 from mllib.data.splits import PARTS
-from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result
+from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result, has_inner_loop
 from mllib.files import check_output_file
 from mllib.plots import save_learning_curve
 
@@ -36,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--query", type=int, default=None, help="query images per class (default: the profile's)")
     parser.add_argument("--bn", choices=BN_MODES, default=None, help="default: the training mode")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda|mps (default: $MLLIB_DEVICE, else auto)")
-    parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the test tasks")
+    parser.add_argument("--seed", type=seed_argument, default=TEST_SEED, help="seed of the test tasks")
     parser.add_argument("--batch-size", type=int, default=50, help="tasks evaluated at once")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
     parser.add_argument("--plot", default=None, metavar="PATH",
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = find_checkpoint(args.checkpoint).parent / METRICS_NAME
         if not metrics.is_file():
             raise FileNotFoundError(f"--plot draws the run's {METRICS_NAME}, and there is none at {metrics}")
+    if args.inner_steps is not None:
+        _check_has_inner_loop(args.checkpoint)
     if args.tasks < 600:
         print(f"note: {args.tasks} tasks; the published protocol uses at least 600", file=sys.stderr)
     result = evaluate(args.checkpoint, tasks=args.tasks, split=args.split, inner_steps=args.inner_steps,
@@ -65,3 +68,11 @@ def run(args: argparse.Namespace) -> int:
                                    title=f"{result['algo']} {result['ways']}-way {result['shots']}-shot")
         print(f"wrote learning curve to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+def _check_has_inner_loop(checkpoint: str) -> None:
+    """``ValueError`` when ``--inner-steps`` is given for a checkpoint whose algorithm has no inner
+    loop (``incontext``, ``protonet``): the option would be ignored without a word."""
+    algo = load_checkpoint(find_checkpoint(checkpoint))["config"]["algo"]
+    if not has_inner_loop(algo):
+        raise ValueError(f"--inner-steps does not apply to {checkpoint}: the {algo} learner has no inner loop "
+                         f"(it adapts in its forward pass); leave the option out")

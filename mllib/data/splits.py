@@ -36,6 +36,8 @@ import warnings
 from functools import lru_cache
 from importlib import resources
 
+from mllib.arguments import env_flag
+
 from .locate import OmniglotDataError
 
 PARTIAL_ENV = "MLLIB_ALLOW_PARTIAL_DATA"
@@ -117,7 +119,7 @@ def check_split_complete(characters: list[str], split: str | None, parts: tuple[
     what = (f"{len(missing)} of {len(wanted)} characters of the {split} split's {'+'.join(parts)} missing "
             f"(alphabets {shown})")
     if allow is None:
-        allow = os.environ.get(PARTIAL_ENV, "").strip().lower() not in ("", "0", "false", "no")
+        allow = env_flag(PARTIAL_ENV)   # "off" is off; an unknown word is an error naming the variable
     if not allow:
         raise OmniglotDataError(
             f"this copy of Omniglot is incomplete: {what}, so the test protocol would change. Restore the "
