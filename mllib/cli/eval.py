@@ -14,11 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from mllib.algorithms import BN_MODES
+from mllib.algorithms import BN_MODES, INCONTEXT
 from mllib.arguments import seed_argument
 from mllib.checkpoint import METRICS_NAME, find_checkpoint, load_checkpoint
 from mllib.data.splits import PARTS
-from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result, has_inner_loop
+from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result
 from mllib.files import check_output_file
 from mllib.plots import save_learning_curve
 
@@ -69,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote learning curve to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
+NO_INNER_LOOP = ("protonet", INCONTEXT)   # algorithms whose learners adapt without inner steps
+
+
 def _check_has_inner_loop(checkpoint: str) -> None:
     """``ValueError`` when ``--inner-steps`` is given for a checkpoint whose algorithm has no inner
     loop (``incontext``, ``protonet``): the option would be ignored without a word."""
     algo = load_checkpoint(find_checkpoint(checkpoint))["config"]["algo"]
-    if not has_inner_loop(algo):
+    if algo in NO_INNER_LOOP:
         raise ValueError(f"--inner-steps does not apply to {checkpoint}: the {algo} learner has no inner loop "
                          f"(it adapts in its forward pass); leave the option out")
