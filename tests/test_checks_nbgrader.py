@@ -4,7 +4,8 @@ A one-exercise course (``source/ps1/ci.ipynb``: a solution cell and an autograde
 worth 2 points) goes through ``nbgrader generate_assignment`` and ``nbgrader autograde``. The
 release's unanswered notebook, submitted as it is, must score 0 without any course variable set
 (nbgrader's own ``NBGRADER_EXECUTION`` makes the checks strict); the solution scores 2. Skipped
-when nbgrader is not installed (``pip install nbgrader``).
+when nbgrader is not installed (``pip install nbgrader``, in the ``test`` extra). The real course
+notebooks 02 and 03 go through the same round trip in ``tests/test_nbgrader_round_trip.py``.
 """
 from __future__ import annotations
 
