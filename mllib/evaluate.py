@@ -1,6 +1,6 @@
 """Evaluation (评估): mean accuracy with a 95% confidence interval over fixed, seeded test tasks.
 
-Taught in notebook 05, section 3. The protocol of the MAML paper: adapt to each of (at least)
+Taught in notebook 05, section 3. Scored as in the MAML paper: adapt to each of (at least)
 600 unseen test tasks from its support set, score the query set, report the mean and
 ``1.96 * sd / sqrt(n)``. Three steps, one function each::
 
@@ -10,7 +10,11 @@ Taught in notebook 05, section 3. The protocol of the MAML paper: adapt to each 
     mean, ci95 = mean_ci95(accuracies)
 
 ``evaluate(source)`` does all of it and returns the number with its protocol: split, ways,
-shots, query, inner steps and learning rate at test, batch-norm mode, transductive or not.
+shots, query, inner steps and learning rate at test, batch-norm mode, transductive or not, and
+the test classes. By default a test class is a character as drawn (this course's protocol);
+``test_rotations=True`` (``python -m mllib eval --test-rotations``) tests as the MAML and
+Prototypical Networks papers did, each test character rotated by 0, 90, 180 and 270 degrees
+giving four classes. Compare with the papers' numbers only under theirs.
 The test tasks are drawn from a generator seeded with ``seed`` (default :data:`TEST_SEED`), in
 fixed chunks of :data:`SAMPLE_CHUNK` tasks, so every model is scored on exactly the same tasks;
 ``evaluate`` scores each chunk before it draws the next (600 20-way tasks with 15 queries would
@@ -72,11 +76,19 @@ class Protocol:
       (``head_init``: a zero-head learner adapts from a zero head at test time too);
     * ``ways``, ``shots``, ``query``: the task shape (``query`` images per class);
     * ``inner_steps``: adaptation steps at test time;
-    * ``split``: the character split manifest (``"maml"``, ``"vinyals"``; ``None``: all characters).
+    * ``split``: the character split manifest (``"maml"``, ``"vinyals"``; ``None``: all characters);
+    * ``test_rotations``: the classes of the tested part. ``False`` (this course's default): each
+      character as drawn is one class. ``True``: the test protocol of the MAML and Prototypical
+      Networks papers: each character rotated by 0, 90, 180 and 270 degrees gives four distinct
+      classes (423 x 4 = 1,692 test classes on the ``maml`` split), and tasks draw ``ways`` of
+      them, so a task may hold two rotations of one character under different labels. Training
+      tasks (``part="train"``) are rotated either way.
 
         >>> protocol = Protocol(MetaConfig(algo="maml"), ways=5, shots=1, query=15, inner_steps=10)
         >>> protocol.with_changes(query=5, bn="support").query
         5
+        >>> protocol.with_changes(test_rotations=True).test_rotations
+        True
     """
 
     meta_config: MetaConfig
@@ -85,14 +97,22 @@ class Protocol:
     query: int
     inner_steps: int
     split: str | None = "maml"
+    test_rotations: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.test_rotations, bool):
+            raise ValueError(f"test_rotations must be True (rotated test classes, the papers' protocol) or "
+                             f"False (characters as drawn), got {self.test_rotations!r}")
 
     def with_changes(self, query: int | None = None, inner_steps: int | None = None, bn: str | None = None,
-                     form: str | None = None, shots: int | None = None) -> "Protocol":
+                     form: str | None = None, shots: int | None = None,
+                     test_rotations: bool | None = None) -> "Protocol":
         """This protocol with the given settings changed (``None``: unchanged)."""
         meta = replace(self.meta_config, bn=bn or self.meta_config.bn, form=form or self.meta_config.form)
         return replace(self, meta_config=meta, query=self.query if query is None else query,
                        inner_steps=self.inner_steps if inner_steps is None else inner_steps,
-                       shots=self.shots if shots is None else shots)
+                       shots=self.shots if shots is None else shots,
+                       test_rotations=self.test_rotations if test_rotations is None else test_rotations)
 
 
 @dataclass
@@ -111,14 +131,15 @@ class Run:
 
 def load_run(source, device: str | torch.device | None = "auto", *, query: int | None = None,
              inner_steps: int | None = None, bn: str | None = None, form: str | None = None,
-             shots: int | None = None) -> Run:
+             shots: int | None = None, test_rotations: bool | None = None) -> Run:
     """The meta-learner of ``source`` on ``device``, with the protocol it was trained for (notebook 05).
 
     ``source``: a checkpoint path, a loaded checkpoint dict, a ``mllib.train.TrainResult`` (its
     final meta-parameters) or a :class:`Run`. The protocol's defaults come from the training
     config: query = ``test_query``, inner steps = ``inner_steps_test``, batch norm = the training
     mode, shots = the training shots; the keyword arguments change them (``None``: unchanged),
-    e.g. ``shots=5`` tests a 1-shot learner on 5-shot tasks. A form of ``"auto"`` becomes
+    e.g. ``shots=5`` tests a 1-shot learner on 5-shot tasks, ``test_rotations=True`` on the papers'
+    rotated test classes (:class:`Protocol`). A form of ``"auto"`` becomes
     the form for ``device`` (``mllib.algorithms.pick_form``). A checkpoint path may also name a
     shipped checkpoint (``"maml_omniglot_5w1s"``, ``mllib.checkpoint.find_checkpoint``).
 
@@ -137,7 +158,7 @@ def load_run(source, device: str | torch.device | None = "auto", *, query: int |
     where = run.checkpoint or "<in memory>"
     check_params_match(run.params, init_meta_params(run.model, run.protocol.meta_config), where)
     check_finite_params(run.params, where)
-    protocol = run.protocol.with_changes(query, inner_steps, bn, form, shots)
+    protocol = run.protocol.with_changes(query, inner_steps, bn, form, shots, test_rotations)
     protocol = protocol.with_changes(form=resolve_form(protocol.meta_config.form, dev))
     params = {k: v.to(dev) for k, v in run.params.items()}  # detached once, in evaluate_tasks
     return Run(run.model.to(dev), params, protocol, run.step, run.checkpoint, run.protocol_note)
@@ -182,16 +203,32 @@ def test_tasks(data: OmniglotData, protocol: Protocol, count: int = 600, part: s
 def test_task_chunks(data: OmniglotData, protocol: Protocol, count: int = 600, part: str = "test",
                      seed: int = TEST_SEED) -> Iterator[TaskBatch]:
     """The tasks of :func:`test_tasks`, :data:`SAMPLE_CHUNK` at a time, each drawn when it is asked for."""
-    check_choice("part", part, PARTS)
     check_int("count", count, 1)
-    check_int("seed", seed, 0)
-    sampler = OmniglotTasks(data, split=protocol.split, part=part, ways=protocol.ways, shots=protocol.shots,
-                            query=protocol.query, seed=seed)
+    sampler = test_sampler(data, protocol, part, seed)
     for start in range(0, count, SAMPLE_CHUNK):
         yield sampler.sample(min(SAMPLE_CHUNK, count - start))
 
 
-test_tasks.__test__ = test_task_chunks.__test__ = False  # library functions named "test...": not pytest tests
+def test_sampler(data: OmniglotData, protocol: Protocol, part: str = "test", seed: int = TEST_SEED) -> OmniglotTasks:
+    """The seeded task sampler behind :func:`test_tasks`: ``part`` of ``protocol.split``, its classes
+    rotated when ``protocol.test_rotations`` (training tasks always are; see :class:`Protocol`).
+
+        >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
+        >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
+        >>> protocol = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> rotated = protocol.with_changes(test_rotations=True)
+        >>> test_sampler(data, protocol).num_classes, test_sampler(data, rotated).num_classes
+        (12, 48)
+    """
+    check_choice("part", part, PARTS)
+    check_int("seed", seed, 0)
+    rotations = True if protocol.test_rotations else None  # None: the sampler's default (train only)
+    return OmniglotTasks(data, split=protocol.split, part=part, ways=protocol.ways, shots=protocol.shots,
+                         query=protocol.query, rotations=rotations, seed=seed)
+
+
+# library functions named "test...": not pytest tests
+test_tasks.__test__ = test_task_chunks.__test__ = test_sampler.__test__ = False
 
 
 def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Protocol, tasks: TaskBatch,
@@ -228,13 +265,16 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
     ``"train"``: the part of the split manifest).
 
     ``source``: whatever :func:`load_run` takes; ``protocol_changes``: its ``query``,
-    ``inner_steps``, ``bn``, ``form`` and ``shots``. ``data`` defaults to ``mllib.data.load_omniglot()``;
+    ``inner_steps``, ``bn``, ``form``, ``shots`` and ``test_rotations`` (``True``: the papers'
+    rotated test classes, see :class:`Protocol`). ``data`` defaults to ``mllib.data.load_omniglot()``;
     a copy that lacks characters of the split's part is refused unless ``allow_partial_data``
     (or ``$MLLIB_ALLOW_PARTIAL_DATA``). Tasks are drawn and scored :data:`SAMPLE_CHUNK` at a time.
 
     Returns ``{"accuracy", "ci95", "algo", "ways", "shots", "query", "tasks", "inner_steps",
     "inner_lr", "inner_lr_learned", "bn", "transductive", "split", "split_name", "seed", "seconds",
-    "device", "form", "step", "checkpoint", "head_init", "standard_protocol", "protocol_note"}`` (accuracy and
+    "device", "form", "step", "checkpoint", "head_init", "test_rotations", "classes", "standard_protocol",
+    "protocol_note"}`` (``classes``: how many classes the tasks were drawn from; ``inner_steps`` 0 and ``inner_lr``
+    ``None`` for a learner with no inner loop, :func:`has_inner_loop`; accuracy and
     ci95 as fractions in 0..1; ``standard_protocol`` is false when the data, or the data the
     checkpoint was trained on, was incomplete, and ``protocol_note`` says how). Notebook 05, section 3.
 
@@ -257,6 +297,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
     data_note = check_split_complete(data.characters, run.protocol.split, (split,), allow_partial_data or None)
     notes = [note for note in (run.protocol_note and f"trained {run.protocol_note}",
                                data_note and f"evaluated {data_note}") if note]
+    classes = test_sampler(data, run.protocol, split, seed).num_classes
     start = time.perf_counter()
     scores = []
     with progress_bar(total=tasks, desc="eval", enabled=progress) as bar:
@@ -265,7 +306,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
             bar.update(len(chunk))
     accuracy, ci95 = mean_ci95(torch.cat(scores))
     protocol, meta = run.protocol, run.protocol.meta_config
-    inner = meta.algo != INCONTEXT  # the in-context learner reads the support set: no inner loop
+    inner = has_inner_loop(meta.algo)
     return {
         "accuracy": accuracy, "ci95": ci95, "algo": meta.algo, "ways": protocol.ways, "shots": protocol.shots,
         "query": protocol.query, "tasks": tasks, "inner_steps": protocol.inner_steps if inner else 0,
@@ -274,8 +315,20 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
         "transductive": meta.bn == "batch", "split": split, "split_name": protocol.split, "seed": seed,
         "seconds": round(time.perf_counter() - start, 3), "device": str(dev),
         "form": meta.form, "step": run.step, "checkpoint": run.checkpoint, "head_init": meta.head_init,
+        "test_rotations": protocol.test_rotations, "classes": classes,
         "standard_protocol": not notes, "protocol_note": "; ".join(notes) or None,
     }
+
+
+def has_inner_loop(algo: str) -> bool:
+    """Whether ``algo`` adapts by gradient steps at test time: not the prototypical network (class means
+    of the support embeddings) nor the in-context learner (reads the support set), whatever steps the
+    protocol names.
+
+        >>> has_inner_loop("maml"), has_inner_loop("protonet"), has_inner_loop(INCONTEXT)
+        (True, False, False)
+    """
+    return algo not in ("protonet", INCONTEXT)
 
 
 def format_result(result: Mapping[str, Any]) -> str:
@@ -285,6 +338,8 @@ def format_result(result: Mapping[str, Any]) -> str:
         ...               query=5, inner_steps=3, inner_lr=0.4, bn="batch", transductive=True, device="cpu", seconds=9)
         >>> format_result(result)[:55]
         'maml 5-way 1-shot: 92.59% +- 0.56% (95% CI, 600 test ta'
+        >>> format_result(dict(result, test_rotations=True, classes=1692)).split(") ")[-1]
+        '[rotated test classes, 1692 of them, as in the MAML and ProtoNets papers]'
     """
     inner = (f"{result['inner_steps']} inner steps at lr {result['inner_lr']:g}"
              f"{' (learned)' if result.get('inner_lr_learned') else ''}"
@@ -295,6 +350,8 @@ def format_result(result: Mapping[str, Any]) -> str:
         f"(95% CI, {result['tasks']} {result['split']} tasks, {result['query']} queries per class, {inner}, "
         f"bn={result['bn']} ({'transductive' if result['transductive'] else 'not transductive'}), "
         f"{result['device']}, {result['seconds']:.0f} s)"
+        + (f" [rotated test classes, {result['classes']} of them, as in the MAML and ProtoNets papers]"
+           if result.get("test_rotations") else "")
         + (f" NON-STANDARD: {result['protocol_note']}" if result.get("standard_protocol") is False else "")
     )
 

@@ -36,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--inner-steps", type=int, default=None, help="inner steps at test (default: the profile's)")
     parser.add_argument("--query", type=int, default=None, help="query images per class (default: the profile's)")
     parser.add_argument("--bn", choices=BN_MODES, default=None, help="default: the training mode")
+    parser.add_argument("--test-rotations", action="store_true",
+                        help="the MAML and ProtoNets papers' test protocol: each test character rotated by "
+                             "0/90/180/270 degrees is four classes (default: characters as drawn)")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda|mps (default: $MLLIB_DEVICE, else auto)")
     parser.add_argument("--seed", type=seed_argument, default=TEST_SEED, help="seed of the test tasks")
     parser.add_argument("--batch-size", type=int, default=50, help="tasks evaluated at once")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tasks < 600:
         print(f"note: {args.tasks} tasks; the published protocol uses at least 600", file=sys.stderr)
     result = evaluate(args.checkpoint, tasks=args.tasks, split=args.split, inner_steps=args.inner_steps,
-                      query=args.query, bn=args.bn, device=args.device, seed=args.seed,
+                      query=args.query, bn=args.bn, test_rotations=args.test_rotations,
+                      device=args.device, seed=args.seed,
                       batch_size=args.batch_size, allow_partial_data=args.allow_partial_data)
     print(dumps(result) if args.json else format_result(result))
     if args.plot is not None:

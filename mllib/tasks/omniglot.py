@@ -4,7 +4,8 @@ A *class* is a character, or with ``rotations=True`` a pair (character, k) whose
 rotated by ``k * 90`` degrees, k in 0..3 (so each character gives four classes, as in the MAML
 paper). One task:
 
-1. ``ways`` distinct classes of the split part, in random order;
+1. ``ways`` distinct classes of the split part, in random order (with
+   ``one_rotation_per_character=True``: ``ways`` distinct characters, each at a random k);
 2. a fresh random permutation of ``0..ways-1`` as their labels;
 3. for each class, ``shots + query`` distinct drawers: the first ``shots`` go to the support set,
    the others to the query set (so no image is in both).
@@ -70,10 +71,15 @@ class OmniglotTasks:
     ``"vinyals"``, or ``None`` for every character of ``data``. ``part``: ``"train"``, ``"val"``
     or ``"test"``. ``characters``: explicit character indices into ``data.images`` (overrides
     ``split``; ``part`` then only names the seed stream). ``rotations``: rotated copies as new
-    classes; default ``True`` for ``part="train"``, ``False`` otherwise. ``device``: where the
-    image tensor lives and batches are built (indices are always drawn on the CPU generator).
-    ``threads``: torch CPU threads while a batch is sampled (default 1: the ops are small, and a
-    second thread on a busy shared CPU made sampling 10x slower here); ``None`` keeps torch's setting.
+    classes; default ``True`` for ``part="train"``, ``False`` otherwise (the MAML and Prototypical
+    Networks papers rotate test classes too: ``mllib.evaluate.Protocol(test_rotations=True)``).
+    ``one_rotation_per_character``: with rotations, draw ``ways`` distinct characters and then a
+    rotation for each (as the MAML reference code does), so a task never holds two rotations of
+    one character; default ``False``: ``ways`` distinct classes of the four-fold class set (as
+    Prototypical Networks describe it). ``device``: where the image tensor lives and batches are
+    built (indices are always drawn on the CPU generator). ``threads``: torch CPU threads while a
+    batch is sampled (default 1: the ops are small, and a second thread on a busy shared CPU made
+    sampling 10x slower here); ``None`` keeps torch's setting.
     Notebook 02, sections 5-7.
 
         >>> from mllib.data import OmniglotData
@@ -97,6 +103,7 @@ class OmniglotTasks:
         characters: Sequence[int] | None = None,
         device: torch.device | str | None = None,
         threads: int | None = 1,
+        one_rotation_per_character: bool = False,
     ) -> None:
         check_choice("part", part, PARTS)
         drawers = data.images.shape[1]
@@ -113,6 +120,13 @@ class OmniglotTasks:
         if rotations is None:
             rotations = part == "train"
         self.rotations_per_class = 4 if rotations else 1
+        if not isinstance(one_rotation_per_character, bool) or (one_rotation_per_character and not rotations):
+            raise ValueError(f"one_rotation_per_character must be True (with rotations=True) or False, got "
+                             f"{one_rotation_per_character!r} with rotations={rotations!r}")
+        if one_rotation_per_character and ways > len(chars):
+            raise ValueError(f"ways must be in 2..{len(chars)} (the characters of split={split!r} part={part!r}: "
+                             f"one_rotation_per_character draws distinct characters), got {ways}")
+        self.one_rotation_per_character = bool(one_rotation_per_character)
         num_classes = len(chars) * self.rotations_per_class
         if ways > num_classes:
             raise ValueError(
@@ -139,7 +153,8 @@ class OmniglotTasks:
     def __repr__(self) -> str:
         return (
             f"OmniglotTasks(split={self.split!r}, part={self.part!r}, ways={self.ways}, shots={self.shots}, "
-            f"query={self.query}, rotations={self.rotations}, classes={self.num_classes}, seed={self.seed})"
+            f"query={self.query}, rotations={self.rotations}, classes={self.num_classes}, seed={self.seed}"
+            + (", one_rotation_per_character=True" if self.one_rotation_per_character else "") + ")"
         )
 
     # ------------------------------------------------------------------ sampling
@@ -155,7 +170,11 @@ class OmniglotTasks:
         """
         check_int("num_tasks", num_tasks, 1)
         g = self.generator
-        classes = torch.rand(num_tasks, self.num_classes, generator=g).topk(self.ways, dim=1).indices
+        if self.one_rotation_per_character:  # distinct characters, then a rotation k for each
+            chars = torch.rand(num_tasks, len(self.characters), generator=g).topk(self.ways, dim=1).indices
+            classes = chars * self.rotations_per_class + torch.randint(0, 4, (num_tasks, self.ways), generator=g)
+        else:
+            classes = torch.rand(num_tasks, self.num_classes, generator=g).topk(self.ways, dim=1).indices
         labels = torch.rand(num_tasks, self.ways, generator=g).argsort(dim=1)
         drawers = torch.rand(num_tasks, self.ways, self._drawers, generator=g).argsort(dim=2)
         drawers = drawers[:, :, : self.shots + self.query]
@@ -202,7 +221,7 @@ class OmniglotTasks:
             "split": self.split, "part": self.part, "ways": self.ways, "shots": self.shots,
             "query": self.query, "rotations": self.rotations, "seed": self.seed,
             "num_classes": self.num_classes,
-        }
+        } | ({"one_rotation_per_character": True} if self.one_rotation_per_character else {})
 
     def state_dict(self) -> dict:
         """The generator state and the sampler's settings (to resume the same stream exactly)."""
