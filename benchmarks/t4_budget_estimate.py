@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import mllib.train
-from mllib.budget import LIVE_TRAINING, T4_MAML_STEP_SECONDS, live_budget, steps_within, use_clock
+from mllib.budget import LIVE_TRAINING, T4_MAML_STEP_SECONDS, live_budget, steps_within
 from mllib.data import load_omniglot
 from mllib.evaluate import evaluate
+from mllib.timing import use_clock
 from mllib.train import TrainConfig, meta_train
 
 OUT = Path(__file__).resolve().parent / "results" / "t4_budget_estimate.json"

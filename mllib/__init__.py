@@ -19,6 +19,7 @@ Taught extensions (what the notebooks build on the core):
 * ``learners``: which network each algorithm meta-trains on Omniglot.
 * ``learned_optimizer``, ``incontext``: a learned update rule, and a meta-learner that is one forward
   pass (notebook 07).
+* ``icl_regression``: in-context learning of linear regression beside the hand-designed algorithms.
 * ``representations``: linear CKA of a network before and after adaptation (notebook 06).
 * ``rl``: meta-reinforcement learning on point navigation (notebook 08).
 * ``compare``, ``relative_error``, ``per_task``: comparisons with their uncertainty, regression errors on
@@ -32,7 +33,8 @@ Infrastructure (what every run stands on):
 * ``data``: Omniglot located, built once into a cache, loaded, split by fixed manifests.
 * ``fast_ops``: the conv learner's speed tricks, each computing the same function.
 * ``checkpoint``, ``distributed``: run files that resume exactly; data-parallel meta-training.
-* ``arguments``, ``progress``: argument checks and the progress bar, each written once.
+* ``arguments``, ``progress``, ``timing``: argument checks, the progress bar and a training loop's time
+  budget, each written once.
 * ``files``, ``run_lock``, ``signals``: output locations checked before the work, atomic writes and
   errors that name the path; one run per output folder; Ctrl-C and SIGTERM handled alike.
 * ``provenance``, ``publish``, ``results``: what this copy of mllib is; a finished run published as a

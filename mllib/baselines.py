@@ -35,10 +35,10 @@ from mllib.algorithms import BN_MODES, loss_and_metric, predict, support_loss_fn
 from mllib.arguments import check_choice, check_int, check_positive
 from mllib.inner import adapt
 from mllib.models import ConvLearner, head_names, params_of
-from mllib.budget import TimeBudget, check_max_seconds
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 from mllib.tasks.omniglot import OmniglotTasks, stream_seed
+from mllib.timing import TimeBudget, check_max_seconds
 
 OPTIMIZERS = ("sgd", "adam")
 FINETUNE_MODES = ("head", "all")
@@ -183,7 +183,7 @@ def pretrain(data_or_batches, *, steps: int = 500, batch_size: int = 64, lr: flo
     ``sample(batch_size) -> (x [B, 1, H, W], y [B])``. Batch norm uses each minibatch's statistics.
     The initial weights come from ``torch.manual_seed(seed)`` in a forked RNG.
     ``callback(step, loss, accuracy)`` is called after every step. ``max_seconds``: a wall-clock
-    budget (``mllib.budget.TimeBudget``: stops before a step would overrun it, after at least one;
+    budget (``mllib.timing.TimeBudget``: stops before a step would overrun it, after at least one;
     ``len(result.losses)`` tells how many ran).
     """
     check_max_seconds(max_seconds)

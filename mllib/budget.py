@@ -1,4 +1,4 @@
-"""Time budgets for the notebooks' live training: the one table, and the loop that keeps to it.
+"""Time budgets for the notebooks' live training: the one table (course data, never imported by the library).
 
 Every cell of a notebook that trains something live (a sinusoid meta-training run, the MAML run of
 notebook 05, the RL runs of notebook 08, ...) takes its number of steps, and in the ``gpu``
@@ -17,14 +17,9 @@ profile a wall-clock budget, from :data:`LIVE_TRAINING`, through :func:`live_bud
 * ``full`` (``MLLIB_PROFILE=full``, only by explicit choice): the paper-scale ``full`` steps, no
   time limit.
 
-The time budget is kept by :class:`TimeBudget`, an iterator over the step numbers that stops before
-a step would overrun the budget (it estimates the next step's duration from the last one, and
-always runs at least one step). The trainers take it as ``max_seconds=``:
-``mllib.sine_experiments.meta_train_sinusoid`` / ``pretrain_sinusoid``,
-``mllib.learned_optimizer.meta_train_optimizer``, ``mllib.rl.meta_train`` / ``pretrain_joint``,
-``mllib.baselines.pretrain`` and ``mllib.train.meta_train`` (which stops after the step that uses
-the budget up, then validates: its ``--max-seconds`` semantics). All of them read the time from
-:func:`now`, which tests replace with a fake clock (:func:`use_clock`) to play a slow device.
+The time budget itself is kept by ``mllib.timing`` (the one clock, ``TimeBudget``,
+``check_max_seconds``), which every trainer uses; this module is the course's table, and the library
+never imports it.
 
 Example (notebook 05's live MAML run)::
 
@@ -34,95 +29,14 @@ Example (notebook 05's live MAML run)::
 from __future__ import annotations
 
 import math
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 from mllib.arguments import check_choice, check_positive
+from mllib.timing import BUDGET_ROUNDING
+# Kept here only for mllib.rl.maml, which still imports them from this module (its import moves to
+# mllib.timing with its owner's next change; tests/test_timing.py lists it as the one exception).
+from mllib.timing import TimeBudget, check_max_seconds  # noqa: F401
 
-_clock: Callable[[], float] | None = None   # None: time.perf_counter, looked up at every call
-
-
-def now() -> float:
-    """Seconds from the budget clock (``time.perf_counter`` unless a test installed a fake)."""
-    return time.perf_counter() if _clock is None else _clock()
-
-
-@contextmanager
-def use_clock(clock: Callable[[], float]) -> Iterator[None]:
-    """Read the time from ``clock`` (a function returning seconds) inside the block: a fake device."""
-    global _clock
-    previous, _clock = _clock, clock
-    try:
-        yield
-    finally:
-        _clock = previous
-
-
-def check_max_seconds(max_seconds: float | None) -> float | None:
-    """``max_seconds`` if it is ``None`` or a finite number of seconds > 0, else ``ValueError``."""
-    if max_seconds is None:
-        return None
-    if (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
-            or not math.isfinite(max_seconds) or max_seconds <= 0):
-        raise ValueError(f"max_seconds must be a number of seconds > 0 (or None for no budget), "
-                         f"got {max_seconds!r}")
-    return float(max_seconds)
-
-
-_ROUNDING = 1 + 1e-9   # a step that ends exactly on the budget fits, whatever the float sums
-
-
-class TimeBudget:
-    """The step numbers of a training loop, stopped before they overrun ``max_seconds``.
-
-    ``for step in TimeBudget(range(1, steps + 1), max_seconds, what="meta-steps"):`` runs every
-    step when ``max_seconds`` is None. Otherwise, before each step after the first, it checks that
-    the time used so far plus the last step's duration stays within ``max_seconds``; if not, it
-    stops, sets ``stopped``, and prints (``say``) a notice naming the steps done and planned.
-    At least one step always runs. ``done``: steps run; ``elapsed``: seconds from the first step
-    to the end of the last (both updated as it goes).
-    """
-
-    def __init__(self, steps: Iterable[int], max_seconds: float | None, what: str = "steps",
-                 say: Callable[[str], None] | None = print) -> None:
-        self.steps = steps
-        self.max_seconds = check_max_seconds(max_seconds)
-        self.what = what
-        self.say = say
-        self.done = 0
-        self.elapsed = 0.0
-        self.stopped = False
-
-    def __len__(self) -> int:
-        return len(self.steps)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[int]:
-        start = last = now()
-        for step in self.steps:
-            if self.done:
-                t = now()
-                self.elapsed, duration, last = t - start, t - last, t
-                if self.max_seconds is not None and self.elapsed + duration > self.max_seconds * _ROUNDING:
-                    self.stopped = True
-                    if self.say is not None:
-                        self.say(self.notice())
-                    return
-            yield step
-            self.done += 1
-        if self.done:
-            self.elapsed = now() - start
-
-    def notice(self) -> str:
-        """What a stopped run prints: the budget, the steps done, the steps planned."""
-        planned = f" of {len(self.steps)}" if hasattr(self.steps, "__len__") else ""
-        return (f"time budget of {self.max_seconds:g} s: stopped after {self.done}{planned} {self.what} "
-                f"({self.elapsed:.1f} s); the gpu profile bounds every live training run "
-                f"(MLLIB_PROFILE=full runs them all)")
-
-
-# ----------------------------------------------------------------------------- the table
 
 @dataclass(frozen=True)
 class LiveTraining:
@@ -204,7 +118,7 @@ def steps_within(key: str, step_seconds: float) -> int:
     check_choice("key", key, tuple(LIVE_TRAINING))
     step_seconds = check_positive("step_seconds", step_seconds)
     run = LIVE_TRAINING[key]
-    return max(1, min(run.gpu, math.floor(run.seconds / step_seconds * _ROUNDING)))
+    return max(1, min(run.gpu, math.floor(run.seconds / step_seconds * BUDGET_ROUNDING)))
 
 
 def notebook_budget(notebook: str) -> float:
@@ -237,5 +151,4 @@ T4_MAML_STEP_SECONDS = (0.02, 0.04)
 #: run it allows is measured.
 T4_MAML_ACCURACY = {0.04: (326, 0.8938, 0.0070), 0.02: (651, 0.9283, 0.0060)}
 
-__all__ = ["now", "use_clock", "check_max_seconds", "TimeBudget", "LiveTraining", "LIVE_TRAINING", "Budget",
-           "live_budget", "steps_within", "notebook_budget", "T4_MAML_STEP_SECONDS", "T4_MAML_ACCURACY"]
+__all__ = ["LiveTraining", "LIVE_TRAINING", "Budget", "live_budget", "steps_within", "notebook_budget", "T4_MAML_STEP_SECONDS", "T4_MAML_ACCURACY"]

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from typing import Mapping, Sequence
 
 import torch
@@ -70,6 +69,7 @@ from mllib.algorithms import loss_and_metric
 from mllib.arguments import check_int
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
+from mllib.timing import budget_spent, check_max_seconds, now
 
 Params = dict[str, Tensor]
 
@@ -455,6 +455,7 @@ def train_incontext(
     """
     check_int("steps", steps, 0)
     check_int("meta_batch", meta_batch, 1)
+    check_max_seconds(max_seconds)
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     if support_sizes is not None and (not support_sizes or any(
@@ -465,10 +466,8 @@ def train_incontext(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     rng = random.Random(seed)
-    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
-        raise ValueError(f"max_seconds must be None or a number > 0, got {max_seconds!r}")
     history: dict[str, list] = {"step": [], "loss": [], "metric": [], "seconds": 0.0, "interrupted": False}
-    start = time.perf_counter()
+    start = now()
     bar = progress_bar(total=steps, desc="train in-context", enabled=progress)
     model.train()
     try:
@@ -492,13 +491,13 @@ def train_incontext(
             bar.update(1)
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
-            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+            if budget_spent(max_seconds, now() - start):
                 break
     except KeyboardInterrupt:
         history["interrupted"] = True
     finally:
         bar.close()
-        history["seconds"] = time.perf_counter() - start
+        history["seconds"] = now() - start
         history["optimizer_state"] = optimizer.state_dict()
     return history
 

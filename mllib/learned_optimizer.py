@@ -45,10 +45,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from mllib.arguments import check_int
-from mllib.budget import TimeBudget, check_max_seconds
 from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
+from mllib.timing import TimeBudget, check_max_seconds
 
 Params = dict[str, Tensor]
 State = dict[str, Tensor]
@@ -417,7 +417,7 @@ def meta_train_optimizer(
     ``phi`` is a dict of detached tensors (the optimizer module's parameters are updated in place too).
     ``history``: ``{"step", "loss"}`` (mean query MSE over the unroll, per meta-step) and
     ``"interrupted"`` (Ctrl-C stops after the current meta-step). A tqdm bar shows progress unless
-    ``$CI`` is set. ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before a
+    ``$CI`` is set. ``max_seconds``: a wall-clock budget (``mllib.timing.TimeBudget``: stops before a
     meta-step would overrun it, after at least one; ``history["stopped"]`` tells). A meta-loss or a
     gradient that is not finite stops it with ``mllib.train.TrainingDiverged`` (before the step that
     would spoil ``phi``).

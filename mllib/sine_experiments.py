@@ -40,10 +40,10 @@ from mllib.config import resolve_profile
 from mllib.device import cpu_threads
 from mllib.inner import adapt
 from mllib.models import SineMLP, call_model, params_of
-from mllib.budget import TimeBudget, check_max_seconds
 from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
+from mllib.timing import TimeBudget, check_max_seconds
 
 Params = dict[str, Tensor]
 SINE_ALGORITHMS = tuple(a for a in ALGORITHMS if a != "protonet")
@@ -107,7 +107,7 @@ def meta_train_sinusoid(
     ``history``: ``{"step": [...], "loss": [...]}`` with the mean query MSE after adaptation of
     every meta-batch, and ``"interrupted": bool`` (Ctrl-C stops after the current step and
     returns what was learned so far). A tqdm bar shows progress unless ``$CI`` is set.
-    ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before a step would
+    ``max_seconds``: a wall-clock budget (``mllib.timing.TimeBudget``: stops before a step would
     overrun it, after at least one step; ``history["stopped"]`` tells); None runs every step.
     """
     check_choice("algo", algo, SINE_ALGORITHMS)

@@ -45,7 +45,6 @@ import mllib.data
 from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, FORMS, INCONTEXT, MetaConfig, MetaGradientNotFinite,
                               check_bn, default_bn, init_meta_params, load_into_model, meta_step, resolve_form)
 from mllib.arguments import check_choice, check_int
-from mllib.budget import now as budget_clock
 from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
                               load_checkpoint, read_metrics, save_checkpoint)
 from mllib.config import Profile, resolve_profile
@@ -60,6 +59,7 @@ from mllib.schedules import meta_lr_at, set_meta_lr
 from mllib.algorithms import ZERO_HEAD_ALGORITHMS
 from mllib.signals import StopRequest, signal_name
 from mllib.tasks import OmniglotTasks, TaskBatch
+from mllib.timing import budget_spent, check_max_seconds, now
 
 SPLIT_CHOICES = ("maml", "vinyals", "lake")
 # The lake split (background / evaluation alphabets) has no validation part: its runs validate on
@@ -140,12 +140,7 @@ class TrainConfig:
         if self.steps is not None:
             check_int("steps", self.steps, 1)
         check_int("seed", self.seed, 0)
-        if self.max_seconds is not None and not (
-            isinstance(self.max_seconds, (int, float)) and not isinstance(self.max_seconds, bool)
-            and math.isfinite(self.max_seconds) and self.max_seconds > 0
-        ):
-            raise ValueError(f"max_seconds must be a number of seconds > 0 (or None for no budget), "
-                             f"got {self.max_seconds!r}")
+        check_max_seconds(self.max_seconds)
 
     def resolved_profile(self) -> Profile:
         """The profile with ``overrides``, ``query`` and ``steps`` applied.
@@ -311,7 +306,7 @@ def _loop(run: "_Run", grad_hook, callback, rank: int, world_size: int) -> None:
     consistent = True  # False while a meta-step is half done
     stop.install()
     try:
-        while run.step < run.profile.meta_steps and not _budget_spent(config.max_seconds, run.elapsed):
+        while run.step < run.profile.meta_steps and not budget_spent(config.max_seconds, run.elapsed):
             consistent = False
             record, out_of_time = _train_step(run, grad_hook, rank, world_size)
             consistent = True
@@ -499,7 +494,7 @@ def _banner(run: _Run, rank: int, world_size: int) -> str:
 
 def _train_step(run: _Run, grad_hook, rank: int, world_size: int) -> tuple[dict, bool]:
     """One meta-step, then validation and checkpoints when due; ``(metrics record, out of time)``."""
-    profile, t0 = run.profile, budget_clock()
+    profile, t0 = run.profile, now()
     batch = run.train_tasks.sample(profile.meta_batch)
     set_meta_lr(run.optimizer, meta_lr_at(profile.meta_lr, run.step, profile.meta_steps, profile.meta_lr_schedule))
     if world_size > 1:
@@ -512,11 +507,11 @@ def _train_step(run: _Run, grad_hook, rank: int, world_size: int) -> tuple[dict,
     run.step += 1
     record = {"step": run.step, "loss": float(stats["loss"]), "accuracy": float(stats.get("accuracy", math.nan)),
               "val_accuracy": None}
-    out_of_time = _budget_spent(run.config.max_seconds, run.elapsed + budget_clock() - t0)
+    out_of_time = budget_spent(run.config.max_seconds, run.elapsed + now() - t0)
     last = run.step == profile.meta_steps or out_of_time
     if run.step % profile.val_every == 0 or last:
         record["val_accuracy"] = _validate(run)
-    run.elapsed += budget_clock() - t0
+    run.elapsed += now() - t0
     record["seconds"] = round(run.elapsed, 3)
     if run.is_main:
         append_text(run.out / METRICS_NAME, json.dumps(record) + "\n")
@@ -605,10 +600,6 @@ def split_parts(split: str, characters: list[str]) -> dict[str, dict]:
     held_out = [i for i in background if characters[i].split("/")[0] in LAKE_VAL_ALPHABETS]
     kept = [i for i in background if characters[i].split("/")[0] not in LAKE_VAL_ALPHABETS]
     return {"train": {"characters": kept, "rotations": True}, "val": {"characters": held_out}}
-
-
-def _budget_spent(max_seconds: float | None, elapsed: float) -> bool:
-    return max_seconds is not None and elapsed >= max_seconds
 
 
 def _ckpt_step(path: Path) -> str:

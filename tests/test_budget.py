@@ -1,4 +1,4 @@
-"""mllib.budget: the live-training table, TimeBudget on a fake clock, and the trainers that honour it.
+"""mllib.budget's live-training table, mllib.timing's TimeBudget on a fake clock, and the trainers that honour it.
 
 A fake device is a clock that only moves when a step runs: every step takes ``step_seconds``
 (``slow``: more than the budget allows for all steps; ``fast``: all steps fit). Tiny sizes, one thread.
@@ -18,9 +18,9 @@ import mllib.learned_optimizer
 import mllib.rl.maml
 import mllib.sine_experiments
 import mllib.train
-from mllib import budget
-from mllib.budget import (LIVE_TRAINING, Budget, TimeBudget, live_budget, notebook_budget, steps_within,
-                          use_clock)
+from mllib import timing
+from mllib.budget import LIVE_TRAINING, Budget, live_budget, notebook_budget, steps_within
+from mllib.timing import TimeBudget, use_clock
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -63,7 +63,7 @@ def test_time_budget_stops_before_overrunning_and_runs_at_least_one_step(step_se
 def test_time_budget_without_a_limit_runs_every_step_and_restores_the_clock():
     loop, device, said = run_budget(7, None, 100.0)
     assert (loop.done, loop.stopped, said, len(loop)) == (7, False, [], 7)
-    assert budget._clock is None and budget.now() > 0
+    assert timing._clock is None and timing.now() > 0
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "10", True])

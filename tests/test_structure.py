@@ -17,7 +17,7 @@ MAX_FUNCTION_LINES = 60
 DOCTEST_MODULES = [
     "mllib.inner", "mllib.models", "mllib.algorithms", "mllib.tasks.batch", "mllib.tasks.sinusoid",
     "mllib.tasks.omniglot", "mllib.train", "mllib.evaluate", "mllib.arguments", "mllib.progress",
-    "mllib.device", "mllib.plots", "mllib.diagnostics",
+    "mllib.device", "mllib.plots", "mllib.diagnostics", "mllib.timing",
 ]
 
 
