@@ -56,7 +56,7 @@ from torch.func import functional_call, vmap
 from mllib.arguments import check_choice, check_int, check_positive
 from mllib.config import HEAD_INITS
 from mllib.inner import adapt
-from mllib.models import call_model, head_names, params_of
+from mllib.models import Params, call_model, head_names, params_of
 from mllib.tasks.batch import TaskBatch
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")  # any learner of mllib.models
@@ -67,8 +67,6 @@ FORMS = ("auto", "loop", "vmap")
 REPTILE_DATA = ("support+query", "support")
 ZERO_HEAD_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")  # those with an inner loop on the head
 LR_PREFIX = "lr."
-
-Params = dict[str, Tensor]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from mllib.algorithms import BN_MODES, loss_and_metric, predict, support_loss_fn
 from mllib.arguments import check_choice, check_int, check_positive
 from mllib.inner import adapt
-from mllib.models import ConvLearner, head_names, params_of
+from mllib.models import ConvLearner, Params, head_names, params_of
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 from mllib.tasks.omniglot import OmniglotTasks, stream_seed
@@ -44,7 +44,6 @@ OPTIMIZERS = ("sgd", "adam")
 FINETUNE_MODES = ("head", "all")
 HEAD_INITS = ("zeros", "random")
 
-Params = dict[str, Tensor]
 
 
 def _ways_of(batch: TaskBatch) -> int:

@@ -123,10 +123,8 @@ def steps_within(key: str, step_seconds: float) -> int:
 
 def notebook_budget(notebook: str) -> float:
     """Seconds of live training the gpu profile allows notebook ``notebook`` ("05"), all runs together."""
+    check_choice("notebook", notebook, tuple(sorted({key.split()[0] for key in LIVE_TRAINING})))
     runs = {key: run for key, run in LIVE_TRAINING.items() if key.split()[0] == notebook}
-    if not runs:
-        raise ValueError(f"notebook must be one of {sorted({k.split()[0] for k in LIVE_TRAINING})}, "
-                         f"got {notebook!r}")
     return sum(run.seconds * run.runs for run in runs.values())
 
 

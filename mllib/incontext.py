@@ -66,12 +66,12 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from mllib.algorithms import loss_and_metric
-from mllib.arguments import check_int
+from mllib.arguments import check_choice, check_int, check_positive
+from mllib.models import Params
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 from mllib.timing import budget_spent, check_max_seconds, now
 
-Params = dict[str, Tensor]
 
 
 def _batched(t: Tensor) -> bool:
@@ -397,8 +397,7 @@ def batch_loss(model: InContextLearner, batch: TaskBatch, params: Mapping[str, T
     ``"batched"`` (one forward pass for all tasks, fastest), ``"vmap"`` (``torch.func.vmap`` of
     ``task_loss_fn``) or ``"loop"`` (``task_loss_fn`` task by task).
     """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+    check_choice("form", form, FORMS)
     _check_batch(model, batch.support_x, batch.support_y, batch.query_x)
     p, fn = _params(model, params), task_loss_fn(model)
     tasks = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
@@ -456,8 +455,7 @@ def train_incontext(
     check_int("steps", steps, 0)
     check_int("meta_batch", meta_batch, 1)
     check_max_seconds(max_seconds)
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    check_positive("lr", lr)
     if support_sizes is not None and (not support_sizes or any(
             not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in support_sizes)):
         raise ValueError(f"support_sizes must be None or a non-empty list of integers >= 1, got {support_sizes!r}")

@@ -15,8 +15,8 @@ from torch import Tensor
 
 from mllib.arguments import check_int
 from mllib.fast_ops import under_vmap
+from mllib.models import Params
 
-Params = dict[str, Tensor]
 
 
 def adapt(params: Mapping[str, Tensor], loss_fn: Callable[[Params, object], Tensor], support,

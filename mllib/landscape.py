@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
+from mllib.arguments import check_choice, check_int, check_positive
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
 
@@ -93,14 +94,11 @@ def train_start(kind: str = "maml", inner_lr: float = 0.1, steps: int = 600, met
     Tasks come from ``SinusoidTasks(shots, shots, seed)``, so both kinds see the same tasks.
     Returns ``(start [2], trajectory [steps + 1, 2])`` (the trajectory begins at ``init``).
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    check_choice("kind", kind, KINDS)
     for name, value in (("steps", steps), ("meta_batch", meta_batch), ("shots", shots)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int(name, value, 1)
     for name, value in (("inner_lr", inner_lr), ("lr", lr)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        check_positive(name, value)
     params = torch.tensor(init, dtype=torch.float32, requires_grad=True)
     optimizer = torch.optim.Adam([params], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - 0.95 * step / steps)

@@ -44,24 +44,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from mllib.arguments import check_int
+from mllib.arguments import check_int, check_positive
+from mllib.models import Params
 from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
 from mllib.timing import TimeBudget, check_max_seconds
 
-Params = dict[str, Tensor]
 State = dict[str, Tensor]
 FEATURES = ("gradient", "momentum 0.5", "momentum 0.9", "momentum 0.99")
 
 
 # ----------------------------------------------------------------------------- validation helpers
-
-def _positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
 
 def _beta(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -134,7 +128,7 @@ class SGD:
     """Plain gradient descent: ``theta - lr * grad``."""
 
     def __init__(self, lr: float) -> None:
-        self.lr = _positive_float("lr", lr)
+        self.lr = check_positive("lr", lr)
 
     def init(self, theta: Tensor) -> State:
         return {}
@@ -167,9 +161,9 @@ class Adam:
     """Adam (Kingma and Ba 2015) with bias correction, per task and coordinate."""
 
     def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.lr = _positive_float("lr", lr)
+        self.lr = check_positive("lr", lr)
         self.betas = (_beta("betas[0]", betas[0]), _beta("betas[1]", betas[1]))
-        self.eps = _positive_float("eps", eps)
+        self.eps = check_positive("eps", eps)
 
     def init(self, theta: Tensor) -> State:
         zero = torch.zeros_like(theta)
@@ -204,14 +198,14 @@ class LearnedOptimizer(nn.Module):
                  momenta: Sequence[float] = (0.5, 0.9, 0.99), beta2: float = 0.99, eps: float = 1e-8) -> None:
         super().__init__()
         check_int("hidden", hidden, 1)
-        lr = _positive_float("lr", lr)
-        self.output_scale = _positive_float("output_scale", output_scale)
+        lr = check_positive("lr", lr)
+        self.output_scale = check_positive("output_scale", output_scale)
         self.momenta = tuple(_beta(f"momenta[{i}]", b) for i, b in enumerate(momenta))
         if len(self.momenta) != len(FEATURES) - 1:
             raise ValueError(f"momenta must hold {len(FEATURES) - 1} rates (one per momentum feature), "
                              f"got {len(self.momenta)}")
         self.beta2 = _beta("beta2", beta2)
-        self.eps = _positive_float("eps", eps)
+        self.eps = check_positive("eps", eps)
         self.log_lr = nn.Parameter(torch.tensor(math.log(lr)))
         self.mlp = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 1))
@@ -429,7 +423,7 @@ def meta_train_optimizer(
     truncation = horizon if truncation is None else check_int("truncation", truncation, 1)
     if truncation > horizon:
         raise ValueError(f"truncation must be in 1..horizon={horizon}, got {truncation}")
-    meta_lr = _positive_float("meta_lr", meta_lr)
+    meta_lr = check_positive("meta_lr", meta_lr)
     tasks = SinusoidTasks(shots=shots, query=query, seed=seed) if tasks is None else tasks
     phi = dict(optimizer.named_parameters())
     adam = torch.optim.Adam(phi.values(), lr=meta_lr)

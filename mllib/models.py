@@ -38,6 +38,9 @@ from torch.func import functional_call
 from mllib import fast_ops
 from mllib.arguments import check_int
 
+#: Parameters (or gradients, or per-parameter rates) by name, as :func:`params_of` returns them.
+Params = dict[str, Tensor]
+
 
 class BatchNorm(nn.Module):
     """Per-channel normalisation with the statistics of (the first ``stats_rows`` rows of) ``x``.
@@ -169,7 +172,7 @@ def build_conv_learner(ways: int, filters: int, depth: int = 4) -> ConvLearner:
     return ConvLearner(ways, in_channels=1, filters=filters, depth=depth)
 
 
-def params_of(model: nn.Module) -> dict[str, Tensor]:
+def params_of(model: nn.Module) -> Params:
     """A copy of the model's parameters as a flat dict of detached leaf tensors requiring grad.
 
     Notebook 03, section 1 (parameters as a dict).

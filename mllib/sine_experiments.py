@@ -39,13 +39,12 @@ from mllib.arguments import check_choice, check_int, check_positive
 from mllib.config import resolve_profile
 from mllib.device import cpu_threads
 from mllib.inner import adapt
-from mllib.models import SineMLP, call_model, params_of
+from mllib.models import Params, SineMLP, call_model, params_of
 from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
 from mllib.timing import TimeBudget, check_max_seconds
 
-Params = dict[str, Tensor]
 SINE_ALGORITHMS = tuple(a for a in ALGORITHMS if a != "protonet")
 
 

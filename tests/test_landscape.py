@@ -70,8 +70,8 @@ def test_joint_training_finds_the_mean_task_and_maml_starts_adapt_better():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(kind="reptile"), "kind must be one of joint, maml"),
     (dict(steps=0), "steps must be an integer >= 1"),
-    (dict(inner_lr=0.0), "inner_lr must be a number > 0"),
-    (dict(lr=float("nan")), "lr must be a number > 0"),
+    (dict(inner_lr=0.0), "inner_lr must be a finite number > 0"),
+    (dict(lr=float("nan")), "lr must be a finite number > 0"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,0 +1,63 @@
+"""Ranges and choices are checked by ``mllib.arguments`` (one wording), and ``Params`` is defined once."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from mllib.budget import notebook_budget
+from mllib.incontext import MLPEncoder, InContextLearner, batch_loss, train_incontext
+from mllib.landscape import train_start
+from mllib.learned_optimizer import LearnedOptimizer, meta_train_optimizer
+from mllib.models import SineMLP
+from mllib.tasks import SinusoidTasks
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mllib"
+# mllib.rl keeps its own aliases until its owner switches them to mllib.models.Params.
+NOT_YET_MOVED = {"rl/maml.py", "rl/policy.py"}
+
+
+def alias_definitions(name: str, package: Path = PACKAGE) -> set[str]:
+    """The files of ``package`` that assign ``name`` at module level (``Params = ...``)."""
+    found = set()
+    for path in package.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                found.add(str(path.relative_to(package)))
+    return found
+
+
+def test_alias_definitions_finds_plain_and_annotated_ones(tmp_path):
+    (tmp_path / "a.py").write_text("Params = dict\n")
+    (tmp_path / "b.py").write_text("from typing import TypeAlias\nParams: TypeAlias = dict\n")
+    (tmp_path / "c.py").write_text("from a import Params\ndef f():\n    Params = 1\n")
+    assert alias_definitions("Params", tmp_path) == {"a.py", "b.py"}
+
+
+def test_params_is_defined_once_beside_params_of():
+    assert alias_definitions("Params") - NOT_YET_MOVED == {"models.py"}
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: train_start("maml", inner_lr=True), "inner_lr must be a finite number > 0, got True"),
+    (lambda: train_start("maml", lr=float("inf")), "lr must be a finite number > 0, got inf"),
+    (lambda: train_start("maml", shots=2.0), "shots must be an integer >= 1, got 2.0"),
+    (lambda: notebook_budget("09"), "notebook must be one of 01, 03, 04, 05, 06, 07, 08; got '09'"),
+    (lambda: meta_train_optimizer(LearnedOptimizer(hidden=4), SineMLP(hidden=4), steps=1, meta_lr=0),
+     "meta_lr must be a finite number > 0, got 0"),
+])
+def test_bad_values_are_refused_in_the_one_wording(call, message):
+    with pytest.raises(ValueError, match=f"^{message.replace('(', '[(]').replace(')', '[)]')}$"):
+        call()
+
+
+def test_the_incontext_trainer_refuses_an_infinite_rate_and_an_unknown_form():
+    model = InContextLearner(MLPEncoder(hidden=8), ways=None, dim=8, depth=1, heads=2)
+    with pytest.raises(ValueError, match=r"^lr must be a finite number > 0, got inf$"):
+        train_incontext(model, SinusoidTasks(seed=0), steps=1, lr=float("inf"), progress=False)
+    with pytest.raises(ValueError, match=r"^form must be one of batched, vmap, loop; got 'scan'$"):
+        batch_loss(model, SinusoidTasks(seed=0).sample(2), form="scan")
+    assert torch.isfinite(batch_loss(model, SinusoidTasks(seed=0).sample(2))[0])
