@@ -95,7 +95,7 @@ def test_embedding_and_black_box_pass(monkeypatch, capsys):
     assert graded.check_conv_embedding(Embedding), capsys.readouterr().out
     assert graded.hidden_tests("conv_embedding", Embedding), capsys.readouterr().out
     assert graded.check_black_box_learner(BlackBox), capsys.readouterr().out
-    assert graded.black_box_hidden_tests(BlackBox), capsys.readouterr().out
+    assert graded.hidden_tests("black_box_learner", BlackBox), capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- planted mistakes fail both layers
@@ -247,7 +247,7 @@ def test_wrong_embeddings_fail_both_layers(wrong, monkeypatch, capsys):
 def test_wrong_black_boxes_fail_both_layers(wrong, monkeypatch, capsys):
     _silent(monkeypatch)
     assert not graded.check_black_box_learner(wrong)
-    assert not graded.black_box_hidden_tests(wrong)
+    assert not graded.hidden_tests("black_box_learner", wrong)
     assert "Traceback" not in capsys.readouterr().out
 
 
@@ -301,3 +301,132 @@ def test_student_build_strips_assignment_notebooks_and_keeps_their_links(tmp_pat
     text = built.cells[0].source
     assert "(../../../docs/glossary.md)" in text and "(../05_x.ipynb)" in text and "(#part-2)" in text
     assert (out / "assignments" / "../../../docs/glossary.md").resolve() == (root / "docs" / "glossary.md").resolve()
+
+
+# ----------------------------------------------------------------------------- scoring (hidden tests of the runs)
+def score_protonet_ref(model, tasks):
+    accs = []
+    with torch.no_grad():
+        for sx, sy, qx, qy in tasks:
+            logits = proto_logits_ref(model(sx), sy, model(qx), int(sy.max()) + 1)
+            accs.append((logits.argmax(-1) == qy).float().mean())
+    return torch.stack(accs)
+
+
+def score_black_box_ref(model, tasks):
+    with torch.no_grad():
+        return torch.stack([(model(sx, sy, qx).argmax(-1) == qy).float().mean() for sx, sy, qx, qy in tasks])
+
+
+def score_pooled(model, tasks):                                     # one accuracy over all tasks, not per task
+    return score_protonet_ref(model, tasks).mean()
+
+
+def score_first_task_only(model, tasks):
+    return score_protonet_ref(model, tasks[:1])
+
+
+def score_error_rate(model, tasks):
+    return 1 - score_protonet_ref(model, tasks)
+
+
+def score_bb_float64(model, tasks):
+    return score_black_box_ref(model, tasks).double()
+
+
+@pytest.mark.parametrize("name,reference,wrong", [
+    ("score_protonet", score_protonet_ref, None), ("score_black_box", score_black_box_ref, None),
+    ("score_protonet", score_protonet_ref, score_pooled), ("score_protonet", score_protonet_ref, score_first_task_only),
+    ("score_protonet", score_protonet_ref, score_error_rate), ("score_black_box", score_black_box_ref, score_bb_float64),
+])
+def test_scoring_hidden_tests(name, reference, wrong, monkeypatch, capsys):
+    _silent(monkeypatch)
+    result = graded.hidden_tests(name, wrong or reference, reference)
+    assert bool(result) == (wrong is None), capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- A3: the ablation's runs and answers
+def _fake_results(steps=10, tasks=100):
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+    base = {"second order": 0.80, "first order": 0.78, "inner lr 0.1": 0.70, "3 inner steps": 0.84}
+    results = {}
+    for i, (name, level) in enumerate(base.items()):
+        per_task = (level + 0.1 * torch.randn(tasks, generator=gen, dtype=torch.float64)).clamp(0, 1).float()
+        values = per_task.double()
+        results[name] = {"accuracy": float(values.mean()), "ci95": 1.96 * float(values.std()) / math.sqrt(tasks),
+                         "per_task": per_task, "cpu_seconds": 10.0 - 4 * (name == "first order"),
+                         "run": SimpleNamespace(step=steps, index=i)}
+    return results
+
+
+def _answers_from(results):
+    return dict(graded.ablation_facts(results))
+
+
+def test_ablation_run_accepts_consistent_results(monkeypatch):
+    _silent(monkeypatch)
+    results = _fake_results()
+    assert graded.check_ablation_run(lambda: results, dict.fromkeys(results), 10) is results
+    rescore = lambda run: results[list(results)[run.index]]["per_task"]  # noqa: E731
+    assert graded.check_rescored_runs(results, rescore)
+
+
+@pytest.mark.parametrize("spoil", ["missing variant", "accuracy not the mean", "ci of one task", "steps", "tasks",
+                                   "not implemented", "raises"])
+def test_ablation_run_rejects_inconsistent_results(spoil, monkeypatch, capsys):
+    _silent(monkeypatch)
+    results = _fake_results()
+    variants = dict.fromkeys(results)
+    if spoil == "missing variant":
+        results.pop("first order")
+    elif spoil == "accuracy not the mean":
+        results["first order"]["accuracy"] += 0.01
+    elif spoil == "ci of one task":
+        results["first order"]["ci95"] = 1.96 * float(results["first order"]["per_task"].double().std())
+    elif spoil == "steps":
+        results["first order"]["run"].step = 9
+    elif spoil == "tasks":
+        results["first order"]["per_task"] = results["first order"]["per_task"][:50]
+
+    def run():
+        if spoil == "not implemented":
+            raise NotImplementedError
+        if spoil == "raises":
+            raise KeyError("inner_lr")
+        return results
+
+    assert graded.check_ablation_run(run, variants, 10) == {}
+    out = capsys.readouterr().out
+    assert ("⏳" if spoil == "not implemented" else "❌") in out and "Traceback" not in out
+
+
+def test_rescored_runs_catch_numbers_not_from_the_run(monkeypatch):
+    _silent(monkeypatch)
+    results = _fake_results()
+    rescore = lambda run: results[list(results)[run.index]]["per_task"] * 0.9  # noqa: E731
+    assert not graded.check_rescored_runs(results, rescore)
+
+
+def test_ablation_answers_read_against_the_runs(monkeypatch, capsys):
+    _silent(monkeypatch)
+    results = _fake_results()
+    facts = graded.ablation_facts(results)
+    assert facts["best_inner_lr"] == 0.4 and facts["first_order_time_ratio"] == pytest.approx(0.6)
+    assert graded.check_ablation_answers(_answers_from, results), capsys.readouterr().out
+    within = {**facts, "second_order_accuracy": facts["second_order_accuracy"] + 0.004}
+    assert graded.check_ablation_answers(lambda r: within, results)
+    wrong = [("second_order_accuracy", facts["second_order_accuracy"] + 0.02),
+             ("first_order_accuracy", 100 * facts["first_order_accuracy"]),       # a percentage
+             ("first_order_time_ratio", 1 / facts["first_order_time_ratio"]),     # the ratio upside down
+             ("first_vs_second", "higher" if facts["first_vs_second"] != "higher" else "lower"),
+             ("best_inner_lr", 0.1), ("three_steps_gain", -facts["three_steps_gain"]),
+             ("three_steps_gain", "0.04")]
+    for key, value in wrong:
+        assert not graded.check_ablation_answers(lambda r: {**facts, key: value}, results), key
+    assert not graded.check_ablation_answers(lambda r: {k: v for k, v in facts.items() if k != "best_inner_lr"},
+                                             results)
+    assert not graded.check_ablation_answers(_answers_from, {})
+    out = capsys.readouterr().out
+    assert "does not match your runs" in out and "Traceback" not in out

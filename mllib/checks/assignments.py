@@ -20,7 +20,8 @@ These exercises live in their own registry (:data:`ASSIGNMENTS`), not in the cou
 :data:`mllib.checks.exercise.SPECS`: the course tooling that walks every notebook exercise
 (stored values, known mistakes, mutants) covers notebooks 01-08. Hints work as everywhere
 (``checks.hint('<name>')``). Notebooks import this module as
-``from mllib.checks import assignments as graded``.
+``from mllib.checks import assignments as checks`` (the name the check cells use everywhere), so
+``checks.hint(...)`` and ``checks.show_solution(...)`` are here too.
 """
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .core import ERROR, FAILED, PASSED, Case, CheckResult, _finish, compare_values, make_cases, random_tensor, run_check
+from .core import (ERROR, FAILED, NOT_IMPLEMENTED, NOT_IMPLEMENTED_TEXT, PASSED, Case, CheckResult, _finish, _where,
+                   make_cases, random_tensor, run_check)
 from .exercise import HIDDEN, VISIBLE, ExerciseSpec, decode
-from .hints import Hints, register_hints
+from .hints import Hints, hint, register_hints, show_solution
 from .properties import Properties, declare
 
 ASSIGNMENTS: dict[str, ExerciseSpec] = {}
@@ -339,8 +341,16 @@ def check_label_attention(fn: Callable) -> CheckResult:
     return _visible(LABEL_ATTENTION, fn)
 
 
-def _learner_expect(ways: int, filters: int, shots: int, queries: int) -> dict:
-    return {"ways": ways, "shots": shots, "queries": queries, "filters": filters}
+def _learner_expect(ways: int, filters: int) -> dict:
+    return {"ways": ways, "filters": filters}
+
+
+def _build_learner(cls: Callable) -> Callable:
+    """A case ``(ways, filters, shots, queries)`` builds ``cls(ways, filters)``; the task's sizes ride along."""
+    def build(ways: int, filters: int, shots: int, queries: int) -> tuple:
+        return cls(ways, filters), {"ways": ways, "shots": shots, "queries": queries}
+
+    return build
 
 
 def _episode(ways: int, shots: int, queries: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -353,7 +363,9 @@ def _episode(ways: int, shots: int, queries: int, seed: int) -> tuple[torch.Tens
 
 def _learner_compare(got: Any, want: dict) -> str | None:
     """One forward pass, ``[Q, ways]`` logits that depend on the support labels, and a gradient."""
-    ways, shots, queries = want["ways"], want["shots"], want["queries"]
+    got, _ = got
+    _, task = want
+    ways, shots, queries = task["ways"], task["shots"], task["queries"]
     if not isinstance(got, nn.Module):
         return f"the class should build an nn.Module, got {type(got).__name__}"
     support_x, support_y, query_x = _episode(ways, shots, queries, seed=ways * 100 + shots)
@@ -396,8 +408,7 @@ BLACK_BOX = _register(ExerciseSpec(
         reasoning="encode every image with a conv encoder, make a token for each support example from its "
                   "features and its label, a token for each query from its features alone, let the queries "
                   "attend to the support tokens, and read the class scores off the attention"),
-    fixed=False, compare=_learner_compare,
-    expect=_learner_expect,
+    fixed=False, compare=_learner_compare, expect=_learner_expect, wrap=_build_learner,
 ))
 
 
@@ -409,14 +420,62 @@ def check_black_box_learner(cls: Callable) -> CheckResult:
     have the right shape, be finite float32, leave inputs and weights unchanged, change when the
     support labels are permuted, and carry a gradient to the parameters. Any design passes.
     """
-    return run_check(BLACK_BOX.name, lambda ways, filters, shots, queries: cls(ways, filters), BLACK_BOX.expect,
-                     BLACK_BOX.cases(VISIBLE), hint=BLACK_BOX.hints, compare=BLACK_BOX.comparison())
+    return _visible(BLACK_BOX, cls)
 
 
-def black_box_hidden_tests(cls: Callable) -> CheckResult:
-    """The hidden cases of :func:`check_black_box_learner` (other ways, shots and widths)."""
-    return run_check(f"{BLACK_BOX.name} (hidden tests)", lambda ways, filters, shots, queries: cls(ways, filters),
-                     BLACK_BOX.expect, BLACK_BOX.cases(HIDDEN), hint=BLACK_BOX.hints, compare=BLACK_BOX.comparison())
+# ============================================================================= scoring a trained model (hidden tests of the runs)
+class _FlatBlackBox(nn.Module):
+    """A deterministic black-box learner for the scoring cases: label attention over flat embeddings."""
+
+    def __init__(self, embed: _FlatEmbedding) -> None:
+        super().__init__()
+        self.embed = embed
+
+    def forward(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        keys, query = self.embed(support_x), self.embed(query_x)
+        ways = int(support_y.max()) + 1
+        weights = (query @ keys.T / math.sqrt(keys.shape[-1])).softmax(-1)
+        return torch.log(weights @ nn.functional.one_hot(support_y, ways).to(keys.dtype) + 1e-6)
+
+
+def _score_cases(black_box: bool) -> Callable[[str], list[Case]]:
+    """Seeded 5-way tasks (a ``TaskBatch`` of 1x4x4 images, 1 or 2 shots, 3 queries per class) and a
+    deterministic model: an embedding (A2) or a black-box learner (A1)."""
+    from mllib.tasks.batch import TaskBatch
+
+    def cases(kind: str) -> list[Case]:
+        def case(gen: torch.Generator, i: int) -> Case:
+            tasks, shots = (3, 1) if i == 0 else (4, 2)
+            support_y = torch.stack([_labels(gen, (shots,) * 5) for _ in range(tasks)])
+            query_y = torch.stack([_labels(gen, (3,) * 5) for _ in range(tasks)])
+            batch = TaskBatch(random_tensor(gen, tasks, 5 * shots, 1, 4, 4), support_y,
+                              random_tensor(gen, tasks, 15, 1, 4, 4), query_y)
+            embed = _FlatEmbedding(16, 3, gen)
+            return Case((_FlatBlackBox(embed) if black_box else embed, batch),
+                        label=f"{tasks} 5-way {shots}-shot tasks, a fixed model")
+
+        return make_cases(2393 if black_box else 2394, 2, case)
+
+    return cases
+
+
+SCORE_PROTONET = _register(ExerciseSpec(
+    name="score_protonet",
+    cases=_score_cases(black_box=False),
+    hints=Hints(concept="a task's accuracy is the fraction of its queries whose largest prototype logit is "
+                        "their label; one number per task",
+                reasoning="embed each task's images, build its logits with your proto_logits, compare the "
+                          "arg-max with the labels and average per task"),
+), Properties(typed=True))
+
+SCORE_BLACK_BOX = _register(ExerciseSpec(
+    name="score_black_box",
+    cases=_score_cases(black_box=True),
+    hints=Hints(concept="a task's accuracy is the fraction of its queries whose largest logit is their label; "
+                        "one number per task",
+                reasoning="run the learner once per task on its support set and queries, compare the arg-max "
+                          "with the labels and average per task"),
+), Properties(typed=True))
 
 
 # ============================================================================= every assignment: the graded run
@@ -447,6 +506,154 @@ def check_accuracy_band(name: str, accuracies: Any, low: float, high: float = 1.
     return _verdict(name, FAILED, f"❌ {name}: {text}, outside the band [{100 * low:.0f}%, {100 * high:.0f}%]\n"
                                   f"   Hint: check each part with its own check first; then the training loop "
                                   f"(optimizer step, zeroed gradients, train/eval mode of batch norm)", 0)
+
+
+def check_training_run(name: str, run: Callable[[], Any], low: float, high: float = 1.0, tasks: int = 100) -> CheckResult:
+    """The graded run of an assignment: ``run()`` trains the learner's model with the learner's code
+    and returns its per-task test accuracies ``[tasks]``; passes when their mean is in ``[low, high]``
+    (:func:`check_accuracy_band`). Unfinished parts (``NotImplementedError``) give the
+    "not implemented" verdict and any other error one line naming it, so the notebook runs on."""
+    try:
+        accuracies = run()
+    except NotImplementedError:
+        return _verdict(name, NOT_IMPLEMENTED, f"⏳ {name}: {NOT_IMPLEMENTED_TEXT}", 0)
+    except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
+        return _verdict(name, ERROR, f"❌ {name}: the training run raised {type(err).__name__}: {err}"
+                                     f"{_where(err, run)}\n   Hint: run each part's own check first", 0)
+    return check_accuracy_band(name, accuracies, low, high, tasks)
+
+
+# ============================================================================= A3: the MAML ablation
+ABLATION_VARIANTS = ("second order", "first order", "inner lr 0.1", "3 inner steps")
+ANSWER_KEYS = ("second_order_accuracy", "first_order_accuracy", "first_order_time_ratio", "first_vs_second",
+               "best_inner_lr", "three_steps_gain")
+ACCURACY_TOLERANCE, RATIO_TOLERANCE = 0.005, 0.15
+
+
+def _ablation_problem(results: Any, variants: dict, steps: int, tasks: int) -> str | None:
+    """What is wrong with the results of ``run_ablation`` (see :func:`check_ablation_run`), or None."""
+    if not isinstance(results, dict):
+        return f"run_ablation should return a dict, got {type(results).__name__}"
+    if set(results) != set(variants):
+        return f"the results have keys {sorted(results)}, expected one per variant: {sorted(variants)}"
+    for name, row in results.items():
+        if not isinstance(row, dict) or not {"accuracy", "ci95", "per_task", "cpu_seconds", "run"} <= set(row):
+            return (f"results[{name!r}] should be a dict with accuracy, ci95, per_task, cpu_seconds and run, got "
+                    f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+        per_task = row["per_task"]
+        if not isinstance(per_task, torch.Tensor) or tuple(per_task.shape) != (tasks,):
+            return f"results[{name!r}]['per_task'] should be a tensor [{tasks}] (one accuracy per test task)"
+        mean = float(per_task.double().mean())
+        half = 1.96 * float(per_task.double().std(correction=1)) / math.sqrt(tasks)
+        if not abs(float(row["accuracy"]) - mean) <= 1e-6:
+            return f"results[{name!r}]['accuracy'] is {float(row['accuracy']):.4f}, but its per-task mean is {mean:.4f}"
+        if not abs(float(row["ci95"]) - half) <= 1e-6:
+            return (f"results[{name!r}]['ci95'] is {float(row['ci95']):.4f}, but 1.96 sd / sqrt(n) of its per-task "
+                    f"accuracies is {half:.4f}")
+        if not float(row["cpu_seconds"]) > 0:
+            return f"results[{name!r}]['cpu_seconds'] should be the positive CPU time of the training run"
+        trained = getattr(row["run"], "step", None)
+        if trained != steps:
+            return f"results[{name!r}]['run'] trained {trained} meta-steps, expected {steps}"
+    return None
+
+
+def check_ablation_run(run_ablation: Callable[[], Any], variants: dict, steps: int, tasks: int = 100) -> dict:
+    """Run ``run_ablation()`` (the learner's runs) and check its results: one entry per variant, each
+    ``{"accuracy", "ci95", "per_task" [tasks], "cpu_seconds", "run"}`` with the accuracy the mean of
+    ``per_task``, ``ci95`` its 95% half-width and ``run`` a ``meta_train`` result of ``steps`` steps.
+    Prints the verdict (strict mode raises on failure) and returns the results ({} when they fail)."""
+    name = "ablation_run"
+    try:
+        results = run_ablation()
+    except NotImplementedError:
+        _verdict(name, NOT_IMPLEMENTED, f"⏳ {name}: {NOT_IMPLEMENTED_TEXT}", 0)
+        return {}
+    except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
+        _verdict(name, ERROR, f"❌ {name}: run_ablation raised {type(err).__name__}: {err}{_where(err, run_ablation)}"
+                              f"\n   Hint: run one variant alone first and read its message", 0)
+        return {}
+    problem = _ablation_problem(results, variants, steps, tasks)
+    if problem:
+        _verdict(name, FAILED, f"❌ {name}: {problem}\n   Hint: every number you report must come from the run "
+                               f"it names; compute accuracy and interval from the per-task accuracies", 0)
+        return {}
+    _verdict(name, PASSED, f"✅ {name}: {len(results)} runs of {steps} meta-steps, each scored on {tasks} test tasks", 1)
+    return results
+
+
+def check_rescored_runs(results: dict, rescore: Callable[[Any], torch.Tensor], atol: float = 1e-6) -> CheckResult:
+    """Hidden test of the ablation: every run's model re-scored by the grader (``rescore(run) -> [tasks]``)
+    must give the per-task accuracies the learner reported."""
+    name = "ablation_run (hidden tests)"
+    if not results:
+        return _verdict(name, FAILED, f"❌ {name}: no results to re-score", 0)
+    for variant, row in results.items():
+        again = rescore(row["run"]).double()
+        if again.shape != row["per_task"].shape or not torch.allclose(again, row["per_task"].double(), atol=atol):
+            return _verdict(name, FAILED, f"❌ {name}: re-scoring the model of {variant!r} on the test tasks gives a "
+                                          f"mean of {float(again.mean()):.4f}, not the reported "
+                                          f"{float(row['per_task'].double().mean()):.4f}\n   Hint: score each "
+                                          f"trained model on the fixed test tasks with its own inner steps", 0)
+    return _verdict(name, PASSED, f"✅ {name}: {len(results)} runs re-scored, the same per-task accuracies", 1)
+
+
+def ablation_facts(results: dict) -> dict:
+    """The values the written answers must report, computed from the runs (see :func:`check_ablation_answers`)."""
+    from mllib.compare import paired_verdict
+
+    second, first = results["second order"], results["first order"]
+    small_lr, three = results["inner lr 0.1"], results["3 inner steps"]
+    return {
+        "second_order_accuracy": float(second["accuracy"]),
+        "first_order_accuracy": float(first["accuracy"]),
+        "first_order_time_ratio": float(first["cpu_seconds"]) / float(second["cpu_seconds"]),
+        "first_vs_second": str(paired_verdict(first["per_task"].tolist(), second["per_task"].tolist())),
+        "best_inner_lr": 0.4 if float(second["accuracy"]) >= float(small_lr["accuracy"]) else 0.1,
+        "three_steps_gain": float(three["accuracy"]) - float(second["accuracy"]),
+    }
+
+
+def check_ablation_answers(fill_answers: Callable[[dict], dict], results: dict) -> CheckResult:
+    """Check the learner's written numbers, ``fill_answers(results) -> dict`` with the keys of
+    :data:`ANSWER_KEYS`, against the runs: accuracies and the 3-step gain within 0.005, the time ratio
+    within 15%, the verdict word (``paired_verdict`` of first against second order: higher, lower or
+    tie) and the better inner learning rate exactly."""
+    name = "ablation_answers"
+    if not results:
+        return _verdict(name, FAILED, f"❌ {name}: there are no runs to read the answers from\n"
+                                      f"   Hint: finish run_ablation first (its check must pass)", 0)
+    try:
+        answers = fill_answers(results)
+    except NotImplementedError:
+        return _verdict(name, NOT_IMPLEMENTED, f"⏳ {name}: {NOT_IMPLEMENTED_TEXT}", 0)
+    except Exception as err:  # noqa: BLE001
+        return _verdict(name, ERROR, f"❌ {name}: fill_answers raised {type(err).__name__}: {err}\n"
+                                     f"   Hint: return a dict of plain numbers and one word", 0)
+    if not isinstance(answers, dict) or set(answers) != set(ANSWER_KEYS):
+        got = sorted(answers) if isinstance(answers, dict) else type(answers).__name__
+        return _verdict(name, FAILED, f"❌ {name}: the answers should be a dict with keys {list(ANSWER_KEYS)}, "
+                                      f"got {got}\n   Hint: fill every key, nothing else", 0)
+    facts = ablation_facts(results)
+    for key in ANSWER_KEYS:
+        got, want = answers[key], facts[key]
+        if key == "first_vs_second":
+            wrong = str(got).strip().lower() != want
+        elif isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got):
+            return _verdict(name, FAILED, f"❌ {name}: {key} should be a number, got {got!r}\n"
+                                          f"   Hint: type the number your runs gave (a fraction, not a percentage)", 0)
+        elif key == "best_inner_lr":
+            wrong = got != want
+        elif key == "first_order_time_ratio":
+            wrong = not abs(got - want) <= RATIO_TOLERANCE * want
+        else:
+            wrong = not abs(got - want) <= ACCURACY_TOLERANCE
+        if wrong:
+            return _verdict(name, FAILED, f"❌ {name}: {key} = {got!r} does not match your runs\n"
+                                          f"   Hint: read it again from the results table (accuracies as fractions, "
+                                          f"within {ACCURACY_TOLERANCE}; the time ratio within "
+                                          f"{100 * RATIO_TOLERANCE:.0f}%; the verdict from paired_verdict)", 0)
+    return _verdict(name, PASSED, f"✅ {name}: all {len(ANSWER_KEYS)} answers match the runs", 1)
 
 
 # ============================================================================= stored visible values
@@ -501,5 +708,7 @@ STORED: dict[str, list] = {'episode_loss': [{'dtype': 'float64', 'tensor': 3.525
                               [-0.8617346882820129, -3.9096059799194336]]}]}
 
 
-__all__ = ["ASSIGNMENTS", "STORED", "hidden_tests", "check_proto_logits", "check_episode_loss", "check_conv_embedding",
-           "check_label_attention", "check_black_box_learner", "black_box_hidden_tests", "check_accuracy_band"]
+__all__ = ["ASSIGNMENTS", "STORED", "hidden_tests", "hint", "show_solution", "check_training_run", "check_proto_logits", "check_episode_loss", "check_conv_embedding",
+           "check_label_attention", "check_black_box_learner", "SCORE_PROTONET", "SCORE_BLACK_BOX", "check_accuracy_band",
+           "ABLATION_VARIANTS", "ANSWER_KEYS", "check_ablation_run", "check_rescored_runs", "ablation_facts",
+           "check_ablation_answers"]
