@@ -44,7 +44,7 @@ import torch
 import mllib.data
 from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, FORMS, INCONTEXT, MetaConfig, MetaGradientNotFinite,
                               check_bn, default_bn, init_meta_params, load_into_model, meta_step, resolve_form)
-from mllib.arguments import check_choice, check_int
+from mllib.arguments import check_choice, check_int, check_seed
 from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
                               load_checkpoint, read_metrics, save_checkpoint)
 from mllib.config import Profile, resolve_profile
@@ -139,7 +139,7 @@ class TrainConfig:
             check_int("query", self.query, 1)
         if self.steps is not None:
             check_int("steps", self.steps, 1)
-        check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
         check_max_seconds(self.max_seconds)
 
     def resolved_profile(self) -> Profile:

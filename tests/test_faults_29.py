@@ -443,15 +443,13 @@ def test_allow_partial_data_with_an_unknown_word_names_the_variable(monkeypatch)
 
 
 @pytest.mark.parametrize("command", [["train", "--out", "unused"], ["eval", "--checkpoint", "unused"]])
-@pytest.mark.parametrize("seed", ["1e20", "100000000000000000000", "-1"])
+@pytest.mark.parametrize("seed", ["100000000000000000000", "4294967296", "-1"])
 def test_a_seed_out_of_range_gives_one_clear_line(capsys, command, seed):
     from mllib.__main__ import main
 
-    with pytest.raises(SystemExit) as stop:
-        main([*command, "--seed", seed])
-    assert stop.value.code == 2
-    err = capsys.readouterr().err
-    assert "argument --seed: must be an integer from 0 to 4294967295" in err and "Overflow" not in err
+    assert main([*command, "--seed", seed]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: seed must be an integer >= 0 and <= 4294967295, got {seed}", err
 
 
 def test_eval_inner_steps_on_a_checkpoint_without_inner_loop_is_refused(capsys):

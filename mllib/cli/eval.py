@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mllib.algorithms import BN_MODES, INCONTEXT
-from mllib.arguments import seed_argument
+from mllib.arguments import check_seed
 from mllib.checkpoint import METRICS_NAME, find_checkpoint, load_checkpoint
 from mllib.data.splits import PARTS
 from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result
@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="the MAML and ProtoNets papers' test protocol: each test character rotated by "
                              "0/90/180/270 degrees is four classes (default: characters as drawn)")
     parser.add_argument("--device", default=None, help="auto|cpu|cuda|mps (default: $MLLIB_DEVICE, else auto)")
-    parser.add_argument("--seed", type=seed_argument, default=TEST_SEED, help="seed of the test tasks")
+    parser.add_argument("--seed", type=int, default=TEST_SEED, help="seed of the test tasks")
     parser.add_argument("--batch-size", type=int, default=50, help="tasks evaluated at once")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (only JSON on stdout)")
     parser.add_argument("--plot", default=None, metavar="PATH",
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = find_checkpoint(args.checkpoint).parent / METRICS_NAME
         if not metrics.is_file():
             raise FileNotFoundError(f"--plot draws the run's {METRICS_NAME}, and there is none at {metrics}")
+    check_seed("seed", args.seed)
     if args.inner_steps is not None:
         _check_has_inner_loop(args.checkpoint)
     if args.tasks < 600:
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                    title=f"{result['algo']} {result['ways']}-way {result['shots']}-shot")
         print(f"wrote learning curve to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
 
 NO_INNER_LOOP = ("protonet", INCONTEXT)   # algorithms whose learners adapt without inner steps
 

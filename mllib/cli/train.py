@@ -14,7 +14,6 @@ import sys
 from mllib import distributed
 from mllib.signals import exit_code, signal_name
 from mllib.algorithms import ALL_ALGORITHMS, BN_MODES, FORMS
-from mllib.arguments import seed_argument
 from mllib.config import HEAD_INITS, META_LR_SCHEDULES, PROFILE_CHOICES
 from mllib.train import SPLIT_CHOICES, TrainConfig
 
@@ -56,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
                         help="training-time budget: stop after the meta-step that reaches S seconds "
                              "(validations included), validate and save there; for time-to-accuracy runs")
-    parser.add_argument("--seed", type=seed_argument, default=0, help="seeds the initial weights and the training tasks")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the training tasks")
     parser.add_argument("--bn", choices=BN_MODES, default=None,
                         help="batch norm statistics: batch (transductive, as in the MAML paper; the default) or "
                              "support (the default and only mode of incontext)")
