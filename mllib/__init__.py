@@ -19,7 +19,8 @@ Taught extensions (what the notebooks build on the core):
 * ``learners``: which network each algorithm meta-trains on Omniglot.
 * ``learned_optimizer``, ``incontext``: a learned update rule, and a meta-learner that is one forward
   pass (notebook 07).
-* ``icl_regression``: in-context learning of linear regression beside the hand-designed algorithms.
+* ``memorization``, ``icl_regression``: tasks that invite memorization and the label permutation that
+  cures it; in-context learning of linear regression beside hand-designed algorithms (notebook 09).
 * ``representations``: linear CKA of a network before and after adaptation (notebook 06).
 * ``rl``: meta-reinforcement learning on point navigation (notebook 08).
 * ``compare``, ``relative_error``, ``per_task``: comparisons with their uncertainty, regression errors on

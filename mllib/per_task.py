@@ -21,14 +21,14 @@ tasks. This module gives the robust counterparts, percentile-bootstrap intervals
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.func import vmap
+from torch import Tensor
 
 from mllib.compare import Verdict
+from mllib.sine_experiments import support_query_curves  # written once there, beside adaptation_curve
 
 __all__ = ["median_ci95", "paired_median_verdict", "support_query_curves"]
 
@@ -86,39 +86,3 @@ def paired_median_verdict(a: Sequence[float] | Tensor, b: Sequence[float] | Tens
     if high < 0:
         return Verdict("lower", f"{shown} (the 95% bootstrap interval lies below 0)")
     return Verdict("tie", f"{shown} (the 95% bootstrap interval contains 0)")
-
-
-def support_query_curves(model: nn.Module, params: Mapping[str, Tensor], task_batch, steps: int,
-                         lr: float) -> tuple[Tensor, Tensor]:
-    """Support and query MSE after 0, 1, ..., ``steps`` plain SGD steps on each task's support set.
-
-    ``task_batch``: sinusoid tasks (``support_x [T, K, 1]``, ``query_x [T, Q, 1]``); every task starts
-    from ``params`` (as :func:`mllib.sine_experiments.adaptation_curve`, whose query curves these are).
-    Returns ``(support, query)``, each ``[T, steps + 1]``. Builds no graph.
-    """
-    from mllib.algorithms import split_meta_params, support_loss_fn
-    from mllib.arguments import check_int, check_positive
-    from mllib.device import cpu_threads
-    from mllib.inner import adapt
-    from mllib.sine_experiments import _sine_threads
-
-    check_int("steps", steps, 0)
-    lr = check_positive("lr", lr)
-    if not torch.is_floating_point(task_batch.query_y):
-        raise ValueError("task_batch must hold regression tasks (float labels), got integer labels")
-    weights, rates = split_meta_params(params)
-    weights = {k: v.detach() for k, v in weights.items()}
-    rates = lr if rates is None else {k: v.detach() for k, v in rates.items()}
-    loss_fn = support_loss_fn(model)
-
-    def one_task(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> tuple[Tensor, Tensor]:
-        current, support, query = weights, [], []
-        for k in range(steps + 1):
-            if k > 0:
-                current = adapt(current, loss_fn, (support_x, support_y), 1, rates, evaluation=True)
-            support.append(loss_fn(current, (support_x, support_y)))
-            query.append(loss_fn(current, (query_x, query_y)))
-        return torch.stack(support), torch.stack(query)
-
-    with torch.no_grad(), cpu_threads(_sine_threads(task_batch.query_x.device)):
-        return vmap(one_task)(*task_batch.tensors())

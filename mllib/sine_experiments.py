@@ -11,7 +11,8 @@ notebooks share, built on the tested algorithms (it does not re-implement them):
   (about ``-1.62 cos x`` for ``A ~ U[0.1, 5]``, ``phase ~ U[0, pi]``: half a period of phases does not
   cancel), a compromise that fits no task and fine-tunes slowly from few shots.
 * ``adapt_task``: a few SGD steps on one task's support set from a start (no graph).
-* ``adaptation_curve``: query MSE after 0, 1, ..., ``steps`` SGD steps ``[steps + 1]``.
+* ``adaptation_curve``: query MSE after 0, 1, ..., ``steps`` SGD steps ``[steps + 1]``;
+  ``support_query_curves``: the support and the query MSE of every task along those steps.
 * ``fit_polynomial`` / ``polyval`` / ``polynomial_mse``: least-squares polynomials, a hand-designed
   fixed bias, and their per-task query MSE.
 
@@ -214,16 +215,15 @@ def adapt_task(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor
                  rates if rates is not None else lr, evaluation=True)
 
 
-def adaptation_curve(model: nn.Module, params: Mapping[str, Tensor], task_batch: TaskBatch, steps: int,
-                     lr: float, per_task: bool = False) -> Tensor:
-    """Query MSE after 0, 1, ..., ``steps`` SGD steps on the support set, averaged over tasks.
+def support_query_curves(model: nn.Module, params: Mapping[str, Tensor], task_batch: TaskBatch, steps: int,
+                         lr: float) -> tuple[Tensor, Tensor]:
+    """Support and query MSE of every task after 0, 1, ..., ``steps`` SGD steps on its support set.
 
     ``task_batch``: sinusoid tasks (``support_x [T, K, 1]``, ``query_x [T, Q, 1]``, float ``y``).
     Each task starts from ``params`` and takes plain SGD steps at ``lr`` on its support MSE
     (Meta-SGD rates ``"lr.*"`` in ``params`` replace ``lr``). Builds no graph; the tasks
     are processed together with ``torch.func.vmap``.
-    Returns ``[steps + 1]`` (entry ``k`` = mean query MSE after ``k`` steps), or ``[T, steps + 1]``
-    with ``per_task=True``.
+    Returns ``(support, query)``, each ``[T, steps + 1]`` (entry ``[t, k]``: task ``t`` after ``k`` steps).
     """
     check_int("steps", steps, 0)
     lr = check_positive("lr", lr)
@@ -234,16 +234,28 @@ def adaptation_curve(model: nn.Module, params: Mapping[str, Tensor], task_batch:
     rates = lr if rates is None else {k: v.detach() for k, v in rates.items()}
     loss_fn = support_loss_fn(model)
 
-    def one_task(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> Tensor:
-        current, losses = weights, []
+    def one_task(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> tuple[Tensor, Tensor]:
+        current, support, query = weights, [], []
         for k in range(steps + 1):
             if k > 0:
                 current = adapt(current, loss_fn, (support_x, support_y), 1, rates, evaluation=True)
-            losses.append(torch.nn.functional.mse_loss(call_model(model, current, query_x), query_y))
-        return torch.stack(losses)
+            support.append(loss_fn(current, (support_x, support_y)))
+            query.append(torch.nn.functional.mse_loss(call_model(model, current, query_x), query_y))
+        return torch.stack(support), torch.stack(query)
 
     with torch.no_grad(), cpu_threads(_sine_threads(task_batch.query_x.device)):
-        curves = vmap(one_task)(*task_batch.tensors())                                 # [T, steps + 1]
+        return vmap(one_task)(*task_batch.tensors())
+
+
+def adaptation_curve(model: nn.Module, params: Mapping[str, Tensor], task_batch: TaskBatch, steps: int,
+                     lr: float, per_task: bool = False) -> Tensor:
+    """Query MSE after 0, 1, ..., ``steps`` SGD steps on the support set, averaged over tasks.
+
+    The query half of :func:`support_query_curves` (same arguments, same adaptation).
+    Returns ``[steps + 1]`` (entry ``k`` = mean query MSE after ``k`` steps), or ``[T, steps + 1]``
+    with ``per_task=True``.
+    """
+    _, curves = support_query_curves(model, params, task_batch, steps, lr)         # [T, steps + 1]
     return curves if per_task else curves.mean(0)
 
 
@@ -280,5 +292,5 @@ def polynomial_mse(task_batch: TaskBatch, degree: int) -> Tensor:
     return torch.stack(errors)
 
 
-__all__ = ["meta_train_sinusoid", "pretrain_sinusoid", "adapt_task", "adaptation_curve", "fit_polynomial",
-           "polyval", "polynomial_mse", "SINE_ALGORITHMS"]
+__all__ = ["meta_train_sinusoid", "pretrain_sinusoid", "adapt_task", "adaptation_curve", "support_query_curves",
+           "fit_polynomial", "polyval", "polynomial_mse", "SINE_ALGORITHMS"]

@@ -100,5 +100,5 @@ def test_a_reference_to_a_missing_section_is_reported(tmp_path):
 
 def test_every_notebook_section_reference_in_the_code_resolves():
     sections = notebook_sections()
-    assert len(sections) == 8 and all(sections.values())
+    assert len(sections) >= 8 and all(sections.values())
     assert broken_references(sections) == []

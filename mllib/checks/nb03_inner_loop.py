@@ -148,7 +148,8 @@ ADAPTATION_CURVE = register(ExerciseSpec(
                      "stepped ones",
         "step_up": "a descent step goes *against* the gradient",
     },
-    forbidden=("mllib.sine_experiments.adaptation_curve", *INNER_LOOP_FUNCTIONS),
+    forbidden=("mllib.sine_experiments.adaptation_curve", "mllib.sine_experiments.support_query_curves",
+               *INNER_LOOP_FUNCTIONS),
     diagnose=_curve_structure, rtol=1e-5, atol=1e-8,
 ))
 declare(ADAPTATION_CURVE.name, Properties())
