@@ -430,3 +430,13 @@ def test_ablation_answers_read_against_the_runs(monkeypatch, capsys):
     assert not graded.check_ablation_answers(_answers_from, {})
     out = capsys.readouterr().out
     assert "does not match your runs" in out and "Traceback" not in out
+
+
+def test_unanswered_ablation_is_not_implemented_even_without_runs(monkeypatch, capsys):
+    _silent(monkeypatch)
+
+    def unanswered(results):
+        raise NotImplementedError
+
+    assert graded.check_ablation_answers(unanswered, {}).status == "not_implemented"
+    assert graded.check_ablation_answers(_answers_from, {}).status == "failed"
