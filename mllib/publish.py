@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sys
 import platform
+import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 

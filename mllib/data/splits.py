@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from functools import lru_cache
 from importlib import resources
