@@ -33,9 +33,6 @@ from dataclasses import dataclass
 
 from mllib.arguments import check_choice, check_positive
 from mllib.timing import BUDGET_ROUNDING
-# Kept here only for mllib.rl.maml, which still imports them from this module (its import moves to
-# mllib.timing with its owner's next change; tests/test_timing.py lists it as the one exception).
-from mllib.timing import TimeBudget, check_max_seconds  # noqa: F401
 
 
 @dataclass(frozen=True)

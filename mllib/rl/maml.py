@@ -38,15 +38,15 @@ from torch.func import vmap
 from tqdm import tqdm
 
 from mllib.arguments import check_positive
-from mllib.budget import TimeBudget, check_max_seconds
+from mllib.timing import TimeBudget, check_max_seconds
 from mllib.inner import adapt
+from mllib.models import Params
 
 from .env import PointNavigation
 from .losses import policy_loss_fn
 from .policy import log_probs
 from .rollout import Episodes, rollout
 
-Params = dict[str, Tensor]
 ESTIMATORS = ("second_order", "no_sampling_term", "first_order")
 
 

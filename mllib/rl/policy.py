@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-Params = dict[str, Tensor]
+from mllib.models import Params
+
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
