@@ -62,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    saved = torch.load(args.out, weights_only=False) if args.only and args.out.exists() else None
+    saved = torch.load(args.out, weights_only=True) if args.only and args.out.exists() else None
     models = dict(saved["models"]) if saved else {}
     runs = dict(saved["card"]["runs"]) if saved else {}
     wanted = set(args.only or ["maml", "metasgd", "lo_random", "lo_maml", "incontext"])
@@ -111,7 +111,7 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
         "config": config, "runs": runs,
         "machine": f"{platform.machine()} CPU, 1 thread, shared with other jobs (times are not idle timings)",
-        "torch": torch.__version__, "git_commit": git_commit(),
+        "torch": str(torch.__version__), "git_commit": git_commit(),
     }
     atomic_save({"models": models, "config": config, "card": card}, args.out)
     args.out.with_suffix(".train.log").write_text(json.dumps(card, indent=1) + "\n")

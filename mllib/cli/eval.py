@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mllib.algorithms import BN_MODES, INCONTEXT
 from mllib.arguments import check_seed
-from mllib.checkpoint import METRICS_NAME, find_checkpoint, load_checkpoint
+from mllib.checkpoint import METRICS_NAME, SHIPPED_CHECKPOINTS, find_checkpoint, load_checkpoint
 from mllib.data.splits import PARTS
 from mllib.evaluate import TEST_SEED, dumps, evaluate, format_result
 from mllib.files import check_output_file
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if not metrics.is_file():
             raise FileNotFoundError(f"--plot draws the run's {METRICS_NAME}, and there is none at {metrics}")
     check_seed("seed", args.seed)
+    _refuse_model_bundle(args.checkpoint)
     if args.inner_steps is not None:
         _check_has_inner_loop(args.checkpoint)
     if args.tasks < 600:
@@ -73,6 +74,21 @@ def run(args: argparse.Namespace) -> int:
                                    title=f"{result['algo']} {result['ways']}-way {result['shots']}-shot")
         print(f"wrote learning curve to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+# shipped files that are not Omniglot checkpoints: name -> what they are
+MODEL_BUNDLES = {"nb07_sine_models": "notebook 07's bundle of five sinusoid-regression models (the notebook reads it)"}
+
+
+def _refuse_model_bundle(checkpoint: str) -> None:
+    """``ValueError`` when ``checkpoint`` names a model bundle of :data:`MODEL_BUNDLES`: an intact
+    file that eval cannot score, which load_checkpoint would otherwise call "not an mllib checkpoint"."""
+    what = MODEL_BUNDLES.get(find_checkpoint(checkpoint).stem)
+    if what is not None:
+        omniglot = sorted(p.stem for p in SHIPPED_CHECKPOINTS.glob("*.pt") if p.stem not in MODEL_BUNDLES)
+        raise ValueError(f"{checkpoint} is {what}, not an Omniglot checkpoint; eval takes a checkpoint "
+                         f"written by `python -m mllib train` (a run's best.pt) or a shipped one: "
+                         f"{', '.join(omniglot)}")
 
 
 NO_INNER_LOOP = ("protonet", INCONTEXT)   # algorithms whose learners adapt without inner steps
