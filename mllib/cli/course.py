@@ -179,10 +179,13 @@ def _exercises(args) -> int:
     problems, changed = apply_effort(args.root, write=True)
     for problem in problems:
         print(problem)
+    if problems:
+        print(f"nothing written: fix the {len(problems)} problem(s) above and run it again")
+        return 1
     for path in changed:
         print(f"updated {path}")
     print(f"{len(changed)} file(s) changed")
-    return 1 if problems else 0
+    return 0
 
 
 def _check_values(args) -> int:

@@ -66,6 +66,10 @@ def notebook_efforts(nb: NotebookNode, name: str) -> tuple[list[Effort], list[st
     for ex in find_exercises(nb):
         cell = nb.cells[ex.cell_index]
         meta = _meta(cell)
+        if ex.check_index is None:    # a row without its check would read "`checks.` (0)"
+            problems.append(f"{name} cell {ex.cell_index} ({ex.grade_id}): no check cell follows this exercise "
+                            f"(the next code cell needs nbgrader grade: true, grade_id {ex.grade_id}_check)")
+            continue
         check = re.search(r"checks\.(check_\w+)\(", source(nb.cells[ex.check_index])) if ex.check_index else None
         signature = _signature(source(cell))
         if not meta.get("effort_minutes") or not meta.get("title"):
@@ -162,9 +166,10 @@ def collect(root: str | Path = ".") -> tuple[dict[Path, NotebookNode], list[Effo
 
 def apply_effort(root: str | Path = ".", write: bool = True) -> tuple[list[str], list[Path]]:
     """(problems, files that differ): headers and the instructors' table against the metadata;
-    with ``write``, the files are rewritten."""
+    with ``write`` and no problems, the files are rewritten."""
     root = Path(root)
     notebooks, rows, problems = collect(root)
+    write = write and not problems   # a table or header with rows left out is never written
     stale: list[Path] = []
     for path, nb in notebooks.items():
         if update_header(nb, [r for r in rows if r.notebook == path.name], path.name):

@@ -16,7 +16,7 @@
   the machine that ran the notebook (``/tmp/...``, ``/home/...``, ``/root/...``, ``/work/...``,
   ``/Users/...``, ``C:\\Users\\...``: ``ABSOLUTE_PATH``) and no text about how the course was made
   ("other engineers", "this session", "maintainer", "TODO", ...: ``MAKING_OF``) in any stored output
-  (streams, results, displays, tracebacks);
+  (streams, results, displays, tracebacks); no output larger than ``MAX_OUTPUT_BYTES`` (2 MB);
 * **tables that compare accuracies** (a Markdown table, or a printed block of at least two rows with
   ``NN% +- c``, whose row labels name at least two different things): the table states the
   batch-norm mode, the test protocol and the training budget (``TABLE_NEEDS``), either in its header
@@ -30,6 +30,7 @@ on every notebook (with :mod:`mllib.course.claims`), and so does the unit test o
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from .figures import COMPARISON_NEEDS
 from .nbio import list_notebooks, read_notebook, source, tags
 
 MAX_CODE_LINE = 100
+MAX_OUTPUT_BYTES = 2_000_000   # one stored output, as JSON; the book's largest (a figure) is ~0.2 MB
 GENERATED_TAGS = ("colab-setup",)
 
 _FENCE = re.compile(r"```.*?```", re.S)
@@ -178,6 +180,18 @@ def output_problems(nb: NotebookNode, name: str) -> list[str]:
     return problems
 
 
+def output_size_problems(nb: NotebookNode, name: str, limit: int = MAX_OUTPUT_BYTES) -> list[str]:
+    """Stored outputs larger than ``limit`` bytes (their JSON, as the file stores them)."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        for number, output in enumerate(cell.get("outputs", []) if cell.cell_type == "code" else []):
+            size = len(json.dumps(output, ensure_ascii=False).encode("utf-8"))
+            if size > limit:
+                problems.append(f"{name} cell {index} output {number}: {size / 1e6:.1f} MB stored (at most "
+                                f"{limit / 1e6:g} MB); print less, save a smaller figure, or clear the output")
+    return problems
+
+
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])(?:/(?:tmp|home|root|work|Users|private/var|var/folders|mnt|scratch)/[^\s'\"]*"
                            r"|[A-Za-z]:\\(?:Users|Temp|tmp)\\[^\s'\"]*)")
 MAKING_OF = re.compile(r"\b(?:other engineers?|another engineer|this session|(?:the )?maintainers?|TODO|FIXME|XXX|"
@@ -314,5 +328,6 @@ def lint_notebook(path: str | Path, nb: NotebookNode | None = None) -> list[str]
     path = Path(path)
     nb = nb if nb is not None else read_notebook(path)
     return (markdown_problems(nb, path.name, path.parent) + code_problems(nb, path.name)
-            + output_problems(nb, path.name) + output_content_problems(nb, path.name)
+            + output_problems(nb, path.name) + output_size_problems(nb, path.name)
+            + output_content_problems(nb, path.name)
             + table_problems(nb, path.name) + kernelspec_problems(nb, path.name))

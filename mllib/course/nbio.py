@@ -6,6 +6,7 @@ trailing newline), so writing an unchanged notebook reproduces the file exactly.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from nbformat import NotebookNode
@@ -13,11 +14,27 @@ from nbformat.v4 import nbjson
 
 
 def read_notebook(path: str | Path) -> NotebookNode:
-    """The notebook at ``path``; cell sources are plain strings."""
+    """The notebook at ``path``; cell sources are plain strings.
+
+    ``FileNotFoundError`` when it is missing; ``ValueError`` naming ``path`` (and the line and
+    column of a JSON error) when it is not UTF-8 text holding a notebook's JSON object.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"notebook not found: {path}")
-    return nbjson.reads(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a notebook: not UTF-8 text (byte {err.start}); "
+                         f"restore it from git or re-save it in Jupyter") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a valid notebook: invalid JSON at line {err.lineno} column "
+                         f"{err.colno} ({err.msg}); restore it from git or re-save it in Jupyter") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise ValueError(f"{path} is not a notebook: its JSON is not an object with a 'cells' list")
+    return nbjson.to_notebook(data)
 
 
 def notebook_text(nb: NotebookNode) -> str:

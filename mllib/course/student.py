@@ -181,7 +181,9 @@ def build_student(src: str | Path = "notebooks", out: str | Path = "build/studen
     the badges' target. Other files of ``src`` (figures, small data files) are copied alongside,
     so relative paths keep working; links that leave ``src`` are rewritten (:func:`link_target`).
     Files are only rewritten when their contents change, and building twice, or building from an
-    already-student folder, gives byte-identical files.
+    already-student folder, gives byte-identical files. The build is made in a temporary folder
+    beside ``out`` and copied in only when every notebook built, so a failed build (a damaged
+    notebook) leaves ``out`` as it was.
     """
     src, out = Path(src), Path(out)
     if not src.is_dir():
@@ -190,16 +192,33 @@ def build_student(src: str | Path = "notebooks", out: str | Path = "build/studen
         raise ValueError(f"out must differ from src ({src}): the student build never overwrites the solutions")
     if cfg is None:
         cfg = load_config(config_path(src.resolve().parent))
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        names = _build_student_into(src, Path(tmp), out, cfg)   # a failure here leaves ``out`` as it was
+        _copy_changed(Path(tmp), out)
+    return [out / name for name in names]
 
+
+def _copy_changed(built: Path, out: Path) -> None:
+    """Copy every file of ``built`` to the same place under ``out`` unless it already holds those bytes."""
+    out.mkdir(parents=True, exist_ok=True)
+    for rel, data in _files(built).items():
+        target = out / rel
+        if not target.is_file() or target.read_bytes() != data:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+
+def _build_student_into(src: Path, dest: Path, out: Path, cfg: CourseConfig) -> list[str]:
+    """Write the student build of ``src`` into the empty folder ``dest``, its links made for ``out``;
+    returns the names of the top-level notebooks written."""
     def relink(target: str) -> str:
         return link_target(target, src, out, cfg)
 
     written = []
     for path in list_notebooks(src):
-        target = out / path.name
-        write_notebook(student_version(read_notebook(path), path.name, cfg, relink), target)
-        written.append(target)
+        write_notebook(student_version(read_notebook(path), path.name, cfg, relink), dest / path.name)
+        written.append(path.name)
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
         if path.suffix == ".ipynb" and path.parent == src:
@@ -208,12 +227,10 @@ def build_student(src: str | Path = "notebooks", out: str | Path = "build/studen
             continue                                  # conftest.py: the book's nbval hooks, not course material
         if path.is_file() and path.suffix == ".ipynb":   # a notebook in a subfolder (assignments/, project/)
             write_notebook(student_version(read_notebook(path), path.name, cfg, _relink_from(rel.parent, relink)),
-                           out / rel)
+                           dest / rel)
         elif path.is_file():
-            target = out / rel
-            if not target.is_file() or target.read_bytes() != path.read_bytes():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest / rel)
     return written
 
 
