@@ -193,13 +193,19 @@ def test_make_student_ships_the_project_template(student_build):
     assert "600" in text and "model card" in text.lower()
 
 
+# Notebooks with a written quiz but no automatically checked exercise yet (issue 25: notebook 09's first
+# version has one quiz question per section; its checked exercises are still to come).
+QUIZ_ONLY = {"09_meta_learning_today.ipynb"}
+
+
 def test_effort_in_every_header_and_the_generated_table_are_current():
     from mllib.course.effort import check_effort, exercises_line, notebook_efforts
 
     assert check_effort(ROOT) == []
     for path in list_notebooks(NOTEBOOKS):
         rows, problems = notebook_efforts(read_notebook(path), path.name)
-        assert problems == [] and any(r.kind == "exercise" for r in rows) and any(r.kind == "quiz" for r in rows)
+        assert problems == [] and any(r.kind == "quiz" for r in rows)
+        assert path.name in QUIZ_ONLY or any(r.kind == "exercise" for r in rows), f"{path.name}: no exercise"
         header = next(source(c) for c in read_notebook(path).cells if "What you will learn" in source(c))
         assert exercises_line(rows) in header and "minutes in all" in header
     table = (ROOT / "docs" / "instructors.md").read_text(encoding="utf-8")

@@ -145,8 +145,10 @@ def test_evaluate_reports_the_protocol(omniglot):
     assert ev.load_run(tiny_run(), "cpu", test_rotations=True).protocol.test_rotations is True
 
 
-def test_eval_cli_passes_test_rotations(monkeypatch, capsys):
+def test_eval_cli_passes_test_rotations(monkeypatch, capsys, tmp_path):
     seen = []
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.pt").write_bytes(b"")   # eval looks the checkpoint up before it evaluates it
 
     def fake_evaluate(checkpoint, **kwargs):
         seen.append(kwargs["test_rotations"])
