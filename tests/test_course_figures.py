@@ -286,6 +286,24 @@ def test_a_figure_legend_covers_scatter_series_too():
     assert "distinct series share the axes" in joined(fig)
 
 
+def test_a_figure_legend_on_a_figure_label_or_title_is_caught():
+    """A legend placed below the panels sits on fig.supxlabel; above them, on the suptitle."""
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3), layout="constrained")
+    for a in axes:
+        a.plot([0, 1], [0, 1], "C0", label="learned")
+        a.set_ylabel("count")
+    fig.supxlabel("learned rate of a weight")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center")
+    assert "supxlabel overlaps figure legend 1" in joined(fig)
+    fine, axes = plt.subplots(1, 2, figsize=(6, 3), layout="constrained")
+    for a in axes:
+        a.plot([0, 1], [0, 1], "C0", label="learned")
+        a.set_ylabel("count")
+    fine.supxlabel("learned rate of a weight")
+    fine.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
+    assert "overlaps" not in joined(fine)
+
+
 def test_a_curve_leaving_the_view_silently_is_caught_and_a_marked_one_passes():
     fig, ax = plt.subplots(figsize=(4, 3))
     labelled(ax, "step", "query MSE")

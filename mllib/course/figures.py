@@ -606,9 +606,13 @@ def _overlap_area(a, b) -> float:
 
 def _overlap_problems(fig, renderer) -> list[str]:
     boxes = []
-    suptitle = getattr(fig, "_suptitle", None)
-    if suptitle is not None and suptitle.get_visible() and suptitle.get_text():
-        boxes.append(("suptitle", suptitle.get_window_extent(renderer)))
+    for attr, what in (("_suptitle", "suptitle"), ("_supxlabel", "supxlabel"), ("_supylabel", "supylabel")):
+        text = getattr(fig, attr, None)
+        if text is not None and text.get_visible() and text.get_text():
+            boxes.append((what, text.get_window_extent(renderer)))
+    for k, legend in enumerate(fig.legends, 1):   # fig.legend(...): it can land on a sup label or title
+        if legend.get_visible():
+            boxes.append((f"figure legend {k}", legend.get_window_extent(renderer)))
     for ax in fig.axes:
         if not ax.get_visible():
             continue
