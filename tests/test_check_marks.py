@@ -1,5 +1,5 @@
 """The checks' verdict marks read in any font: MLLIB_PLAIN_MARKS=1 (or an output that cannot encode the
-emoji) prints [PASS] / [FAIL] / [TODO] instead of the emoji."""
+emoji) prints [PASS] / [FAIL] / [TODO] instead of the emoji, and [HINT] / [LOCKED] for the hints."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mllib import checks
-from mllib.checks import core
+from mllib.checks import core, hints
 
 
 def ci_right(values):
@@ -51,3 +51,34 @@ def test_an_output_that_cannot_encode_emoji_gets_plain_marks(monkeypatch):
     assert core.plain_marks_wanted(io.TextIOWrapper(io.BytesIO(), encoding="utf-8")) is False
     monkeypatch.setenv(core.PLAIN_MARKS_ENV, "yes")
     assert core.plain_marks_wanted(io.TextIOWrapper(io.BytesIO(), encoding="utf-8")) is True
+
+
+@pytest.mark.parametrize("plain", ["1", "0"])
+def test_the_hint_and_solution_marks_follow_the_same_switch(plain, monkeypatch, capsys):
+    monkeypatch.setenv(core.PLAIN_MARKS_ENV, plain)
+    monkeypatch.delenv(checks.SOLUTIONS_ENV, raising=False)
+    monkeypatch.setattr(hints, "_ASKED", {})              # nobody has asked for a hint yet
+    first = checks.hint("confidence_interval")
+    again = checks.hint("confidence_interval")
+    locked = checks.show_solution("confidence_interval")
+    out = capsys.readouterr().out
+    assert locked is None and out.startswith(f"{first}\n{again}\n")   # what is printed is what is returned
+    lines = out.splitlines()
+    hint_lines = [line for line in lines if "hint 1 (the idea)" in line or "hint 2 (the line" in line]
+    assert len(hint_lines) == 3                          # tiers 1 and 2, then tier 2 again
+    mark, lock = ("[HINT]", "[LOCKED]") if plain == "1" else ("💡", "🔒")
+    assert all(line.startswith(f"{mark} confidence_interval, hint ") for line in hint_lines)
+    assert lines[-1].startswith(f"{lock} confidence_interval: solutions are switched off")
+    if plain == "1":
+        assert not any(emoji in out for emoji in core.PLAIN_MARK) and out.isascii()
+
+
+def test_hints_on_an_output_that_cannot_encode_emoji_are_plain(monkeypatch):
+    monkeypatch.delenv(core.PLAIN_MARKS_ENV, raising=False)
+    monkeypatch.setattr(hints, "_ASKED", {})
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+    monkeypatch.setattr("sys.stdout", stream)
+    text = checks.hint("confidence_interval")            # would raise UnicodeEncodeError with the emoji
+    stream.flush()
+    written = stream.buffer.getvalue().decode("cp1252")
+    assert text.startswith("[HINT] confidence_interval, hint") and written.startswith("[HINT] ")

@@ -33,8 +33,9 @@ Environment variables:
   4. otherwise lenient: the learner's notebook runs to the end.
 * ``MLLIB_CHECKS_RECORD=<file>``: every check appends one JSON line with its result
   (``python -m mllib course grade`` uses this to build its score table).
-* ``MLLIB_PLAIN_MARKS=1``: plain-text marks ``[PASS]``, ``[FAIL]``, ``[TODO]`` instead of the
-  emoji (for a font without them); chosen automatically when the output cannot encode them.
+* ``MLLIB_PLAIN_MARKS=1``: plain-text marks ``[PASS]``, ``[FAIL]``, ``[TODO]`` (and ``[HINT]``,
+  ``[LOCKED]`` for ``checks.hint`` and ``checks.show_solution``) instead of the emoji (for a font
+  without them); chosen automatically when the output cannot encode them.
 
 This module is the framework: verdicts, inputs, comparison and :func:`run_check`. The checks
 themselves live in one module per notebook, ``nbNN_<notebook>.py`` (see the package docstring).
@@ -78,7 +79,8 @@ _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 PASSED, FAILED, NOT_IMPLEMENTED, ERROR = "passed", "failed", "not_implemented", "error"
 STATUS_MARK = {PASSED: "✅", FAILED: "❌", NOT_IMPLEMENTED: "⏳", ERROR: "❌"}
 PLAIN_MARKS_ENV = "MLLIB_PLAIN_MARKS"
-PLAIN_MARK = {"✅": "[PASS]", "❌": "[FAIL]", "⏳": "[TODO]"}
+PLAIN_MARK = {"✅": "[PASS]", "❌": "[FAIL]", "⏳": "[TODO]",
+              "💡": "[HINT]", "🔒": "[LOCKED]"}   # the last two: checks.hint, checks.show_solution
 NOT_IMPLEMENTED_TEXT = "not implemented yet — write your code where it says YOUR CODE HERE"
 _CHECKS_DIR = os.path.dirname(__file__)  # frames in here are never the learner's
 

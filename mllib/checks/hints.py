@@ -87,6 +87,15 @@ def hint(exercise: str) -> str:
     else:
         text = (f"💡 {exercise}, hint 2 (the line of reasoning): {hints.reasoning}\n"
                 f"   The next step is the code itself. {_code_tier_text(exercise)}")
+    return _say(text)
+
+
+def _say(text: str) -> str:
+    """Print ``text`` with its marks in plain text where the verdicts use them (``MLLIB_PLAIN_MARKS``,
+    or an output that cannot encode emoji: :func:`mllib.checks.core.plain_marks_wanted`); return it."""
+    from .core import plain_marks_wanted, with_marks   # core imports this module: imported on use
+
+    text = with_marks(text, plain_marks_wanted())
     print(text)
     return text
 
@@ -131,12 +140,12 @@ def show_solution(exercise: str) -> str | None:
     hints_of(exercise)
     folder = solutions_dir()
     if folder is None:
-        print(f"🔒 {exercise}: solutions are switched off in this copy of the course (your instructor "
-              f"can switch them on with {SOLUTIONS_ENV}). checks.hint({exercise!r}) gives the next hint.")
+        _say(f"🔒 {exercise}: solutions are switched off in this copy of the course (your instructor "
+             f"can switch them on with {SOLUTIONS_ENV}). checks.hint({exercise!r}) gives the next hint.")
         return None
     text = find_solution(exercise, folder) if folder.is_dir() else None
     if text is None or "### BEGIN SOLUTION" not in text:
-        print(f"🔒 {exercise}: no instructor notebook with this exercise's solution in {folder}")
+        _say(f"🔒 {exercise}: no instructor notebook with this exercise's solution in {folder}")
         return None
     print(text)
     return text
