@@ -1,12 +1,12 @@
 """The shipped Omniglot checkpoints under the course's test protocol and under the papers'.
 
-The course tests on the test characters as drawn (``mllib.evaluate.Protocol``'s default). The MAML
+The course tests on the test characters as drawn (``mllib.evaluate.EvalProtocol``'s default). The MAML
 and Prototypical Networks papers test with rotations: every test character rotated by 0, 90, 180
 and 270 degrees is a class of its own. Two samplers give that protocol:
 
 * ``rotated``: tasks draw ``ways`` distinct classes from the four-fold class set (423 x 4 = 1,692
   on the ``maml`` split), as Prototypical Networks describe it; what ``python -m mllib eval
-  --test-rotations`` and ``Protocol(test_rotations=True)`` do. A task may hold two rotations of
+  --test-rotations`` and ``EvalProtocol(test_rotations=True)`` do. A task may hold two rotations of
   one character under two labels (the JSON counts such tasks: ``tasks_sharing_a_character``).
 * ``rotated-distinct``: ``ways`` distinct characters, then a random rotation for each, as the MAML
   reference code's data generator draws them (``OmniglotTasks(one_rotation_per_character=True)``).

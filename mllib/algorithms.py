@@ -63,7 +63,7 @@ ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")  # any
 INCONTEXT = "incontext"  # a learner whose forward pass reads the support set (mllib.incontext)
 ALL_ALGORITHMS = ALGORITHMS + (INCONTEXT,)
 BN_MODES = ("batch", "support")
-FORMS = ("auto", "loop", "vmap")
+META_GRADIENT_FORMS = ("auto", "loop", "vmap")  # how meta_gradient goes over the tasks
 REPTILE_DATA = ("support+query", "support")
 ZERO_HEAD_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")  # those with an inner loop on the head
 LR_PREFIX = "lr."
@@ -98,7 +98,7 @@ class MetaConfig:
     head_init: str = "learned"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("algo", ALL_ALGORITHMS), ("bn", BN_MODES), ("form", FORMS),
+        for name, allowed in (("algo", ALL_ALGORITHMS), ("bn", BN_MODES), ("form", META_GRADIENT_FORMS),
                               ("reptile_data", REPTILE_DATA)):
             check_choice(name, getattr(self, name), allowed)
         check_bn(self.algo, self.bn)
@@ -169,7 +169,7 @@ def resolve_form(form: str, device: torch.device | str) -> str:
         >>> resolve_form("auto", "cpu"), resolve_form("vmap", "cpu")
         ('loop', 'vmap')
     """
-    return pick_form(device) if check_choice("form", form, FORMS) == "auto" else form
+    return pick_form(device) if check_choice("form", form, META_GRADIENT_FORMS) == "auto" else form
 
 
 def init_meta_params(model: nn.Module, cfg: MetaConfig) -> Params:

@@ -42,7 +42,7 @@ from mllib.timing import TimeBudget, check_max_seconds
 
 OPTIMIZERS = ("sgd", "adam")
 FINETUNE_MODES = ("head", "all")
-HEAD_INITS = ("zeros", "random")
+FINETUNE_HEAD_INITS = ("zeros", "random")
 
 
 
@@ -228,7 +228,7 @@ def new_head(pretrained: Pretrained, ways: int, init: str = "zeros", seed: int =
     ``"random"``: the model's default head initialisation, seeded with ``seed``.
     """
     check_int("ways", ways, 2)
-    check_choice("init", init, HEAD_INITS)
+    check_choice("init", init, FINETUNE_HEAD_INITS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ConvLearner(ways, in_channels=pretrained.in_channels, filters=pretrained.filters,
@@ -270,5 +270,5 @@ def finetune_accuracies(pretrained: Pretrained, batch: TaskBatch, *, steps: int 
 
 __all__ = [
     "train_on_support", "scratch_accuracies", "ClassBatches", "Pretrained", "pretrain", "new_head",
-    "finetune", "finetune_accuracies", "OPTIMIZERS", "FINETUNE_MODES", "HEAD_INITS",
+    "finetune", "finetune_accuracies", "OPTIMIZERS", "FINETUNE_MODES", "FINETUNE_HEAD_INITS",
 ]

@@ -69,7 +69,7 @@ def mean_ci95(values: Sequence[float] | Tensor) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalProtocol:
     """How a meta-learner is tested: which tasks, and how it adapts to each (notebook 05, section 3).
 
     * ``meta_config``: the algorithm, inner learning rate, batch-norm mode, form and head start
@@ -84,7 +84,7 @@ class Protocol:
       them, so a task may hold two rotations of one character under different labels. Training
       tasks (``part="train"``) are rotated either way.
 
-        >>> protocol = Protocol(MetaConfig(algo="maml"), ways=5, shots=1, query=15, inner_steps=10)
+        >>> protocol = EvalProtocol(MetaConfig(algo="maml"), ways=5, shots=1, query=15, inner_steps=10)
         >>> protocol.with_changes(query=5, bn="support").query
         5
         >>> protocol.with_changes(test_rotations=True).test_rotations
@@ -106,7 +106,7 @@ class Protocol:
 
     def with_changes(self, query: int | None = None, inner_steps: int | None = None, bn: str | None = None,
                      form: str | None = None, shots: int | None = None,
-                     test_rotations: bool | None = None) -> "Protocol":
+                     test_rotations: bool | None = None) -> "EvalProtocol":
         """This protocol with the given settings changed (``None``: unchanged)."""
         meta = replace(self.meta_config, bn=bn or self.meta_config.bn, form=form or self.meta_config.form)
         return replace(self, meta_config=meta, query=self.query if query is None else query,
@@ -116,14 +116,14 @@ class Protocol:
 
 
 @dataclass
-class Run:
+class LearnerToTest:
     """A meta-learner ready to test: its model, meta-parameters (on one device) and protocol.
 
     Made by :func:`load_run` (which has an example), or by hand from a model and its parameters."""
 
     model: nn.Module
     params: dict[str, Tensor]
-    protocol: Protocol
+    protocol: EvalProtocol
     step: int | None = None
     checkpoint: str | None = None
     protocol_note: str | None = None  # set when the run was trained on partial data
@@ -131,15 +131,15 @@ class Run:
 
 def load_run(source, device: str | torch.device | None = "auto", *, query: int | None = None,
              inner_steps: int | None = None, bn: str | None = None, form: str | None = None,
-             shots: int | None = None, test_rotations: bool | None = None) -> Run:
+             shots: int | None = None, test_rotations: bool | None = None) -> LearnerToTest:
     """The meta-learner of ``source`` on ``device``, with the protocol it was trained for (notebook 05).
 
     ``source``: a checkpoint path, a loaded checkpoint dict, a ``mllib.train.TrainResult`` (its
-    final meta-parameters) or a :class:`Run`. The protocol's defaults come from the training
+    final meta-parameters) or a :class:`LearnerToTest`. The protocol's defaults come from the training
     config: query = ``test_query``, inner steps = ``inner_steps_test``, batch norm = the training
     mode, shots = the training shots; the keyword arguments change them (``None``: unchanged),
     e.g. ``shots=5`` tests a 1-shot learner on 5-shot tasks, ``test_rotations=True`` on the papers'
-    rotated test classes (:class:`Protocol`). A form of ``"auto"`` becomes
+    rotated test classes (:class:`EvalProtocol`). A form of ``"auto"`` becomes
     the form for ``device`` (``mllib.algorithms.pick_form``). A checkpoint path may also name a
     shipped checkpoint (``"maml_omniglot_5w1s"``, ``mllib.checkpoint.find_checkpoint``).
 
@@ -148,23 +148,23 @@ def load_run(source, device: str | torch.device | None = "auto", *, query: int |
 
         >>> from mllib.models import params_of
         >>> model = build_conv_learner(ways=5, filters=4)
-        >>> protocol = Protocol(MetaConfig(), ways=5, shots=1, query=15, inner_steps=10)
-        >>> run = load_run(Run(model, params_of(model), protocol), "cpu", query=5, bn="support")
+        >>> protocol = EvalProtocol(MetaConfig(), ways=5, shots=1, query=15, inner_steps=10)
+        >>> run = load_run(LearnerToTest(model, params_of(model), protocol), "cpu", query=5, bn="support")
         >>> run.protocol.query, run.protocol.meta_config.bn, run.protocol.meta_config.form    # auto -> loop
         (5, 'support', 'loop')
     """
     dev = resolve_device(device)
-    run = source if isinstance(source, Run) else _run_from_checkpoint(source)
+    run = source if isinstance(source, LearnerToTest) else _run_from_checkpoint(source)
     where = run.checkpoint or "<in memory>"
     check_params_match(run.params, init_meta_params(run.model, run.protocol.meta_config), where)
     check_finite_params(run.params, where)
     protocol = run.protocol.with_changes(query, inner_steps, bn, form, shots, test_rotations)
     protocol = protocol.with_changes(form=resolve_form(protocol.meta_config.form, dev))
     params = {k: v.to(dev) for k, v in run.params.items()}  # detached once, in evaluate_tasks
-    return Run(run.model.to(dev), params, protocol, run.step, run.checkpoint, run.protocol_note)
+    return LearnerToTest(run.model.to(dev), params, protocol, run.step, run.checkpoint, run.protocol_note)
 
 
-def _run_from_checkpoint(source) -> Run:
+def _run_from_checkpoint(source) -> LearnerToTest:
     checkpoint = None
     if isinstance(source, (str, os.PathLike)):
         path = find_checkpoint(source)
@@ -172,18 +172,18 @@ def _run_from_checkpoint(source) -> Run:
     elif hasattr(source, "meta_params") and hasattr(source, "config"):  # a TrainResult
         source = {"config": source.config, "meta_params": source.meta_params, "step": source.step}
     if not isinstance(source, Mapping) or "config" not in source:
-        raise ValueError("source must be a checkpoint path, a checkpoint dict, a TrainResult or a Run; "
-                         f"got {type(source).__name__}")
+        raise ValueError("source must be a checkpoint path, a checkpoint dict, a TrainResult or a "
+                         f"LearnerToTest; got {type(source).__name__}")
     config, profile = source["config"], source["config"]["profile"]
-    protocol = Protocol(MetaConfig.from_profile(config["algo"], profile, bn=config["bn"]),
-                        ways=config["ways"], shots=config["shots"], query=profile["test_query"],
-                        inner_steps=profile["inner_steps_test"], split=config.get("split", "maml"))
+    protocol = EvalProtocol(MetaConfig.from_profile(config["algo"], profile, bn=config["bn"]),
+                            ways=config["ways"], shots=config["shots"], query=profile["test_query"],
+                            inner_steps=profile["inner_steps_test"], split=config.get("split", "maml"))
     model = build_learner(config["algo"], config["ways"], profile["filters"], config.get("depth", 4))
-    return Run(model, dict(source["meta_params"]), protocol, source["step"], checkpoint,
-               config.get("protocol_note"))
+    return LearnerToTest(model, dict(source["meta_params"]), protocol, source["step"], checkpoint,
+                         config.get("protocol_note"))
 
 
-def test_tasks(data: OmniglotData, protocol: Protocol, count: int = 600, part: str = "test",
+def test_tasks(data: OmniglotData, protocol: EvalProtocol, count: int = 600, part: str = "test",
                seed: int = TEST_SEED) -> TaskBatch:
     """The ``count`` fixed tasks of ``protocol`` from ``part`` of its split: the same for every model.
 
@@ -193,14 +193,14 @@ def test_tasks(data: OmniglotData, protocol: Protocol, count: int = 600, part: s
 
         >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
         >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
-        >>> protocol = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> protocol = EvalProtocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
         >>> tuple(test_tasks(data, protocol, count=4).query_x.shape)
         (4, 10, 1, 28, 28)
     """
     return TaskBatch.cat(list(test_task_chunks(data, protocol, count, part, seed)))
 
 
-def test_task_chunks(data: OmniglotData, protocol: Protocol, count: int = 600, part: str = "test",
+def test_task_chunks(data: OmniglotData, protocol: EvalProtocol, count: int = 600, part: str = "test",
                      seed: int = TEST_SEED) -> Iterator[TaskBatch]:
     """The tasks of :func:`test_tasks`, :data:`SAMPLE_CHUNK` at a time, each drawn when it is asked for."""
     check_int("count", count, 1)
@@ -209,13 +209,14 @@ def test_task_chunks(data: OmniglotData, protocol: Protocol, count: int = 600, p
         yield sampler.sample(min(SAMPLE_CHUNK, count - start))
 
 
-def test_sampler(data: OmniglotData, protocol: Protocol, part: str = "test", seed: int = TEST_SEED) -> OmniglotTasks:
+def test_sampler(data: OmniglotData, protocol: EvalProtocol, part: str = "test",
+                 seed: int = TEST_SEED) -> OmniglotTasks:
     """The seeded task sampler behind :func:`test_tasks`: ``part`` of ``protocol.split``, its classes
-    rotated when ``protocol.test_rotations`` (training tasks always are; see :class:`Protocol`).
+    rotated when ``protocol.test_rotations`` (training tasks always are; see :class:`EvalProtocol`).
 
         >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
         >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
-        >>> protocol = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> protocol = EvalProtocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
         >>> rotated = protocol.with_changes(test_rotations=True)
         >>> test_sampler(data, protocol).num_classes, test_sampler(data, rotated).num_classes
         (12, 48)
@@ -231,7 +232,7 @@ def test_sampler(data: OmniglotData, protocol: Protocol, part: str = "test", see
 test_tasks.__test__ = test_task_chunks.__test__ = test_sampler.__test__ = False
 
 
-def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Protocol, tasks: TaskBatch,
+def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: EvalProtocol, tasks: TaskBatch,
                     batch_size: int = 50, progress: bool = False) -> Tensor:
     """Per-task query accuracy ``[T]`` (CPU, float) of ``tasks`` after ``protocol.inner_steps`` of adaptation.
 
@@ -241,7 +242,7 @@ def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Pr
         >>> from mllib.models import params_of
         >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
         >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
-        >>> protocol = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> protocol = EvalProtocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
         >>> model = build_conv_learner(ways=5, filters=4)
         >>> task_accuracies(model, params_of(model), protocol, test_tasks(data, protocol, count=4)).shape
         torch.Size([4])
@@ -266,7 +267,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
 
     ``source``: whatever :func:`load_run` takes; ``protocol_changes``: its ``query``,
     ``inner_steps``, ``bn``, ``form``, ``shots`` and ``test_rotations`` (``True``: the papers'
-    rotated test classes, see :class:`Protocol`). ``data`` defaults to ``mllib.data.load_omniglot()``;
+    rotated test classes, see :class:`EvalProtocol`). ``data`` defaults to ``mllib.data.load_omniglot()``;
     a copy that lacks characters of the split's part is refused unless ``allow_partial_data``
     (or ``$MLLIB_ALLOW_PARTIAL_DATA``). Tasks are drawn and scored :data:`SAMPLE_CHUNK` at a time.
 
@@ -282,8 +283,9 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
         >>> names = [f"alphabet/character{i:02d}" for i in range(12)]
         >>> data = OmniglotData(torch.zeros(12, 20, 28, 28, dtype=torch.uint8), names, ["background"] * 12)
         >>> model = build_conv_learner(ways=5, filters=4)
-        >>> protocol = Protocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1, split=None)
-        >>> result = evaluate(Run(model, params_of(model), protocol), data=data, tasks=4, device="cpu", progress=False)
+        >>> protocol = EvalProtocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1, split=None)
+        >>> learner = LearnerToTest(model, params_of(model), protocol)
+        >>> result = evaluate(learner, data=data, tasks=4, device="cpu", progress=False)
         >>> result["tasks"], result["query"], result["transductive"], 0 <= result["accuracy"] <= 1
         (4, 2, True, True)
     """

@@ -67,20 +67,11 @@ from torch.func import functional_call, vmap
 
 from mllib.algorithms import loss_and_metric
 from mllib.arguments import check_choice, check_int, check_positive
+from mllib.fast_ops import under_vmap
 from mllib.models import Params
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 from mllib.timing import budget_spent, check_max_seconds, now
-
-
-
-def _batched(t: Tensor) -> bool:
-    """True for a tensor seen inside ``torch.func.vmap`` (data-dependent checks are impossible there)."""
-    try:
-        from torch._C._functorch import is_batchedtensor
-        return bool(is_batchedtensor(t))
-    except Exception:  # private API moved: skip the data-dependent checks rather than break vmap
-        return True
 
 
 # ----------------------------------------------------------------------------- attention
@@ -303,7 +294,7 @@ class InContextLearner(nn.Module):
             if support_y.shape != support_x.shape[:1] or torch.is_floating_point(support_y):
                 raise ValueError(f"support_y must be integer class labels [S={support_x.shape[0]}] for a "
                                  f"{self.ways}-way classifier, got {support_y.dtype} {tuple(support_y.shape)}")
-            if not _batched(support_y) and (int(support_y.min()) < 0 or int(support_y.max()) >= self.ways):
+            if not under_vmap() and (int(support_y.min()) < 0 or int(support_y.max()) >= self.ways):
                 raise ValueError(f"support_y labels must be in 0..{self.ways - 1}, got "
                                  f"{int(support_y.min())}..{int(support_y.max())}")
         elif support_y.shape != (support_x.shape[0], 1) or not torch.is_floating_point(support_y):
@@ -374,7 +365,7 @@ def _check_batch(model: InContextLearner, support_x: Tensor, support_y: Tensor, 
                          f"number of tasks T; got {tuple(support_x.shape)}, {tuple(support_y.shape)}, "
                          f"{tuple(query_x.shape)}")
     model.check_inputs(support_x[0], support_y[0], query_x[0])
-    if model.classification and not _batched(support_y) and (
+    if model.classification and not under_vmap() and (
             int(support_y.min()) < 0 or int(support_y.max()) >= model.ways):
         raise ValueError(f"support_y labels must be in 0..{model.ways - 1}, got "
                          f"{int(support_y.min())}..{int(support_y.max())}")
@@ -387,7 +378,7 @@ def predict_tasks(model: InContextLearner, support_x: Tensor, support_y: Tensor,
     return functional_call(model, _params(model, params), (support_x, support_y, query_x), {"tasks": True})
 
 
-FORMS = ("batched", "vmap", "loop")
+BATCH_LOSS_FORMS = ("batched", "vmap", "loop")  # how batch_loss goes over the tasks
 
 
 def batch_loss(model: InContextLearner, batch: TaskBatch, params: Mapping[str, Tensor] | None = None,
@@ -397,7 +388,7 @@ def batch_loss(model: InContextLearner, batch: TaskBatch, params: Mapping[str, T
     ``"batched"`` (one forward pass for all tasks, fastest), ``"vmap"`` (``torch.func.vmap`` of
     ``task_loss_fn``) or ``"loop"`` (``task_loss_fn`` task by task).
     """
-    check_choice("form", form, FORMS)
+    check_choice("form", form, BATCH_LOSS_FORMS)
     _check_batch(model, batch.support_x, batch.support_y, batch.query_x)
     p, fn = _params(model, params), task_loss_fn(model)
     tasks = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)

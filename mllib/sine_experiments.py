@@ -10,7 +10,7 @@ notebooks share, built on the tested algorithms (it does not re-implement them):
   points of all tasks jointly. It learns the mean task, ``E[A sin(x - phase)] = -(2 E[A] / pi) cos x``
   (about ``-1.62 cos x`` for ``A ~ U[0.1, 5]``, ``phase ~ U[0, pi]``: half a period of phases does not
   cancel), a compromise that fits no task and fine-tunes slowly from few shots.
-* ``adapt_task``: a few SGD steps on one task's support set from a start (no graph).
+* ``adapt_sine_learner``: a few SGD steps on one task's support set from a start (no graph).
 * ``adaptation_curve``: query MSE after 0, 1, ..., ``steps`` SGD steps ``[steps + 1]``;
   ``support_query_curves``: the support and the query MSE of every task along those steps.
 * ``fit_polynomial`` / ``polyval`` / ``polynomial_mse``: least-squares polynomials, a hand-designed
@@ -201,8 +201,8 @@ def pretrain_sinusoid(
 
 # ----------------------------------------------------------------------------- adaptation
 
-def adapt_task(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
-               steps: int, lr: float) -> Params:
+def adapt_sine_learner(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
+                       steps: int, lr: float) -> Params:
     """``steps`` SGD steps at ``lr`` on one task's support MSE (``support_x, support_y [K, 1]``).
 
     No autograd graph is built; returns detached adapted parameters (same keys as ``params``;
@@ -292,5 +292,5 @@ def polynomial_mse(task_batch: TaskBatch, degree: int) -> Tensor:
     return torch.stack(errors)
 
 
-__all__ = ["meta_train_sinusoid", "pretrain_sinusoid", "adapt_task", "adaptation_curve", "support_query_curves",
-           "fit_polynomial", "polyval", "polynomial_mse", "SINE_ALGORITHMS"]
+__all__ = ["meta_train_sinusoid", "pretrain_sinusoid", "adapt_sine_learner", "adaptation_curve",
+           "support_query_curves", "fit_polynomial", "polyval", "polynomial_mse", "SINE_ALGORITHMS"]

@@ -42,15 +42,15 @@ from typing import Any, Callable
 import torch
 
 import mllib.data
-from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, FORMS, INCONTEXT, MetaConfig, MetaGradientNotFinite,
-                              check_bn, default_bn, init_meta_params, load_into_model, meta_step, resolve_form)
+from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, INCONTEXT, META_GRADIENT_FORMS, MetaConfig,
+                              MetaGradientNotFinite, check_bn, default_bn, init_meta_params, load_into_model, meta_step, resolve_form)
 from mllib.arguments import check_choice, check_int, check_seed
 from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
                               load_checkpoint, read_metrics, save_checkpoint)
 from mllib.config import Profile, resolve_profile
 from mllib.data.splits import SPLITS, check_split_complete
 from mllib.device import describe_device, resolve_device
-from mllib.evaluate import Protocol, task_accuracies
+from mllib.evaluate import EvalProtocol, task_accuracies
 from mllib.files import append_text, atomic_write_text, check_output_dir, remove_orphaned_temp_files
 from mllib.learners import build_learner
 from mllib.progress import progress_bar, write
@@ -130,7 +130,7 @@ class TrainConfig:
         check_choice("algo", self.algo, ALL_ALGORITHMS)
         check_choice("bn", self.bn, BN_MODES)
         check_bn(self.algo, self.bn)
-        check_choice("form", self.form, FORMS)
+        check_choice("form", self.form, META_GRADIENT_FORMS)
         check_choice("split", self.split, SPLIT_CHOICES)
         check_int("ways", self.ways, 2)
         check_int("shots", self.shots, 1)
@@ -341,7 +341,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     train_tasks: Any
     val_tasks: TaskBatch
-    val_protocol: Protocol
+    val_protocol: EvalProtocol
     is_main: bool
     say: Callable[[str], None]
     step: int = 0
@@ -421,8 +421,8 @@ def _start(config: TrainConfig, data, train_tasks, rank: int, world_size: int, l
                                     query=profile.query, seed=config.seed, device=device)  # built on the device
     val_tasks = OmniglotTasks(data, part="val", ways=config.ways, shots=config.shots, **parts["val"],
                               query=profile.test_query, seed=VAL_SEED).sample(profile.val_tasks)
-    val_protocol = Protocol(meta_cfg, config.ways, config.shots, profile.test_query, profile.inner_steps_test,
-                            config.split)
+    val_protocol = EvalProtocol(meta_cfg, config.ways, config.shots, profile.test_query,
+                                profile.inner_steps_test, config.split)
     run = _Run(config, profile, config.run_dict(profile, note), device, meta_cfg, model, meta_params,
                torch.optim.Adam(list(meta_params.values()), lr=profile.meta_lr), train_tasks, val_tasks,
                val_protocol, is_main, say)

@@ -9,7 +9,7 @@ import torch
 
 import mllib.evaluate as ev
 from mllib.algorithms import MetaConfig
-from mllib.evaluate import Protocol, Run, evaluate, format_result, load_run, mean_ci95, task_accuracies
+from mllib.evaluate import EvalProtocol, LearnerToTest, evaluate, format_result, load_run, mean_ci95, task_accuracies
 from mllib.tasks import OmniglotTasks, TaskBatch
 from mllib.train import TrainConfig, meta_train
 
@@ -67,8 +67,8 @@ def test_evaluate_uses_fixed_tasks(run, omniglot):
 
 def test_evaluate_run_and_train_result_equal_checkpoint(run, omniglot):
     from_ckpt = evaluate(run.checkpoint_path, data=omniglot, tasks=6, device="cpu", progress=False)
-    protocol = Protocol(run.meta_config, ways=3, shots=1, query=2, inner_steps=2)
-    direct = evaluate(Run(run.model, run.meta_params, protocol), data=omniglot, tasks=6, device="cpu",
+    protocol = EvalProtocol(run.meta_config, ways=3, shots=1, query=2, inner_steps=2)
+    direct = evaluate(LearnerToTest(run.model, run.meta_params, protocol), data=omniglot, tasks=6, device="cpu",
                       progress=False)
     assert direct["accuracy"] == from_ckpt["accuracy"]
     from_result = evaluate(run, data=omniglot, tasks=6, device="cpu", progress=False)  # run.step == 2 == checkpoint
@@ -100,7 +100,7 @@ def test_shots_at_test_time_can_differ_from_training(run, omniglot):
 
 
 def test_test_tasks_are_the_protocols_fixed_chunked_stream(omniglot):
-    protocol = Protocol(MetaConfig(), ways=3, shots=1, query=2, inner_steps=1)
+    protocol = EvalProtocol(MetaConfig(), ways=3, shots=1, query=2, inner_steps=1)
     tasks = ev.test_tasks(omniglot, protocol, count=5, seed=3)
     assert tuple(tasks.support_x.shape) == (5, 3, 1, 28, 28) and tuple(tasks.query_y.shape) == (5, 6)
     again = ev.test_tasks(omniglot, protocol, count=5, seed=3)
@@ -117,7 +117,7 @@ def test_test_tasks_are_the_protocols_fixed_chunked_stream(omniglot):
 
 def test_test_tasks_chunks_are_part_of_the_protocol(omniglot, monkeypatch):
     monkeypatch.setattr(ev, "SAMPLE_CHUNK", 2)
-    protocol = Protocol(MetaConfig(), ways=3, shots=1, query=1, inner_steps=1)
+    protocol = EvalProtocol(MetaConfig(), ways=3, shots=1, query=1, inner_steps=1)
     tasks = ev.test_tasks(omniglot, protocol, count=5)
     sampler = OmniglotTasks(omniglot, split="maml", part="test", ways=3, shots=1, query=1, seed=ev.TEST_SEED)
     by_hand = TaskBatch.cat([sampler.sample(2), sampler.sample(2), sampler.sample(1)])

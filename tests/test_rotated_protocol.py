@@ -1,4 +1,4 @@
-"""The papers' test protocol: rotated test classes (``Protocol.test_rotations``, ``eval --test-rotations``).
+"""The papers' test protocol: rotated test classes (``EvalProtocol.test_rotations``, ``eval --test-rotations``).
 
 The MAML and Prototypical Networks papers test on every test character rotated by 0, 90, 180 and
 270 degrees, each rotation a class of its own; the course's default tests the characters as drawn.
@@ -26,12 +26,12 @@ from mllib.__main__ import main
 from mllib.algorithms import MetaConfig
 from mllib.data import OmniglotData
 from mllib.data.splits import split_characters
-from mllib.evaluate import Protocol, Run, evaluate, format_result, test_sampler, test_tasks
+from mllib.evaluate import EvalProtocol, LearnerToTest, evaluate, format_result, test_sampler, test_tasks
 from mllib.learners import build_learner
 from mllib.models import build_conv_learner, params_of
 from mllib.tasks import OmniglotTasks
 
-AS_DRAWN = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=3, inner_steps=1)
+AS_DRAWN = EvalProtocol(MetaConfig(form="loop"), ways=5, shots=1, query=3, inner_steps=1)
 ROTATED = AS_DRAWN.with_changes(test_rotations=True)
 
 
@@ -121,17 +121,17 @@ def test_default_protocol_draws_the_same_tasks_as_before(part):
     names = [f"alphabet/character{i:02d}" for i in range(12)]
     images = (torch.arange(12 * 20 * 28 * 28) % 251).to(torch.uint8).view(12, 20, 28, 28)
     data = OmniglotData(images, names, ["background"] * 12)
-    protocol = Protocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
+    protocol = EvalProtocol(MetaConfig(form="loop"), ways=5, shots=1, query=2, inner_steps=1, split=None)
     assert protocol.test_rotations is False
     assert fingerprint(test_tasks(data, protocol, count=7, part=part, seed=5)) == BEFORE[part]
     rotated = fingerprint(test_tasks(data, protocol.with_changes(test_rotations=True), count=7, part=part, seed=5))
     assert (rotated == BEFORE[part]) == (part == "train")  # training tasks were already rotated
 
 
-def tiny_run() -> Run:
+def tiny_run() -> LearnerToTest:
     torch.manual_seed(0)
     model = build_conv_learner(ways=5, filters=4)
-    return Run(model, params_of(model), Protocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1))
+    return LearnerToTest(model, params_of(model), EvalProtocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1))
 
 
 def test_evaluate_reports_the_protocol(omniglot):
@@ -166,7 +166,7 @@ def test_eval_cli_passes_test_rotations(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_test_rotations_must_be_a_bool(value):
     with pytest.raises(ValueError, match="test_rotations must be True .* or False"):
-        Protocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1, test_rotations=value)
+        EvalProtocol(MetaConfig(), ways=5, shots=1, query=2, inner_steps=1, test_rotations=value)
 
 
 def test_one_rotation_per_character_as_the_maml_reference_code(omniglot):
@@ -253,7 +253,8 @@ def test_protonet_results_say_no_inner_loop(omniglot):
     (issue 22: its results printed "3 inner steps at lr 0.4")."""
     torch.manual_seed(0)
     model = build_learner("protonet", 5, 4, 4)
-    protocol = Protocol(MetaConfig(algo="protonet"), ways=5, shots=1, query=2, inner_steps=3)
-    result = evaluate(Run(model, params_of(model), protocol), data=omniglot, tasks=4, device="cpu", progress=False)
+    protocol = EvalProtocol(MetaConfig(algo="protonet"), ways=5, shots=1, query=2, inner_steps=3)
+    result = evaluate(LearnerToTest(model, params_of(model), protocol), data=omniglot, tasks=4, device="cpu",
+                      progress=False)
     assert (result["inner_steps"], result["inner_lr"]) == (0, None)
     assert "no inner loop" in format_result(result) and "inner steps at lr" not in format_result(result)

@@ -9,7 +9,7 @@ from torch.func import functional_call
 
 from mllib.algorithms import MetaConfig, init_meta_params, meta_gradient
 from mllib.models import SineMLP, params_of
-from mllib.sine_experiments import (_seeded_model, adapt_task, adaptation_curve, fit_polynomial, meta_train_sinusoid,
+from mllib.sine_experiments import (_seeded_model, adapt_sine_learner, adaptation_curve, fit_polynomial, meta_train_sinusoid,
                                     polynomial_mse, polyval, pretrain_sinusoid)
 from mllib.tasks import SinusoidTasks
 
@@ -69,17 +69,17 @@ def test_adaptation_curve_uses_metasgd_rates(sine_batch):
                                adaptation_curve(model, params, sine_batch, 3, lr=0.03))
 
 
-def test_adapt_task_agrees_with_curve(sine_batch):
+def test_adapt_sine_learner_agrees_with_curve(sine_batch):
     torch.manual_seed(2)
     model = SineMLP()
     params = params_of(model)
     curve = adaptation_curve(model, params, sine_batch, steps=3, lr=0.02, per_task=True)
-    adapted = adapt_task(model, params, sine_batch.support_x[0], sine_batch.support_y[0], steps=3, lr=0.02)
+    adapted = adapt_sine_learner(model, params, sine_batch.support_x[0], sine_batch.support_y[0], steps=3, lr=0.02)
     assert set(adapted) == set(params) and all(v.grad_fn is None for v in adapted.values())
     mse = F.mse_loss(functional_call(model, adapted, (sine_batch.query_x[0],)), sine_batch.query_y[0])
     torch.testing.assert_close(mse, curve[0, 3], rtol=1e-5, atol=1e-6)
     # zero steps: the start itself
-    same = adapt_task(model, params, sine_batch.support_x[0], sine_batch.support_y[0], steps=0, lr=0.02)
+    same = adapt_sine_learner(model, params, sine_batch.support_x[0], sine_batch.support_y[0], steps=0, lr=0.02)
     assert all(torch.equal(same[k], params[k]) for k in params)
 
 

@@ -131,8 +131,8 @@ def rate(p: dict, r: Recipe, name: str, step: int):
     return r.inner_lr
 
 
-def adapt_task(p: dict, r: Recipe, sx, sy, steps: int, first_order: bool, create_graph: bool,
-               qx=None, qy=None):
+def adapt_with_recipe(p: dict, r: Recipe, sx, sy, steps: int, first_order: bool, create_graph: bool,
+                      qx=None, qy=None):
     """Inner loop on one task; returns (adapted params, [query losses after each step] if msl)."""
     fast = {k: v for k, v in p.items() if not k.startswith("lslr.")}
     names = [k for k in fast if fast[k].requires_grad or (r.zero_head and k.startswith("head."))]
@@ -186,7 +186,7 @@ def meta_grad(p: dict, r: Recipe, batch, step: int = 0) -> tuple[dict, float, fl
     weights = msl_weights(r, step)
     for t in range(T):
         sx, sy, qx, qy = batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t]
-        fast, per_step = adapt_task(p, r, sx, sy, r.inner_steps, first_order, True, qx, qy)
+        fast, per_step = adapt_with_recipe(p, r, sx, sy, r.inner_steps, first_order, True, qx, qy)
         out = logits(fast, qx, r.channels_last_input)
         last = F.cross_entropy(out, qy)
         loss = sum(w * l for w, l in zip(weights, per_step + [last])) if per_step else last
@@ -226,7 +226,7 @@ def evaluate(p: dict, r: Recipe, batch, steps: int) -> Tensor:
     for t in range(batch.num_tasks):
         sx, sy, qx, qy = batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t]
         with torch.enable_grad():
-            fast, _ = adapt_task(detached, r, sx, sy, steps, True, False)
+            fast, _ = adapt_with_recipe(detached, r, sx, sy, steps, True, False)
         with torch.no_grad():
             out.append((logits(fast, qx, r.channels_last_input).argmax(-1) == qy).float().mean())
     return torch.stack(out)

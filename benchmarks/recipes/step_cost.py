@@ -91,10 +91,10 @@ def check(data) -> list[dict]:
     p = {k: v.detach().double().requires_grad_(True) for k, v in init_params(r).items()}
     g = meta_grad(p, r, batch)[0]
     import torch.nn.functional as F
-    from common import adapt_task, logits
+    from common import adapt_with_recipe, logits
 
     def loss_at(q):
-        fast, _ = adapt_task(q, r, batch.support_x[0], batch.support_y[0], r.inner_steps, False, True)
+        fast, _ = adapt_with_recipe(q, r, batch.support_x[0], batch.support_y[0], r.inner_steps, False, True)
         return float(F.cross_entropy(logits(fast, batch.query_x[0]), batch.query_y[0]))
     for key, idx in (("lslr.blocks.1.conv.weight.1", ()), ("blocks.0.conv.weight", (3, 0, 1, 1)),
                      ("blocks.2.norm.weight", (5,))):

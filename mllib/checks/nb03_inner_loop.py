@@ -12,7 +12,8 @@ from .hints import Hints
 from .properties import Properties, declare
 from .sine_inputs import _sine_task
 
-INNER_LOOP_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.sine_experiments.adapt_task")
+INNER_LOOP_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients",
+                        "mllib.sine_experiments.adapt_sine_learner")
 
 
 class _ThroughStep:

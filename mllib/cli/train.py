@@ -13,7 +13,7 @@ import sys
 
 from mllib import distributed
 from mllib.signals import exit_code, signal_name
-from mllib.algorithms import ALL_ALGORITHMS, BN_MODES, FORMS
+from mllib.algorithms import ALL_ALGORITHMS, BN_MODES, META_GRADIENT_FORMS
 from mllib.config import HEAD_INITS, META_LR_SCHEDULES, PROFILE_CHOICES
 from mllib.train import SPLIT_CHOICES, TrainConfig
 
@@ -59,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--bn", choices=BN_MODES, default=None,
                         help="batch norm statistics: batch (transductive, as in the MAML paper; the default) or "
                              "support (the default and only mode of incontext)")
-    parser.add_argument("--form", choices=FORMS, default="auto",
+    parser.add_argument("--form", choices=META_GRADIENT_FORMS, default="auto",
                         help="loop over tasks or vmap (default auto: loop on CPU, vmap on CUDA)")
     parser.add_argument("--split", choices=SPLIT_CHOICES, default="maml",
                         help="character split manifest; lake: train on 25 background alphabets, validate "

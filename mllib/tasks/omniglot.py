@@ -72,7 +72,7 @@ class OmniglotTasks:
     or ``"test"``. ``characters``: explicit character indices into ``data.images`` (overrides
     ``split``; ``part`` then only names the seed stream). ``rotations``: rotated copies as new
     classes; default ``True`` for ``part="train"``, ``False`` otherwise (the MAML and Prototypical
-    Networks papers rotate test classes too: ``mllib.evaluate.Protocol(test_rotations=True)``).
+    Networks papers rotate test classes too: ``mllib.evaluate.EvalProtocol(test_rotations=True)``).
     ``one_rotation_per_character``: with rotations, draw ``ways`` distinct characters and then a
     rotation for each (as the MAML reference code does), so a task never holds two rotations of
     one character; default ``False``: ``ways`` distinct classes of the four-fold class set (as
