@@ -125,25 +125,4 @@ def notebook_budget(notebook: str) -> float:
     return sum(run.seconds * run.runs for run in runs.values())
 
 
-#: Notebook 05's live MAML run on a Colab T4 (an estimate, never measured): seconds per quick-profile
-#: meta-step (5-way 1-shot, meta-batch 8, 5 queries, 32 filters, second order, vmap form), low and
-#: high. Derived from measurements in the project's field notes: on an H100 the full profile's
-#: meta-step (meta-batch 32, 15 queries, 64 filters: about 40 times the work of a quick step) took
-#: 0.034 s in vmap form. A T4 has about 1/8 of an H100's fp32 throughput (8.1 against 67 TFLOPS)
-#: and 1/10 of its memory bandwidth (320 against 3,350 GB/s), so the quick step's arithmetic takes
-#: about 0.034 * 10 / 40 = 0.009 s there; the rest is a per-step overhead (kernel launches, Python)
-#: that does not shrink with the work, at most the H100's whole 0.034 s step. Hence 0.02-0.04 s.
-T4_MAML_STEP_SECONDS = (0.02, 0.04)
-# (Derived for the quick profile's earlier all-parameter step; the zero-head step of today's quick
-# recipe does less work, 0.39x on the CPU, so the range is on the slow side.)
-
-#: What notebook 05's live MAML run reaches in the gpu profile on a T4 at each estimated step time:
-#: ``{seconds per step: (meta-steps, test accuracy, 95% CI half-width)}`` on 600 test tasks (5-way
-#: 1-shot, 1 inner step, bn=batch, maml split). Measured on the CPU by replaying exactly that run (same
-#: code, seed, tasks and cosine schedule planned over the gpu steps) with a clock that advances the
-#: estimated T4 seconds per meta-step: ``benchmarks/t4_budget_estimate.py`` ->
-#: ``benchmarks/results/t4_budget_estimate.json``. The step time is the estimate; the accuracy of the
-#: run it allows is measured.
-T4_MAML_ACCURACY = {0.04: (326, 0.8938, 0.0070), 0.02: (651, 0.9283, 0.0060)}
-
-__all__ = ["LiveTraining", "LIVE_TRAINING", "Budget", "live_budget", "steps_within", "notebook_budget", "T4_MAML_STEP_SECONDS", "T4_MAML_ACCURACY"]
+__all__ = ["LiveTraining", "LIVE_TRAINING", "Budget", "live_budget", "steps_within", "notebook_budget"]

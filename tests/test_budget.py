@@ -252,14 +252,36 @@ def test_meta_train_reads_the_budget_clock(tmp_path, omniglot, monkeypatch):
     assert run.step == 3 == math.ceil(2.5 / 1.0)
 
 
+T4_ESTIMATE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "t4_budget_estimate.json"
 
+
+def t4_runs() -> dict[float, tuple[int, float, float]]:
+    """{estimated T4 seconds per meta-step: (steps, accuracy, ci95)} of benchmarks/t4_budget_estimate.py's file."""
+    data = json.loads(T4_ESTIMATE.read_text())
+    runs = {run["t4_step_seconds"]: (run["steps"], run["accuracy"], run["ci95"]) for run in data["runs"]}
+    assert sorted(runs) == sorted(data["t4_step_seconds"]), "one replayed run per estimated step time"
+    return runs
 
 
 def test_t4_replay_matches_the_budget():
     """The replayed T4 runs (benchmarks/t4_budget_estimate.py) stopped where today's budget stops them."""
-    from mllib.budget import T4_MAML_ACCURACY, T4_MAML_STEP_SECONDS
-    assert set(T4_MAML_ACCURACY) == set(T4_MAML_STEP_SECONDS)
-    for step_seconds, (steps, accuracy, ci) in T4_MAML_ACCURACY.items():
+    for step_seconds, (steps, accuracy, ci) in t4_runs().items():
         # mllib.train.meta_train stops after the step that uses the budget up: one more than fits
         assert steps - steps_within("05 maml", step_seconds) in (0, 1), "rerun t4_budget_estimate.py"
         assert 0.2 < accuracy < 1 and 0 < ci < 0.02
+
+
+def test_notebook_05_quotes_the_t4_replay_as_the_benchmark_wrote_it():
+    """Notebook 05's T4_REPLAY is benchmarks/results/t4_budget_estimate.json, rounded to 4 decimals."""
+    import ast
+
+    (line,) = [line for line in notebook_source("05").splitlines() if line.startswith("T4_REPLAY = ")]
+    quoted = ast.literal_eval(line.split("=", 1)[1].strip())
+    expected = {s: (steps, round(acc, 4), round(ci, 4)) for s, (steps, acc, ci) in t4_runs().items()}
+    assert quoted == expected, f"copy benchmarks/results/t4_budget_estimate.json into notebook 05: {expected}"
+
+
+def test_the_t4_estimates_are_benchmark_material_not_library_code():
+    import mllib.budget
+
+    assert not [name for name in dir(mllib.budget) if name.startswith("T4_")]
