@@ -7,7 +7,8 @@ Taught core (the notebooks read these line by line):
 
 * ``tasks``: task distributions (Omniglot N-way K-shot, sinusoids) and the ``TaskBatch`` structure.
 * ``models``: the sinusoid MLP and the conv learner, parameters as plain dicts.
-* ``inner``: the inner loop (fast adaptation).
+* ``update_rules``: update rules as objects (SGD, Meta-SGD's learned rates, Adam): ``init`` and ``step``.
+* ``inner``: the inner loop (fast adaptation): one ``adapt`` that takes any update rule.
 * ``algorithms``: outer-loop meta-gradients and the meta-step for MAML, FOMAML, Reptile, Meta-SGD, ANIL,
   ProtoNets.
 * ``train``, ``evaluate``: meta-training; evaluation with confidence intervals.

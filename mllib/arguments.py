@@ -34,6 +34,14 @@ def check_positive(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_decay(name: str, value: Any) -> float:
+    """``float(value)`` if it is a number (not a bool) in ``[0, 1)``, as a moving average's decay rate
+    must be (Adam's betas, momenta); else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def check_choice(name: str, value: Any, allowed: tuple) -> Any:
     """``value`` if it is one of ``allowed``; else ``ValueError`` listing them."""
     if value not in allowed:

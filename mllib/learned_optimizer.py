@@ -20,9 +20,10 @@ This module is that idea at the size of the course's sinusoid learner (``mllib.m
   With ``truncation == horizon`` (the default) the whole trajectory is differentiated.
   ``first_order=True`` drops the second derivatives through the learner's gradients, as the paper did.
 
-Every update rule here (``SGD``, ``Adam``, ``PerParameterSGD`` for Meta-SGD's learned rates,
-``LearnedRule``) has the same two methods, ``init(theta) -> state`` and
-``step(theta, grad, state) -> (theta, state)``, and runs on a flat parameter vector per task,
+``LearnedRule`` is an update rule like the hand-designed ones of ``mllib.update_rules`` (``SGD``,
+``MetaSGD`` for Meta-SGD's learned rates, ``Adam``): ``init(params) -> state`` and
+``step(params, grads, state) -> (params, state)``, so ``mllib.inner.adapt`` runs it on a parameter
+dict exactly as it runs SGD. Here every rule runs on a flat parameter vector per task,
 ``theta [T, P]`` (``FlatParams`` converts to and from the model's parameter dict). ``optimize``
 runs any rule on a ``TaskBatch`` of sinusoid tasks and returns the query-MSE curves ``[T, steps + 1]``.
 
@@ -37,30 +38,23 @@ Example (a few seconds on a laptop CPU)::
 from __future__ import annotations
 
 import math
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from mllib.arguments import check_int, check_positive
+from mllib.arguments import check_decay, check_int, check_positive
 from mllib.models import Params
-from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
-from mllib.timing import TimeBudget, check_max_seconds
+from mllib.timing import check_max_seconds
+from mllib.training_loop import TrainingLoop
+from mllib.update_rules import SGD, Adam, MetaSGD, UpdateRule
 
 State = dict[str, Tensor]
 FEATURES = ("gradient", "momentum 0.5", "momentum 0.9", "momentum 0.99")
-
-
-# ----------------------------------------------------------------------------- validation helpers
-
-def _beta(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------- flat parameters
@@ -116,69 +110,8 @@ def random_starts(model: nn.Module, num_tasks: int, seed: int = 0) -> Tensor:
 
 # ----------------------------------------------------------------------------- update rules
 
-class UpdateRule(Protocol):
-    """``init(theta [T, P]) -> state``; ``step(theta, grad, state) -> (theta, state)`` (all ``[T, P]``)."""
-
-    def init(self, theta: Tensor) -> State: ...
-
-    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]: ...
-
-
-class SGD:
-    """Plain gradient descent: ``theta - lr * grad``."""
-
-    def __init__(self, lr: float) -> None:
-        self.lr = check_positive("lr", lr)
-
-    def init(self, theta: Tensor) -> State:
-        return {}
-
-    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        return theta - self.lr * grad, state
-
-    def __repr__(self) -> str:
-        return f"SGD(lr={self.lr:g})"
-
-
-class PerParameterSGD:
-    """Meta-SGD's rule: ``theta - rates * grad`` with one learned rate per coordinate (``rates [P]``)."""
-
-    def __init__(self, rates: Tensor) -> None:
-        if rates.dim() != 1:
-            raise ValueError(f"rates must be a flat vector [P], got shape {tuple(rates.shape)}")
-        self.rates = rates
-
-    def init(self, theta: Tensor) -> State:
-        if theta.shape[-1] != self.rates.numel():
-            raise ValueError(f"theta has {theta.shape[-1]} coordinates but there are {self.rates.numel()} rates")
-        return {}
-
-    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        return theta - self.rates * grad, state
-
-
-class Adam:
-    """Adam (Kingma and Ba 2015) with bias correction, per task and coordinate."""
-
-    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.lr = check_positive("lr", lr)
-        self.betas = (_beta("betas[0]", betas[0]), _beta("betas[1]", betas[1]))
-        self.eps = check_positive("eps", eps)
-
-    def init(self, theta: Tensor) -> State:
-        zero = torch.zeros_like(theta)
-        return {"m": zero, "v": zero, "t": torch.zeros((), dtype=theta.dtype, device=theta.device)}
-
-    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        b1, b2 = self.betas
-        t = state["t"] + 1
-        m = b1 * state["m"] + (1 - b1) * grad
-        v = b2 * state["v"] + (1 - b2) * grad.square()
-        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
-        return theta - self.lr * m_hat / (v_hat.sqrt() + self.eps), {"m": m, "v": v, "t": t}
-
-    def __repr__(self) -> str:
-        return f"Adam(lr={self.lr:g})"
+# The hand-designed rules (SGD, MetaSGD, Adam) live in mllib.update_rules; every rule takes a
+# parameter dict (mllib.inner.adapt) or a flat [T, P] tensor (unroll below) alike.
 
 
 class LearnedOptimizer(nn.Module):
@@ -200,11 +133,11 @@ class LearnedOptimizer(nn.Module):
         check_int("hidden", hidden, 1)
         lr = check_positive("lr", lr)
         self.output_scale = check_positive("output_scale", output_scale)
-        self.momenta = tuple(_beta(f"momenta[{i}]", b) for i, b in enumerate(momenta))
+        self.momenta = tuple(check_decay(f"momenta[{i}]", b) for i, b in enumerate(momenta))
         if len(self.momenta) != len(FEATURES) - 1:
             raise ValueError(f"momenta must hold {len(FEATURES) - 1} rates (one per momentum feature), "
                              f"got {len(self.momenta)}")
-        self.beta2 = _beta("beta2", beta2)
+        self.beta2 = check_decay("beta2", beta2)
         self.eps = check_positive("eps", eps)
         self.log_lr = nn.Parameter(torch.tensor(math.log(lr)))
         self.mlp = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
@@ -253,8 +186,12 @@ def _check_phi(phi: Mapping[str, Tensor], optimizer: LearnedOptimizer) -> None:
                          f"meta_train_optimizer returned for an optimizer built with the same settings)")
 
 
-class LearnedRule:
-    """``LearnedOptimizer`` as an update rule, with parameters ``phi`` (a dict; differentiable)."""
+class LearnedRule(UpdateRule):
+    """``LearnedOptimizer`` as an update rule, with parameters ``phi`` (a dict; differentiable).
+
+    Like every rule of ``mllib.update_rules`` it takes a parameter dict (``mllib.inner.adapt``) or a
+    flat tensor ``[T, P]`` (``unroll``); being coordinate-wise, both give the same numbers.
+    """
 
     def __init__(self, optimizer: LearnedOptimizer, phi: Mapping[str, Tensor] | None = None) -> None:
         self.optimizer = optimizer
@@ -262,13 +199,16 @@ class LearnedRule:
         if phi is not None:
             _check_phi(self.phi, optimizer)
 
-    def init(self, theta: Tensor) -> State:
+    def init_tensor(self, theta: Tensor) -> State:
         return self.optimizer.init_state(theta)
 
-    def step(self, theta: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
+    def step_tensor(self, theta: Tensor, grad: Tensor, state: State, name: str | None) -> tuple[Tensor, State]:
         state = self.optimizer.advance(grad, state)
         feats = self.optimizer.features(grad, state)
         return theta + functional_call(self.optimizer, self.phi, (feats, grad)), state
+
+    def detach(self) -> "LearnedRule":
+        return LearnedRule(self.optimizer, {k: v.detach() for k, v in self.phi.items()})
 
 
 # ----------------------------------------------------------------------------- running a rule
@@ -311,9 +251,7 @@ def optimize(model: nn.Module, rule: UpdateRule, start: Tensor, batch: TaskBatch
     """
     flat = FlatParams(model)
     with torch.no_grad():
-        rule_tensors = getattr(rule, "phi", None)
-        if rule_tensors is not None:  # a learned rule evaluates with detached parameters
-            rule = LearnedRule(rule.optimizer, {k: v.detach() for k, v in rule_tensors.items()})
+        rule = rule.detach()  # a learned rule evaluates with detached parameters
         _, query_mse = _task_losses(model, flat)
         first = query_mse(start, batch.query_x, batch.query_y)[None]
         _, _, losses = unroll(model, rule, start, batch, steps)
@@ -327,12 +265,12 @@ def expand_start(model: nn.Module, params: Mapping[str, Tensor], num_tasks: int)
     return vector.expand(num_tasks, -1).clone()
 
 
-def meta_sgd_rule(model: nn.Module, meta_params: Mapping[str, Tensor]) -> PerParameterSGD:
-    """Meta-SGD's learned rates ``"lr.<name>"`` of ``meta_params`` as a ``PerParameterSGD`` rule."""
+def meta_sgd_rule(model: nn.Module, meta_params: Mapping[str, Tensor]) -> MetaSGD:
+    """Meta-SGD's learned rates ``"lr.<name>"`` of ``meta_params`` as a flat ``MetaSGD`` rule (rates ``[P]``)."""
     rates = {k[3:]: v.detach() for k, v in meta_params.items() if k.startswith("lr.")}
     if not rates:
         raise ValueError("meta_params has no Meta-SGD rates 'lr.<name>' (train it with algo='metasgd')")
-    return PerParameterSGD(FlatParams(model).flatten(rates))
+    return MetaSGD(FlatParams(model).flatten(rates))
 
 
 def final_mse(curves: Tensor) -> Tensor:
@@ -381,6 +319,29 @@ def _check_meta_step(loss: Tensor, phi: Mapping[str, Tensor], step: int, meta_lr
                                f"(NaN or inf). Try a lower meta_lr (now {meta_lr:g}) or a shorter horizon", step=step)
 
 
+def _checked_settings(steps: int, meta_batch: int, horizon: int, truncation: int | None, meta_lr: float,
+                      max_seconds: float | None) -> tuple[int, float]:
+    """``meta_train_optimizer``'s numbers checked (``ValueError`` naming the bad one); returns
+    ``(truncation, meta_lr)``, ``truncation`` None becoming ``horizon``."""
+    check_int("steps", steps, 0)
+    check_max_seconds(max_seconds)
+    check_int("meta_batch", meta_batch, 1)
+    check_int("horizon", horizon, 1)
+    truncation = horizon if truncation is None else check_int("truncation", truncation, 1)
+    if truncation > horizon:
+        raise ValueError(f"truncation must be in 1..horizon={horizon}, got {truncation}")
+    return truncation, check_positive("meta_lr", meta_lr)
+
+
+def _task_starts(model: nn.Module, start: Mapping[str, Tensor] | None, meta_batch: int, seed: int,
+                 step: int) -> Tensor:
+    """Every task's flat start ``[meta_batch, P]``: ``start`` repeated, or when it is None fresh random
+    initialisations drawn from ``seed`` and the meta-step ``step``."""
+    if start is None:
+        return random_starts(model, meta_batch, seed=seed * 1_000_003 + step)
+    return expand_start(model, start, meta_batch)
+
+
 def meta_train_optimizer(
     optimizer: LearnedOptimizer,
     model: nn.Module,
@@ -409,37 +370,23 @@ def meta_train_optimizer(
     (``meta_lr``) takes a step; the learner and the rule's state are then detached and continue.
 
     ``phi`` is a dict of detached tensors (the optimizer module's parameters are updated in place too).
-    ``history``: ``{"step", "loss"}`` (mean query MSE over the unroll, per meta-step) and
-    ``"interrupted"`` (Ctrl-C stops after the current meta-step). A tqdm bar shows progress unless
-    ``$CI`` is set. ``max_seconds``: a wall-clock budget (``mllib.timing.TimeBudget``: stops before a
-    meta-step would overrun it, after at least one; ``history["stopped"]`` tells). A meta-loss or a
-    gradient that is not finite stops it with ``mllib.train.TrainingDiverged`` (before the step that
-    would spoil ``phi``).
+    ``history``: ``"loss"``, the mean query MSE over the unroll, per ``"step"`` (``mllib.training_loop``):
+    Ctrl-C stops after the current meta-step (``"interrupted"``) and ``max_seconds``, a wall-clock budget,
+    before a meta-step would overrun it (``"stopped"``). A meta-loss or a gradient that is not finite
+    stops it with ``mllib.train.TrainingDiverged`` (before the step that would spoil ``phi``).
     """
-    check_int("steps", steps, 0)
-    check_max_seconds(max_seconds)
-    check_int("meta_batch", meta_batch, 1)
-    check_int("horizon", horizon, 1)
-    truncation = horizon if truncation is None else check_int("truncation", truncation, 1)
-    if truncation > horizon:
-        raise ValueError(f"truncation must be in 1..horizon={horizon}, got {truncation}")
-    meta_lr = check_positive("meta_lr", meta_lr)
+    truncation, meta_lr = _checked_settings(steps, meta_batch, horizon, truncation, meta_lr, max_seconds)
     tasks = SinusoidTasks(shots=shots, query=query, seed=seed) if tasks is None else tasks
     phi = dict(optimizer.named_parameters())
     adam = torch.optim.Adam(phi.values(), lr=meta_lr)
-    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False, "stopped": False}
-    bar = progress_bar(total=steps, desc="meta-train optimizer", enabled=progress)
     rule = LearnedRule(optimizer, phi)
-    budget = TimeBudget(range(1, steps + 1), max_seconds, what="meta-steps")
-    try:
-        for step in budget:
+    with TrainingLoop(steps, "meta-train optimizer", progress=progress, max_seconds=max_seconds,
+                      what="meta-steps") as loop:
+        for step in loop:
             batch = tasks.sample(meta_batch)
-            if start is None:
-                theta = random_starts(model, meta_batch, seed=seed * 1_000_003 + step)
-            else:
-                theta = expand_start(model, start, meta_batch)
+            theta = _task_starts(model, start, meta_batch, seed, step)
             state, done, total = rule.init(theta), 0, 0.0
-            while done < horizon:
+            while done < horizon:   # an Adam step on phi every `truncation` steps of the learner
                 k = min(truncation, horizon - done)
                 theta, state, losses = unroll(model, rule, theta, batch, k, state=state, first_order=first_order)
                 loss = losses.mean()
@@ -450,19 +397,10 @@ def meta_train_optimizer(
                 theta, state = theta.detach(), {n: v.detach() for n, v in state.items()}
                 total += float(loss.detach()) * k
                 done += k
-            history["step"].append(step)
-            history["loss"].append(total / horizon)
-            bar.update(1)
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{total / horizon:.3f}")
-    except KeyboardInterrupt:
-        history["interrupted"] = True
-    finally:
-        bar.close()
-    history["stopped"] = budget.stopped
-    return {k: v.detach().clone() for k, v in phi.items()}, history
+            loop.log(loss=total / horizon)
+    return {k: v.detach().clone() for k, v in phi.items()}, loop.history
 
 
-__all__ = ["FEATURES", "FlatParams", "random_starts", "UpdateRule", "SGD", "Adam", "PerParameterSGD",
+__all__ = ["FEATURES", "FlatParams", "random_starts", "UpdateRule", "SGD", "Adam", "MetaSGD",
            "LearnedOptimizer", "LearnedRule", "unroll", "optimize", "expand_start", "meta_sgd_rule",
            "final_mse", "tune_rate", "meta_loss", "meta_train_optimizer"]

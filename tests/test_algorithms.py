@@ -188,7 +188,7 @@ def test_evaluation_builds_no_graph(algo):
         assert acc.shape == (3,) and acc.grad_fn is None and not acc.requires_grad
     assert all(p.grad is None for p in meta.values())
     adapted = adapt(params_of(model), algorithms.support_loss_fn(model), (conv_tasks(1).support_x[0],
-                    conv_tasks(1).support_y[0]), steps=2, lr=0.1, evaluation=True)
+                    conv_tasks(1).support_y[0]), steps=2, rule=0.1, evaluation=True)
     assert all(p.grad_fn is None and not p.requires_grad for p in adapted.values())
 
 
@@ -226,7 +226,7 @@ def test_support_bn_has_no_query_leakage_batch_bn_has(algo):
     def first_query_output(bn, query_x):
         if algo == "protonet":
             return proto_logits(model, params, sx, sy, query_x, ways=3, bn=bn)[0]
-        adapted = adapt(params, algorithms.support_loss_fn(model), (sx, sy), steps=2, lr=0.4, evaluation=True)
+        adapted = adapt(params, algorithms.support_loss_fn(model), (sx, sy), steps=2, rule=0.4, evaluation=True)
         return predict(model, adapted, sx, query_x, bn)[0]
 
     torch.testing.assert_close(first_query_output("support", other), first_query_output("support", qx),

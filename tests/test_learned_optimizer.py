@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mllib.learned_optimizer import (
-    SGD, Adam, FlatParams, LearnedOptimizer, LearnedRule, PerParameterSGD, expand_start, meta_loss, meta_sgd_rule,
+    SGD, Adam, FlatParams, LearnedOptimizer, LearnedRule, MetaSGD, expand_start, meta_loss, meta_sgd_rule,
     meta_train_optimizer, optimize, random_starts, tune_rate, unroll,
 )
 from mllib.models import SineMLP
@@ -212,7 +212,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="betas"):
         Adam(0.1, betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="rates must be a flat vector"):
-        PerParameterSGD(torch.zeros(2, 3))
+        MetaSGD(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="hidden"):
         LearnedOptimizer(hidden=0)
     with pytest.raises(ValueError, match="momenta"):

@@ -11,11 +11,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mllib"
-TAUGHT_CORE = ["inner.py", "models.py", "algorithms.py", "tasks", "train.py", "evaluate.py"]
+TAUGHT_CORE = ["inner.py", "update_rules.py", "models.py", "algorithms.py", "tasks", "train.py", "evaluate.py"]
 MAX_FUNCTION_LINES = 60
 # Modules whose docstring examples are run here (the taught core and the helpers notebooks call).
 DOCTEST_MODULES = [
-    "mllib.inner", "mllib.models", "mllib.algorithms", "mllib.tasks.batch", "mllib.tasks.sinusoid",
+    "mllib.inner", "mllib.update_rules", "mllib.models", "mllib.algorithms", "mllib.tasks.batch", "mllib.tasks.sinusoid",
     "mllib.tasks.omniglot", "mllib.train", "mllib.evaluate", "mllib.arguments", "mllib.progress",
     "mllib.device", "mllib.plots", "mllib.diagnostics", "mllib.timing",
 ]
