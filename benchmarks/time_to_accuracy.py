@@ -72,9 +72,8 @@ def train(name: str, flags: str, out: Path, budget: float, seed: int, threads: i
 
 def summarise(name: str, label: str, run: Path, tasks: int, data) -> dict:
     """The curve, times to 90/95/98% validation and the test accuracy of the finished run in ``run``."""
-    from mllib.checkpoint import load_checkpoint, read_metrics
+    from mllib.checkpoint import load_checkpoint, read_metrics, time_to_accuracy
     from mllib.evaluate import evaluate
-    from mllib.train import time_to_accuracy
 
     records = read_metrics(run)
     state = load_checkpoint(run / "checkpoint.pt")

@@ -204,27 +204,6 @@ def split_meta_params(meta_params: Mapping[str, Tensor]) -> tuple[Params, Params
     return params, (rates or None)
 
 
-def load_into_model(model: nn.Module, meta_params: Mapping[str, Tensor]) -> nn.Module:
-    """Copy the model parameters of ``meta_params`` into ``model`` (Meta-SGD's rates stay out).
-
-    The one rule for trained weights: ``mllib.train.meta_train`` and
-    ``mllib.sine_experiments.meta_train_sinusoid`` both hand back their model holding the
-    final meta-parameters, so ``model(x)`` is the meta-learned start. Returns ``model``.
-    Notebooks 01 (section 6) and 05 (section 2) use models trained this way.
-
-        >>> from mllib.models import SineMLP
-        >>> model = SineMLP()
-        >>> zero = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
-        >>> load_into_model(model, zero)(torch.ones(1, 1))
-        tensor([[0.]], grad_fn=<AddmmBackward0>)
-    """
-    params, _ = split_meta_params(meta_params)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(params[name])
-    return model
-
-
 # ---------------------------------------------------------------------------- one task
 
 def predict(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, query_x: Tensor,

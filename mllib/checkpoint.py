@@ -239,6 +239,27 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+def time_to_accuracy(records: list[dict], target: float) -> dict | None:
+    """The first validation of ``records`` (from :func:`read_metrics`) at or above ``target``.
+
+    The "time to accuracy" of the model cards (``mllib.publish``); notebook 05 plots the records.
+
+    Returns ``{"step", "seconds", "val_accuracy"}`` of that validation, or ``None`` when no
+    validation reached ``target`` (a fraction in (0, 1], e.g. ``0.9``).
+
+        >>> records = [{"step": 100, "seconds": 20.0, "val_accuracy": 0.85},
+        ...            {"step": 200, "seconds": 41.5, "val_accuracy": 0.92}]
+        >>> time_to_accuracy(records, 0.9)
+        {'step': 200, 'seconds': 41.5, 'val_accuracy': 0.92}
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.9 for 90%, got {target!r}")
+    for record in records:
+        if record.get("val_accuracy") is not None and record["val_accuracy"] >= target:
+            return {"step": record["step"], "seconds": record["seconds"], "val_accuracy": record["val_accuracy"]}
+    return None
+
+
 def find_checkpoint(source: str | os.PathLike) -> Path:
     """The checkpoint file ``source`` names: a path, or the name of a shipped checkpoint.
 

@@ -183,6 +183,26 @@ def params_of(model: nn.Module) -> Params:
     return {name: p.detach().clone().requires_grad_(True) for name, p in model.named_parameters()}
 
 
+def load_into_model(model: nn.Module, params: Mapping[str, Tensor]) -> nn.Module:
+    """Copy ``params[name]`` into every parameter ``name`` of ``model``: the inverse of ``params_of``.
+
+    Keys that are not the model's parameters (Meta-SGD's ``"lr.<name>"`` rates) stay out. The one
+    rule for trained weights: ``mllib.train.meta_train`` and
+    ``mllib.sine_experiments.meta_train_sinusoid`` both hand back their model holding the
+    final meta-parameters, so ``model(x)`` is the meta-learned start. Returns ``model``.
+    Notebooks 01 (section 6) and 05 (section 2) use models trained this way.
+
+        >>> model = SineMLP()
+        >>> zero = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+        >>> load_into_model(model, zero)(torch.ones(1, 1))
+        tensor([[0.]], grad_fn=<AddmmBackward0>)
+    """
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name])
+    return model
+
+
 def head_names(model: nn.Module) -> list[str]:
     """Names of the head's parameters (those starting with ``"head."``); the rest is the body.
 

@@ -31,12 +31,12 @@ from typing import Any
 
 import torch
 
-from mllib.checkpoint import BEST_NAME, LOG_NAME, load_checkpoint, read_metrics, save_to, shipped_name
+from mllib.checkpoint import (BEST_NAME, LOG_NAME, load_checkpoint, read_metrics, save_to, shipped_name,
+                              time_to_accuracy)
 from mllib.config import resolve_profile
 from mllib.data.locate import repo_root
 from mllib.evaluate import evaluate
 from mllib.files import check_output_dir, naming, remove_orphaned_temp_files, temp_path
-from mllib.train import time_to_accuracy
 
 DEFAULT_DEST = "checkpoints"  # in the working directory
 PACKAGE = Path(__file__).resolve().parent

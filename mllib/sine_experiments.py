@@ -34,13 +34,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from mllib.algorithms import (ALGORITHMS, MetaConfig, init_meta_params, load_into_model, meta_step,
+from mllib.algorithms import (ALGORITHMS, MetaConfig, init_meta_params, meta_step,
                               split_meta_params, support_loss_fn)
 from mllib.arguments import check_choice, check_int, check_positive
 from mllib.config import resolve_profile
 from mllib.device import cpu_threads
 from mllib.inner import adapt
-from mllib.models import Params, SineMLP, call_model, params_of
+from mllib.models import Params, SineMLP, call_model, load_into_model, params_of
 from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
@@ -96,7 +96,7 @@ def meta_train_sinusoid(
       (``resolve_profile()``, i.e. ``$MLLIB_PROFILE``). ``query`` defaults to ``shots``.
     * ``model``: a ``SineMLP`` (or any 1 -> 1 regressor) to start from; default a fresh
       ``SineMLP`` initialised from ``seed``. The returned model is the same object holding the
-      meta-learned parameters (``mllib.algorithms.load_into_model``, the rule ``meta_train``
+      meta-learned parameters (``mllib.models.load_into_model``, the rule ``meta_train``
       follows too), so passing it back continues training (Adam's state starts afresh; tasks
       are drawn from ``seed`` again).
     * ``seed``: seeds the model's initialisation (when ``model`` is None) and the tasks.

@@ -8,7 +8,7 @@ One meta-step, in words::
 Around it, :func:`meta_train` adds what a real run needs: periodic validation on a fixed,
 seeded set of validation tasks (the ``val`` part of the split; the ``lake`` split has none, so
 its validation characters are five background alphabets held out from training, see
-:func:`split_parts`), ``best.pt`` kept by validation accuracy, ``checkpoint.pt`` every
+:func:`mllib.data.splits.split_parts`), ``best.pt`` kept by validation accuracy, ``checkpoint.pt`` every
 ``checkpoint_every`` steps and on Ctrl-C or SIGTERM,
 ``metrics.jsonl`` written as it goes, exact resumption (``resume=True``), a time budget
 (``max_seconds``: stop after the meta-step that uses it up, validate, save) for time-to-accuracy
@@ -43,16 +43,17 @@ import torch
 
 import mllib.data
 from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, INCONTEXT, META_GRADIENT_FORMS, MetaConfig,
-                              MetaGradientNotFinite, check_bn, default_bn, init_meta_params, load_into_model, meta_step, resolve_form)
+                              MetaGradientNotFinite, check_bn, default_bn, init_meta_params, meta_step, resolve_form)
 from mllib.arguments import check_choice, check_int, check_seed
 from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
                               load_checkpoint, read_metrics, save_checkpoint)
 from mllib.config import Profile, resolve_profile
-from mllib.data.splits import SPLITS, check_split_complete
+from mllib.data.splits import SPLIT_CHOICES, SPLITS, check_split_complete, split_parts
 from mllib.device import describe_device, resolve_device
 from mllib.evaluate import EvalProtocol, task_accuracies
 from mllib.files import append_text, atomic_write_text, check_output_dir, remove_orphaned_temp_files
 from mllib.learners import build_learner
+from mllib.models import load_into_model
 from mllib.progress import progress_bar, write
 from mllib.run_lock import RunLock
 from mllib.schedules import meta_lr_at, set_meta_lr
@@ -61,11 +62,6 @@ from mllib.signals import StopRequest, signal_name
 from mllib.tasks import OmniglotTasks, TaskBatch
 from mllib.timing import budget_spent, check_max_seconds, now
 
-SPLIT_CHOICES = ("maml", "vinyals", "lake")
-# The lake split (background / evaluation alphabets) has no validation part: its runs validate on
-# these five background alphabets (the vinyals split's validation alphabets) and train on the
-# other 25, so training, validation and test alphabets are pairwise disjoint.
-LAKE_VAL_ALPHABETS = ("Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)")
 VAL_SEED = 2017  # the validation tasks are the same for every run (and every training seed)
 
 # Config keys that may change between a run and its resumption (they do not change the result).
@@ -188,7 +184,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What :func:`meta_train` hands back; ``meta_params`` are the final (last-step) ones, and
-    ``model`` holds them too (``mllib.algorithms.load_into_model``: ``model(x)`` is the learned start).
+    ``model`` holds them too (``mllib.models.load_into_model``: ``model(x)`` is the learned start).
 
     Notebook 05, section 2; :func:`meta_train` has an example."""
 
@@ -560,46 +556,6 @@ def _save_on_interrupt(run: _Run, consistent: bool, err: KeyboardInterrupt) -> N
     else:
         run.say(f"{how} in the middle of step {run.step + 1}: kept the last checkpoint {ckpt_path} "
                 f"(step {_ckpt_step(ckpt_path)}); continue with resume=True (--resume)")
-
-
-def time_to_accuracy(records: list[dict], target: float) -> dict | None:
-    """The first validation of ``records`` (from ``mllib.checkpoint.read_metrics``) at or above ``target``.
-
-    The "time to accuracy" of the model cards (``mllib.publish``); notebook 05 plots the records.
-
-    Returns ``{"step", "seconds", "val_accuracy"}`` of that validation, or ``None`` when no
-    validation reached ``target`` (a fraction in (0, 1], e.g. ``0.9``).
-
-        >>> records = [{"step": 100, "seconds": 20.0, "val_accuracy": 0.85},
-        ...            {"step": 200, "seconds": 41.5, "val_accuracy": 0.92}]
-        >>> time_to_accuracy(records, 0.9)
-        {'step': 200, 'seconds': 41.5, 'val_accuracy': 0.92}
-    """
-    if not 0 < target <= 1:
-        raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.9 for 90%, got {target!r}")
-    for record in records:
-        if record.get("val_accuracy") is not None and record["val_accuracy"] >= target:
-            return {"step": record["step"], "seconds": record["seconds"], "val_accuracy": record["val_accuracy"]}
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-def split_parts(split: str, characters: list[str]) -> dict[str, dict]:
-    """How training and validation tasks are drawn for ``split``: ``OmniglotTasks`` keyword
-    arguments per part (``{"train": {...}, "val": {...}}``).
-
-    ``maml`` and ``vinyals`` use their own ``train`` and ``val`` parts. ``lake`` has no ``val`` part:
-    its ``train`` characters (the 30 background alphabets) are split by alphabet, the five
-    ``LAKE_VAL_ALPHABETS`` validate and the other 25 train (its ``test`` part, the 20 evaluation
-    alphabets, is untouched). ``characters``: the names of ``data.images``' rows.
-    """
-    check_choice("split", split, SPLIT_CHOICES)
-    if split != "lake":
-        return {"train": {"split": split}, "val": {"split": split}}
-    background = mllib.data.split_characters("lake", "train", characters)
-    held_out = [i for i in background if characters[i].split("/")[0] in LAKE_VAL_ALPHABETS]
-    kept = [i for i in background if characters[i].split("/")[0] not in LAKE_VAL_ALPHABETS]
-    return {"train": {"characters": kept, "rotations": True}, "val": {"characters": held_out}}
 
 
 def _ckpt_step(path: Path) -> str:

@@ -310,10 +310,3 @@ def test_meta_step_that_makes_parameters_non_finite_is_undone():
         algorithms.meta_step(model, params, batch, cfg, optimizer, grad_hook=overflow, check_finite=True)
     assert all(torch.equal(params[k], before[k]) for k in params)
 
-
-def test_load_into_model_copies_the_weights_not_the_rates():
-    model = SineMLP(hidden=4)
-    meta = init_meta_params(model, MetaConfig(algo="metasgd", inner_lr=0.1))
-    meta = {k: v.detach() + 1 if not k.startswith("lr.") else v.detach() for k, v in meta.items()}
-    assert algorithms.load_into_model(model, meta) is model
-    assert all(torch.equal(p, meta[name]) for name, p in model.named_parameters())

@@ -6,7 +6,7 @@ import torch
 
 import mllib
 from mllib.checkpoint import (CheckpointError, atomic_save, config_differences, load_checkpoint,
-                              save_checkpoint)
+                              save_checkpoint, time_to_accuracy)
 
 CONFIG = {"algo": "maml", "ways": 5, "shots": 1, "profile": {"filters": 32, "meta_steps": 600}}
 
@@ -108,3 +108,15 @@ def test_metrics_torn_last_line_is_dropped_and_a_bad_line_is_named(tmp_path):
     path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
     with pytest.raises(ValueError, match=rf"{path}, line 2"):
         read_metrics(path)
+
+
+def test_time_to_accuracy_finds_the_first_validation_at_target():
+    records = [{"step": 1, "seconds": 1.0, "val_accuracy": None},
+               {"step": 2, "seconds": 2.0, "val_accuracy": 0.85},
+               {"step": 3, "seconds": 3.5, "val_accuracy": 0.91},
+               {"step": 4, "seconds": 4.0, "val_accuracy": 0.95}]
+    assert time_to_accuracy(records, 0.9) == {"step": 3, "seconds": 3.5, "val_accuracy": 0.91}
+    assert time_to_accuracy(records, 0.85)["step"] == 2
+    assert time_to_accuracy(records, 0.96) is None
+    with pytest.raises(ValueError, match="target"):
+        time_to_accuracy(records, 90)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from mllib.models import BatchNorm, ConvLearner, SineMLP, head_names, params_of
+from mllib.models import BatchNorm, ConvLearner, SineMLP, head_names, load_into_model, params_of
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -98,3 +98,11 @@ def test_conv_learner_stats_rows_support_mode():
     torch.testing.assert_close(both[:3], model(support), rtol=0, atol=1e-12)
     alone = [model(torch.cat([support, query[i:i + 1]]), stats_rows=3)[3] for i in range(4)]
     torch.testing.assert_close(both[3:], torch.stack(alone), rtol=0, atol=1e-12)
+
+
+def test_load_into_model_copies_the_weights_not_the_rates():
+    model = SineMLP(hidden=4)
+    params = {name: p.detach() + 1 for name, p in params_of(model).items()}
+    meta = params | {"lr." + name: torch.full_like(p, 0.1) for name, p in params.items()}  # Meta-SGD's rates
+    assert load_into_model(model, meta) is model
+    assert all(torch.equal(p, params[name]) for name, p in model.named_parameters())

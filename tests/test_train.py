@@ -11,7 +11,7 @@ import torch
 from mllib.checkpoint import CheckpointError, load_checkpoint, read_metrics
 import mllib.algorithms
 from mllib.models import build_conv_learner
-from mllib.train import TrainConfig, TrainingDiverged, meta_train, time_to_accuracy
+from mllib.train import TrainConfig, TrainingDiverged, meta_train
 
 # the trainer's mechanics on plain MAML (the quick profile's recipe is tested in test_recipe_options.py)
 TINY = dict(filters=4, meta_batch=2, val_every=2, val_tasks=4, test_query=1, checkpoint_every=2,
@@ -244,18 +244,6 @@ def test_time_budget_stops_validates_saves_and_resumes(tmp_path, omniglot, one_s
     assert again.step == 3 and len(read_metrics(tmp_path / "budget")) == 3
     more = train(tiny(tmp_path / "budget", steps=10, max_seconds=4.5, resume=True), omniglot)
     assert more.step == 5 and [r["seconds"] for r in read_metrics(tmp_path / "budget")] == [1, 2, 3, 4, 5]
-
-
-def test_time_to_accuracy_finds_the_first_validation_at_target():
-    records = [{"step": 1, "seconds": 1.0, "val_accuracy": None},
-               {"step": 2, "seconds": 2.0, "val_accuracy": 0.85},
-               {"step": 3, "seconds": 3.5, "val_accuracy": 0.91},
-               {"step": 4, "seconds": 4.0, "val_accuracy": 0.95}]
-    assert time_to_accuracy(records, 0.9) == {"step": 3, "seconds": 3.5, "val_accuracy": 0.91}
-    assert time_to_accuracy(records, 0.85)["step"] == 2
-    assert time_to_accuracy(records, 0.96) is None
-    with pytest.raises(ValueError, match="target"):
-        time_to_accuracy(records, 90)
 
 
 def test_trained_model_holds_the_final_meta_parameters(tmp_path, omniglot):

@@ -8,7 +8,7 @@ import pytest
 import mllib.data
 from mllib.__main__ import main
 from mllib.data import split_characters
-from mllib.train import LAKE_VAL_ALPHABETS, split_parts
+from mllib.data.splits import LAKE_VAL_ALPHABETS, split_parts
 
 TINY_FLAGS = ["--ways", "3", "--shots", "1", "--query", "1", "--profile", "quick", "--device", "cpu",
               "--filters", "4", "--meta-batch", "2", "--val-every", "1", "--val-tasks", "3", "--test-query", "1",

@@ -15,7 +15,8 @@ from mllib import distributed
 from mllib.signals import exit_code, signal_name
 from mllib.algorithms import ALL_ALGORITHMS, BN_MODES, META_GRADIENT_FORMS
 from mllib.config import HEAD_INITS, META_LR_SCHEDULES, PROFILE_CHOICES
-from mllib.train import SPLIT_CHOICES, TrainConfig
+from mllib.data.splits import SPLIT_CHOICES
+from mllib.train import TrainConfig
 
 # profile fields that can be overridden from the command line: flag -> Profile field
 PROFILE_FLAGS = {

@@ -19,7 +19,9 @@ The *canonical order* of the 1,623 characters is Lake's ``background`` set, then
   last 423 ``test``. A seeded shuffle that does not depend on any RNG implementation or on
   the file system.
 
-``split_characters(split, part)`` maps a part to indices into ``OmniglotData.images``.
+``split_characters(split, part)`` maps a part to indices into ``OmniglotData.images``;
+``split_parts(split, characters)`` says which characters train and validate a run (``lake``:
+five background alphabets validate, :data:`LAKE_VAL_ALPHABETS`).
 
 A copy of Omniglot with characters missing (a partial download or extraction) would change a
 part silently, and with it the protocol. ``check_split_complete(characters, split, parts)``
@@ -35,7 +37,7 @@ import warnings
 from functools import lru_cache
 from importlib import resources
 
-from mllib.arguments import env_flag
+from mllib.arguments import check_choice, env_flag
 
 from .locate import OmniglotDataError
 
@@ -48,7 +50,12 @@ SIZES = {
     "maml": {"train": 1100, "val": 100, "test": 423},
     "vinyals": {"train": 1028, "val": 172, "test": 423},
 }
+SPLIT_CHOICES = ("maml", "vinyals", "lake")  # the splits a run can train on, the course's default first
 VINYALS_VAL_ALPHABETS = ("Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)")
+# The lake split (background / evaluation alphabets) has no validation part: its runs validate on
+# these five background alphabets (the vinyals split's validation alphabets) and train on the
+# other 25, so training, validation and test alphabets are pairwise disjoint (``split_parts``).
+LAKE_VAL_ALPHABETS = VINYALS_VAL_ALPHABETS
 MAML_SALT = "mllib-maml-split:"
 RULES = {
     "lake": "train = images_background characters, test = images_evaluation characters",
@@ -95,6 +102,24 @@ def split_characters(split: str = "maml", part: str = "train", characters: list[
     wanted = set(_manifest(split)["parts"][part])
     names = canonical_characters() if characters is None else characters
     return [i for i, name in enumerate(names) if name in wanted]
+
+
+def split_parts(split: str, characters: list[str]) -> dict[str, dict]:
+    """How training and validation tasks are drawn for ``split``: ``OmniglotTasks`` keyword
+    arguments per part (``{"train": {...}, "val": {...}}``).
+
+    ``maml`` and ``vinyals`` use their own ``train`` and ``val`` parts. ``lake`` has no ``val`` part:
+    its ``train`` characters (the 30 background alphabets) are split by alphabet, the five
+    ``LAKE_VAL_ALPHABETS`` validate and the other 25 train (its ``test`` part, the 20 evaluation
+    alphabets, is untouched). ``characters``: the names of ``data.images``' rows.
+    """
+    check_choice("split", split, SPLIT_CHOICES)
+    if split != "lake":
+        return {"train": {"split": split}, "val": {"split": split}}
+    background = split_characters("lake", "train", characters)
+    held_out = [i for i in background if characters[i].split("/")[0] in LAKE_VAL_ALPHABETS]
+    kept = [i for i in background if characters[i].split("/")[0] not in LAKE_VAL_ALPHABETS]
+    return {"train": {"characters": kept, "rotations": True}, "val": {"characters": held_out}}
 
 
 def check_split_complete(characters: list[str], split: str | None, parts: tuple[str, ...],
