@@ -22,6 +22,7 @@ Layout:
 * ``hints``: the tiers of help, ``checks.hint(name)`` and ``checks.show_solution(name)`` (only
   with the instructor's switch ``MLLIB_SOLUTIONS_DIR``);
 * ``library_calls``: detecting a call to a forbidden library function;
+* ``marks``: the emoji that open verdicts and hints, and their plain-text fallback (``MLLIB_PLAIN_MARKS``);
 * ``properties``: the properties every answer must have (inputs left unchanged, no ``.grad`` left,
   generators used, result types, a differentiable loss), declared per exercise;
 * ``fixed_values.json`` (package data): the stored expected values and known mistakes' results

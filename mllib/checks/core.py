@@ -35,7 +35,7 @@ Environment variables:
   (``python -m mllib course grade`` uses this to build its score table).
 * ``MLLIB_PLAIN_MARKS=1``: plain-text marks ``[PASS]``, ``[FAIL]``, ``[TODO]`` (and ``[HINT]``,
   ``[LOCKED]`` for ``checks.hint`` and ``checks.show_solution``) instead of the emoji (for a font
-  without them); chosen automatically when the output cannot encode them.
+  without them); chosen automatically when the output cannot encode them (``mllib/checks/marks.py``).
 
 This module is the framework: verdicts, inputs, comparison and :func:`run_check`. The checks
 themselves live in one module per notebook, ``nbNN_<notebook>.py`` (see the package docstring).
@@ -57,7 +57,6 @@ import copy
 import json
 import math
 import os
-import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
@@ -67,6 +66,7 @@ import torch
 
 from .hints import Hints, fallback_hint
 from .library_calls import LIBRARY_CALL_HINT, CallGuard, library_call_message
+from .marks import PLAIN_MARK, PLAIN_MARKS_ENV, plain_marks_wanted, with_marks  # noqa: F401 (also core's names)
 from .properties import Properties, PropertyViolation, properties_of, type_violation, watch
 
 STRICT_ENV = "MLLIB_CHECKS_STRICT"
@@ -78,9 +78,6 @@ _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 PASSED, FAILED, NOT_IMPLEMENTED, ERROR = "passed", "failed", "not_implemented", "error"
 STATUS_MARK = {PASSED: "✅", FAILED: "❌", NOT_IMPLEMENTED: "⏳", ERROR: "❌"}
-PLAIN_MARKS_ENV = "MLLIB_PLAIN_MARKS"
-PLAIN_MARK = {"✅": "[PASS]", "❌": "[FAIL]", "⏳": "[TODO]",
-              "💡": "[HINT]", "🔒": "[LOCKED]"}   # the last two: checks.hint, checks.show_solution
 NOT_IMPLEMENTED_TEXT = "not implemented yet — write your code where it says YOUR CODE HERE"
 _CHECKS_DIR = os.path.dirname(__file__)  # frames in here are never the learner's
 
@@ -307,26 +304,6 @@ def _record(result: CheckResult) -> None:
     row = result.to_dict()
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def plain_marks_wanted(stream=None) -> bool:
-    """Whether verdicts use ``[PASS]``/``[FAIL]``/``[TODO]``: ``MLLIB_PLAIN_MARKS`` on, or
-    ``stream`` (default stdout) cannot encode the emoji (``=0`` keeps them where it can)."""
-    if os.environ.get(PLAIN_MARKS_ENV, "").strip().lower() in _ON:
-        return True
-    encoding = getattr(stream if stream is not None else sys.stdout, "encoding", None) or "utf-8"
-    try:
-        "".join(PLAIN_MARK).encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return True
-    return False
-
-
-def with_marks(message: str, plain: bool) -> str:
-    """``message`` with its emoji marks replaced by plain-text ones when ``plain``."""
-    for mark, word in PLAIN_MARK.items() if plain else ():
-        message = message.replace(mark, word)
-    return message
 
 
 def _finish(result: CheckResult) -> CheckResult:

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .marks import plain_marks_wanted, with_marks
+
 SOLUTIONS_ENV = "MLLIB_SOLUTIONS_DIR"
 
 
@@ -92,9 +94,7 @@ def hint(exercise: str) -> str:
 
 def _say(text: str) -> str:
     """Print ``text`` with its marks in plain text where the verdicts use them (``MLLIB_PLAIN_MARKS``,
-    or an output that cannot encode emoji: :func:`mllib.checks.core.plain_marks_wanted`); return it."""
-    from .core import plain_marks_wanted, with_marks   # core imports this module: imported on use
-
+    or an output that cannot encode emoji: :func:`mllib.checks.marks.plain_marks_wanted`); return it."""
     text = with_marks(text, plain_marks_wanted())
     print(text)
     return text
