@@ -79,12 +79,9 @@ def _sync(args) -> int:
 
 
 def _check(args) -> int:
-    from mllib.course import check_course
-    from mllib.course.claims import measurement_problems
+    from mllib.course.author import check_problems
 
-    cfg = _config(args)
-    problems = check_course(args.root, cfg, readme=not args.no_readme)
-    problems += measurement_problems(args.root, [Path(args.root) / cfg.notebooks_dir])
+    problems = check_problems(args.root, _config(args), readme=not args.no_readme)
     for problem in problems:
         print(problem)
     print("course check: ok" if not problems else f"course check: {len(problems)} problem(s)")
@@ -107,21 +104,9 @@ def _set_repository(args) -> int:
 
 
 def _lint(args) -> int:
-    from mllib.course.claims import claim_problems, comparison_problems, exemptions, stale_exemptions
-    from mllib.course.lint import lint_notebook
-    from mllib.course.nbio import list_notebooks, read_notebook
+    from mllib.course.author import lint_problems
 
-    root = Path(args.root)
-    exempt = exemptions(root / "docs" / "instructors.md")
-    paths = list_notebooks(args.paths or [root / "notebooks"])
-    notebooks = {p.name: read_notebook(p) for p in paths}
-    problems = []
-    for path in paths:
-        problems += lint_notebook(path, notebooks[path.name])
-        problems += claim_problems(notebooks[path.name], path.name, exempt)
-        problems += comparison_problems(notebooks[path.name], path.name, exempt)
-    if not args.paths:                       # the whole course: the exemption list must not go stale
-        problems += stale_exemptions(notebooks, exempt)
+    problems = lint_problems(args.root, args.paths)   # no paths: the whole course, stale exemptions too
     for problem in problems:
         print(problem)
     print("course lint: ok" if not problems else f"course lint: {len(problems)} problem(s)")
@@ -198,6 +183,21 @@ def _check_values(args) -> int:
     print(f"{VALUES_PATH.name}: " + ("regenerated" if args.write else
                                      "out of date (run `python -m mllib course check-values --write`)"))
     return 0 if args.write else 1
+
+
+def _author(args) -> int:
+    from mllib.course.author import AuthorOptions, check_options, plan, run_author, summary
+
+    opts = AuthorOptions(root=Path(args.root), paths=args.paths, times=args.times, machine=args.machine,
+                         report=args.report, timeout=args.timeout, student=not args.skip_student)
+    check_options(opts)
+    if args.dry_run:
+        print("course author would run, in this order (nothing is run with --dry-run):")
+        print("\n".join(plan(opts)))
+        return 0
+    text, ok = summary(run_author(opts, echo=lambda line: print(line, flush=True)))
+    print(text)
+    return 0 if ok else 1
 
 
 def _mutants(args) -> int:
@@ -303,6 +303,29 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
     p.set_defaults(func=_needs_course_extra(_verify))
+
+    p = sub.add_parser("author", help="an author's round in one command: re-execute the book, regenerate "
+                                      "what is generated from it, run every course check, print a summary",
+                       description="After changing a notebook: re-execute the given notebooks (default: all of "
+                                   "notebooks/) in place, regenerate what is generated from the book (badges, "
+                                   "exercise effort, the checks' fixed values, the practice edition, the "
+                                   "results page; the run times only with --times), then run every course "
+                                   "check (lint, check, the course's tests, the student release) and print "
+                                   "one summary of what changed and what failed; exit 1 if anything failed. "
+                                   "Run times are not written unless --times is given: they must come from "
+                                   "an idle machine (nothing else running), and need every notebook executed.")
+    p.add_argument("paths", nargs="*", help="notebooks or folders to re-execute (default: ROOT/notebooks)")
+    p.add_argument("--times", action="store_true",
+                   help="also write the measured run times (headers, README map, docs/instructors.md); only "
+                        "on an idle machine, with every notebook executed")
+    p.add_argument("--machine", default="an idle 2-core CPU", help="with --times: the machine measured on")
+    p.add_argument("--skip-student", action="store_true",
+                   help="leave out the student release run (verify-student, a few minutes)")
+    p.add_argument("--dry-run", action="store_true", help="print the steps in order and run nothing")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.add_argument("--report", default="build/notebook_report.json", help="the execute report, under ROOT")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
+    p.set_defaults(func=_needs_course_extra(_author))
 
     p = sub.add_parser("mutants", help="mutation testing: wrong variants of every solution, and how many each "
                                        "layer of the checks rejects",

@@ -54,8 +54,10 @@ student-release verification), ``figures`` (every figure a notebook shows: data 
 limits, no empty axes, fonts >= 8 pt as displayed, no overlaps, legends off the data; run during
 nbval by ``nbval_figures`` and during ``course execute``), ``lint`` (maths, images,
 cross-references, code width, stored outputs, kernelspec), ``claims`` (an ``assert`` near every
-quantitative claim of the Markdown) and ``times`` (measured run times into headers, README and
-instructors' page). The command line is ``python -m mllib course --help``.
+quantitative claim of the Markdown), ``times`` (measured run times into headers, README and
+instructors' page) and ``author`` (an author's round: every step above that regenerates or checks
+the course, in order, with one summary: ``python -m mllib course author``). The command line is
+``python -m mllib course --help``.
 """
 from __future__ import annotations
 
