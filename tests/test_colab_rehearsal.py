@@ -192,29 +192,25 @@ def test_the_install_pins_nothing_colab_provides():
 
 # ----------------------------------------------------------------------------- Binder
 def test_binder_files_are_what_repo2docker_reads():
-    """repo2docker reads only binder/ when it exists: environment.yml (conda, Python pinned exactly,
-    created before the repository is copied, so no '-e .') and postBuild (executable, run after the
-    copy): it installs the checkout without touching the conda packages (--no-deps), which therefore
-    hold every requirement of the course and its notebooks."""
-    import yaml
-
+    """repo2docker reads only binder/ when it exists: requirements.txt (pip, a lock of the tested
+    environment), runtime.txt (the Python) and postBuild (executable, run after the repository is
+    copied): it installs the checkout without re-resolving anything (--no-deps), so the lock must
+    hold every requirement of the course and its notebooks (tests/test_packaging.py checks the pins)."""
     binder = ROOT / "binder"
-    assert {p.name for p in binder.iterdir()} == {"environment.yml", "postBuild"}, \
-        "repo2docker combines binder/ files in ways that are easy to get wrong: environment.yml and postBuild only"
+    assert {p.name for p in binder.iterdir()} == {"requirements.txt", "runtime.txt", "postBuild"}, \
+        "repo2docker combines binder/ files in ways that are easy to get wrong: requirements.txt, runtime.txt " \
+        "and postBuild only (an environment.yml would take precedence and the lock would be ignored)"
     mode = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-s", "binder/postBuild"], capture_output=True,
                           text=True).stdout.split()
     assert not mode or mode[0] == "100755", "binder/postBuild must be executable in git (git update-index --chmod=+x)"
     post = (binder / "postBuild").read_text()
     assert post.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in post
-    assert "pip install --no-deps -e ." in post, "postBuild must not let pip replace conda's torch or numpy"
-    env = yaml.safe_load((binder / "environment.yml").read_text())
-    deps = [d for d in env["dependencies"] if isinstance(d, str)]
-    assert not [d for d in env["dependencies"] if isinstance(d, dict)], "no pip section: the checkout is not there yet"
-    assert "python=3.12" in deps
-    names = {re.split(r"[<>=!~\s]", d, maxsplit=1)[0] for d in deps}
-    conda = {"torch": "pytorch"}
+    assert "pip install --no-deps -e ." in post, "postBuild must not let pip re-resolve the locked packages"
+    lines = (binder / "requirements.txt").read_text().splitlines()
+    names = {re.split(r"==", line, maxsplit=1)[0].lower().replace("_", "-") for line in lines
+             if line and not line.startswith(("#", "--"))}
     wanted = [Requirement(r) for r in metadata.requires(DISTRIBUTION) or []
               if "extra ==" not in r or 'extra == "notebooks"' in r or 'extra == "course"' in r]
-    missing = [str(r) for r in wanted if conda.get(r.name.lower(), r.name.lower()) not in names]
-    assert missing == [], f"binder/environment.yml lacks {missing} (postBuild installs with --no-deps)"
-    assert any(d.startswith("pytorch") and d.endswith("cpu*") for d in deps), "Binder has no GPU: CPU builds"
+    missing = [str(r) for r in wanted if r.name.lower().replace("_", "-") not in names]
+    assert missing == [], f"binder/requirements.txt lacks {missing} (postBuild installs with --no-deps)"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines, "Binder has no GPU: CPU wheels"

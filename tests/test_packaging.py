@@ -63,14 +63,45 @@ def test_environment_is_conda_forge_cpu_and_installs_the_checkout():
     assert pip_part == ["-e ."], "the pip part must install this checkout itself"
 
 
-def test_binder_environment_matches_root_and_post_build_installs_checkout():
-    root = yaml.safe_load((ROOT / "environment.yml").read_text())
-    binder = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text())
-    root_deps = [d for d in root["dependencies"] if isinstance(d, str)]
-    assert binder["dependencies"] == root_deps, "regenerate binder/environment.yml from environment.yml"
-    assert binder["channels"] == root["channels"]
+def binder_pins() -> dict[str, str]:
+    """``{canonical name: version}`` of binder/requirements.txt; ``AssertionError`` on any line that is not
+    an exact pin or the CPU wheel index."""
+    pins = {}
+    for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("--extra-index-url "):
+            assert line.split()[1] == "https://download.pytorch.org/whl/cpu", line
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.+!-]*)", line)
+        assert match, f"binder/requirements.txt: {line!r} is not an exact pin (regenerate: scripts/binder_lock.py)"
+        pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def test_binder_is_a_lock_that_satisfies_the_package_and_installs_the_checkout():
+    """repo2docker reads binder/requirements.txt (pip) and runtime.txt; postBuild installs the checkout."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    assert not (ROOT / "binder" / "environment.yml").exists(), \
+        "repo2docker prefers environment.yml over requirements.txt: the lock would be ignored"
+    pins = binder_pins()
+    project = _pyproject()["project"]
+    wanted = list(project["dependencies"])
+    for extra in ("course", "notebooks", "test"):
+        wanted += project["optional-dependencies"][extra]
+    for text in wanted:
+        req = Requirement(text)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"{req.name} is not pinned in binder/requirements.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} breaks {text}"
+    assert not [n for n in pins if n.startswith("nvidia-") or n == "triton"], "CUDA-only packages pinned"
+    runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
+    assert re.fullmatch(r"python-3\.\d+", runtime), f"runtime.txt {runtime!r}: repo2docker reads python-3.X"
+    assert SpecifierSet(project["requires-python"]).contains(runtime.removeprefix("python-") + ".0")
     post_build = (ROOT / "binder" / "postBuild").read_text()
-    assert "pip install" in post_build and "-e ." in post_build
+    assert "pip install --no-deps -e ." in post_build, "postBuild installs the checkout without re-resolving"
 
 
 def test_ci_runs_the_readme_test_command_with_offline_data():
@@ -87,7 +118,7 @@ def test_ci_runs_the_readme_test_command_with_offline_data():
 _MATCH_SPEC = re.compile(r"^[a-z0-9_.-]+(\s*(==|>=|<=|!=|~=|=|>|<)\s*[0-9][0-9a-z.*]*( [a-z0-9_*]+)?)?$")
 
 
-@pytest.mark.parametrize("path", ["environment.yml", "binder/environment.yml"])
+@pytest.mark.parametrize("path", ["environment.yml"])
 def test_conda_specs_are_strict_and_python_is_pinned(path):
     deps = [d for d in yaml.safe_load((ROOT / path).read_text())["dependencies"] if isinstance(d, str)]
     bad = [d for d in deps if not _MATCH_SPEC.match(d)]
