@@ -25,6 +25,7 @@ EXTRAS_notebooks      := course notebooks
 EXTRAS_student        := course
 EXTRAS_practice       := course
 EXTRAS_learn          := course notebooks
+EXTRAS_author         := course notebooks test
 GOALS        := $(filter-out help clean,$(or $(MAKECMDGOALS),help))
 EXTRAS       := $(sort $(foreach goal,$(GOALS),$(EXTRAS_$(goal))))
 PYTHON_GIVEN := $(filter command line environment,$(origin PYTHON))
@@ -40,12 +41,15 @@ PY    := $(VENV)/bin/python
 READY := $(STAMP)
 endif
 
-.PHONY: given-python install learn demo test unit package-test notebooks-test student-test notebooks student practice bench bench-quick results gpu-check gpu-bundle clean help
+.PHONY: given-python install learn demo test unit package-test notebooks-test student-test notebooks author student practice bench bench-quick results gpu-check gpu-bundle clean help
 
 help:
 	@echo "make learn      install (below), write the exercise notebooks to build/student/ and open them in JupyterLab"
 	@echo "make demo       install (below), meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
 	@echo "make test       install (below) and run every test (unit tests, the notebooks, the wheel)"
+	@echo "make author     the one command after changing a notebook: re-execute, regenerate what is generated,"
+	@echo "                run every course check, one summary (NOTEBOOKS=notebooks/05_*.ipynb: only those;"
+	@echo "                TIMES=1: also write run times, on an idle machine only; docs/instructors.md)"
 	@echo "make notebooks  re-execute every notebook in place (stored outputs), then regenerate practice/"
 	@echo "make student    write the student version of the notebooks to build/student/"
 	@echo "make practice   regenerate the committed practice edition practice/ from notebooks/ (then commit it)"
@@ -99,6 +103,11 @@ test: unit notebooks-test student-test package-test
 notebooks: $(READY)
 	CI=1 MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m mllib course execute notebooks/  # CI=1: no progress bars in the stored outputs
 	$(PY) -m mllib course practice  # the practice edition keeps the book's figures
+
+# An author's round (docs/instructors.md): python -m mllib course author --dry-run lists its steps.
+# NOTEBOOKS=...: re-execute only those; TIMES=1: also write the run times (only on an idle machine).
+author: $(READY)
+	$(PY) -m mllib course author $(NOTEBOOKS) $(if $(TIMES),--times)
 
 student: $(READY)
 	$(PY) -m mllib course build --out build/student
