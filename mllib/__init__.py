@@ -35,8 +35,9 @@ Infrastructure (what every run stands on):
 * ``data``: Omniglot located, built once into a cache, loaded, split by fixed manifests.
 * ``fast_ops``: the conv learner's speed tricks, each computing the same function.
 * ``checkpoint``, ``distributed``: run files that resume exactly; data-parallel meta-training.
-* ``arguments``, ``progress``, ``timing``: argument checks, the progress bar and a training loop's time
-  budget, each written once.
+* ``arguments``, ``progress``, ``timing``, ``training_loop``: argument checks, the progress bar, a training
+  loop's time budget, and the loop around a training algorithm (its steps, bar, budget and Ctrl-C), each
+  written once.
 * ``files``, ``run_lock``, ``signals``: output locations checked before the work, atomic writes and
   errors that name the path; one run per output folder; Ctrl-C and SIGTERM handled alike.
 * ``provenance``, ``publish``, ``results``: what this copy of mllib is; a finished run published as a

@@ -38,7 +38,8 @@ from mllib.models import ConvLearner, Params, head_names, params_of
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 from mllib.tasks.omniglot import OmniglotTasks, stream_seed
-from mllib.timing import TimeBudget, check_max_seconds
+from mllib.timing import check_max_seconds
+from mllib.training_loop import TrainingLoop
 
 OPTIMIZERS = ("sgd", "adam")
 FINETUNE_MODES = ("head", "all")
@@ -202,21 +203,19 @@ def pretrain(data_or_batches, *, steps: int = 500, batch_size: int = 64, lr: flo
     params = params_of(model)
     opt = torch.optim.Adam(params.values(), lr=lr)
     result = Pretrained(model, params, batches.num_classes, filters, depth, x0.shape[1], x0.shape[-1])
-    bar = progress_bar(TimeBudget(range(steps), max_seconds, what="minibatches"), desc="pretrain",
-                       enabled=progress)
-    for step in bar:
-        x, y = batches.sample(batch_size)
-        opt.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            loss, acc = loss_and_metric(torch.func.functional_call(model, params, (x,)), y)
-            loss.backward()
-        opt.step()
-        result.losses.append(float(loss.detach()))
-        result.accuracies.append(float(acc))
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{result.losses[-1]:.3f}", acc=f"{result.accuracies[-1]:.3f}", refresh=False)
-        if callback is not None:
-            callback(step + 1, result.losses[-1], result.accuracies[-1])
+    with TrainingLoop(steps, "pretrain", progress=progress, max_seconds=max_seconds, what="minibatches",
+                      keys=("loss", "acc"), show_every=20, interruptible=False) as loop:
+        for step in loop:
+            x, y = batches.sample(batch_size)
+            opt.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                loss, acc = loss_and_metric(torch.func.functional_call(model, params, (x,)), y)
+                loss.backward()
+            opt.step()
+            loop.log(loss=float(loss.detach()), acc=float(acc))
+            if callback is not None:
+                callback(step, loop.history["loss"][-1], loop.history["acc"][-1])
+    result.losses, result.accuracies = loop.history["loss"], loop.history["acc"]
     result.params = {k: v.detach() for k, v in params.items()}
     return result
 

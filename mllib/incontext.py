@@ -69,9 +69,9 @@ from mllib.algorithms import loss_and_metric
 from mllib.arguments import check_choice, check_int, check_positive
 from mllib.fast_ops import under_vmap
 from mllib.models import Params
-from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
-from mllib.timing import budget_spent, check_max_seconds, now
+from mllib.timing import check_max_seconds
+from mllib.training_loop import TrainingLoop
 
 
 # ----------------------------------------------------------------------------- attention
@@ -438,10 +438,10 @@ def train_incontext(
     support points with ``k`` drawn from ``support_sizes`` (seeded by ``seed``: the model then works
     for every support size in that list), and takes one Adam step; gradients are clipped to total
     norm ``clip`` (``None``: no clipping). ``max_seconds``: stop after the step that uses up this
-    much wall time. ``optimizer_state``: an Adam ``state_dict`` to continue from (a previous call's
-    ``history["optimizer_state"]``). ``history``: ``{"step", "loss", "metric"}`` per step, ``"seconds"``
-    (training time), ``"optimizer_state"`` and ``"interrupted"`` (Ctrl-C stops after the current
-    step, keeping what was learned).
+    much wall time (``history["stopped"]`` tells). ``optimizer_state``: an Adam ``state_dict`` to continue
+    from (a previous call's ``history["optimizer_state"]``). ``history`` (``mllib.training_loop``):
+    ``{"step", "loss", "metric"}`` per step, ``"seconds"`` (training time), ``"optimizer_state"`` and
+    ``"interrupted"`` (Ctrl-C stops after the current step, keeping what was learned).
     """
     check_int("steps", steps, 0)
     check_int("meta_batch", meta_batch, 1)
@@ -455,12 +455,10 @@ def train_incontext(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     rng = random.Random(seed)
-    history: dict[str, list] = {"step": [], "loss": [], "metric": [], "seconds": 0.0, "interrupted": False}
-    start = now()
-    bar = progress_bar(total=steps, desc="train in-context", enabled=progress)
     model.train()
-    try:
-        for step in range(1, steps + 1):
+    with TrainingLoop(steps, "train in-context", progress=progress, max_seconds=max_seconds,
+                      keys=("loss", "metric"), stop_after=True) as loop:
+        for _ in loop:
             batch = tasks.sample(meta_batch)
             if support_sizes is not None:
                 k = rng.choice(list(support_sizes))
@@ -474,21 +472,8 @@ def train_incontext(
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
-            history["step"].append(step)
-            history["loss"].append(float(loss.detach()))
-            history["metric"].append(float(metrics.detach().mean()))
-            bar.update(1)
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
-            if budget_spent(max_seconds, now() - start):
-                break
-    except KeyboardInterrupt:
-        history["interrupted"] = True
-    finally:
-        bar.close()
-        history["seconds"] = now() - start
-        history["optimizer_state"] = optimizer.state_dict()
-    return history
+            loop.log(loss=float(loss.detach()), metric=float(metrics.detach().mean()))
+    return {**loop.history, "optimizer_state": optimizer.state_dict()}
 
 
 __all__ = ["attend", "SupportAttention", "Block", "LabelAttention", "MLPEncoder", "ConvEncoder", "InContextLearner", "sine_incontext",

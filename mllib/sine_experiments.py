@@ -41,10 +41,10 @@ from mllib.config import resolve_profile
 from mllib.device import cpu_threads
 from mllib.inner import adapt
 from mllib.models import Params, SineMLP, call_model, load_into_model, params_of
-from mllib.progress import progress_bar
 from mllib.tasks import SinusoidTasks
 from mllib.tasks.batch import TaskBatch
-from mllib.timing import TimeBudget, check_max_seconds
+from mllib.timing import check_max_seconds
+from mllib.training_loop import TrainingLoop
 
 SINE_ALGORITHMS = tuple(a for a in ALGORITHMS if a != "protonet")
 
@@ -63,6 +63,16 @@ def _sine_threads(device: torch.device) -> int | None:
     synchronisation. Measured on a busy 2-core CPU: 6-10x faster with one thread than with two.
     """
     return 1 if device.type == "cpu" else None
+
+
+def _sine_defaults(steps: int | None, batch: int | None, shots: int | None,
+                   batch_name: str = "meta_batch") -> tuple[int, int, int]:
+    """``steps``, ``batch``, ``shots`` checked; each ``None`` takes the profile's ``sine_meta_steps``,
+    ``sine_meta_batch``, ``sine_shots`` (``resolve_profile()``, i.e. ``$MLLIB_PROFILE``)."""
+    profile = resolve_profile() if None in (steps, batch, shots) else None
+    return (check_int("steps", profile.sine_meta_steps if steps is None else steps, 0),
+            check_int(batch_name, profile.sine_meta_batch if batch is None else batch, 1),
+            check_int("shots", profile.sine_shots if shots is None else shots, 1))
 
 
 # ----------------------------------------------------------------------------- training
@@ -85,65 +95,48 @@ def meta_train_sinusoid(
 ) -> tuple[nn.Module, Params, dict[str, list]]:
     """Meta-train a sinusoid regressor's start; returns ``(model, meta_params, history)``.
 
-    Each of the ``steps`` outer updates samples ``meta_batch`` tasks (``shots`` support and
-    ``query`` query points each, ``x, y [meta_batch, shots, 1]``), takes
-    ``mllib.algorithms.meta_step``: the meta-gradient (``inner_steps`` SGD steps at ``inner_lr``
-    inside) and one Adam step at ``meta_lr`` on the meta-parameters.
+    Each of the ``steps`` outer updates samples ``meta_batch`` tasks (``shots`` support and ``query`` query
+    points each, ``x, y [meta_batch, shots, 1]``), takes ``mllib.algorithms.meta_step``: the meta-gradient
+    (``inner_steps`` SGD steps at ``inner_lr`` inside) and one Adam step at ``meta_lr`` on the meta-parameters.
 
     * ``algo``: ``maml``, ``fomaml``, ``reptile``, ``metasgd`` or ``anil``.
     * ``steps``, ``meta_batch``, ``shots``, ``inner_lr``: ``None`` takes the profile's
       ``sine_meta_steps``, ``sine_meta_batch``, ``sine_shots``, ``sine_inner_lr``
       (``resolve_profile()``, i.e. ``$MLLIB_PROFILE``). ``query`` defaults to ``shots``.
-    * ``model``: a ``SineMLP`` (or any 1 -> 1 regressor) to start from; default a fresh
-      ``SineMLP`` initialised from ``seed``. The returned model is the same object holding the
-      meta-learned parameters (``mllib.models.load_into_model``, the rule ``meta_train``
-      follows too), so passing it back continues training (Adam's state starts afresh; tasks
-      are drawn from ``seed`` again).
+    * ``model``: a ``SineMLP`` (or any 1 -> 1 regressor) to start from; default a fresh ``SineMLP``
+      initialised from ``seed``. The returned model is the same object holding the meta-learned parameters
+      (``mllib.models.load_into_model``, the rule ``meta_train`` follows too), so passing it back
+      continues training (Adam's state starts afresh; tasks are drawn from ``seed`` again).
     * ``seed``: seeds the model's initialisation (when ``model`` is None) and the tasks.
     * ``form``: ``meta_gradient``'s form. ``"vmap"`` by default, even on a CPU: for this tiny
       MLP one batched pass is 4-10x faster than a loop over tasks (measured on a 2-core CPU).
 
-    ``meta_params`` is a dict of detached tensors (Meta-SGD adds ``"lr.<name>"`` rates).
-    ``history``: ``{"step": [...], "loss": [...]}`` with the mean query MSE after adaptation of
-    every meta-batch, and ``"interrupted": bool`` (Ctrl-C stops after the current step and
-    returns what was learned so far). A tqdm bar shows progress unless ``$CI`` is set.
-    ``max_seconds``: a wall-clock budget (``mllib.timing.TimeBudget``: stops before a step would
-    overrun it, after at least one step; ``history["stopped"]`` tells); None runs every step.
+    ``meta_params``: detached tensors (Meta-SGD adds ``"lr.<name>"`` rates). ``history``: ``"loss"``, the
+    mean query MSE after adaptation of every meta-batch, per ``"step"`` (``mllib.training_loop``): Ctrl-C
+    stops after the current step (``"interrupted"``) and ``max_seconds``, a wall-clock budget, before a
+    step would overrun it (``"stopped"``); either way it returns what was learned so far.
     """
     check_choice("algo", algo, SINE_ALGORITHMS)
     check_max_seconds(max_seconds)
-    profile = resolve_profile() if None in (steps, meta_batch, shots, inner_lr) else None
-    steps = check_int("steps", profile.sine_meta_steps if steps is None else steps, 0)
-    meta_batch = check_int("meta_batch", profile.sine_meta_batch if meta_batch is None else meta_batch, 1)
-    shots = check_int("shots", profile.sine_shots if shots is None else shots, 1)
+    steps, meta_batch, shots = _sine_defaults(steps, meta_batch, shots)
     query = check_int("query", shots if query is None else query, 1)
-    inner_lr = check_positive("inner_lr", profile.sine_inner_lr if inner_lr is None else inner_lr)
+    inner_lr = check_positive("inner_lr", resolve_profile().sine_inner_lr if inner_lr is None else inner_lr)
     meta_lr = check_positive("meta_lr", meta_lr)
     inner_steps = check_int("inner_steps", inner_steps, 0)
-
     device = torch.device(device)
     model = (_seeded_model(seed) if model is None else model).to(device)
     cfg = MetaConfig(algo=algo, inner_steps=inner_steps, inner_lr=inner_lr, form=form)
     meta_params = init_meta_params(model, cfg)
     optimizer = torch.optim.Adam(meta_params.values(), lr=meta_lr)
     tasks = SinusoidTasks(shots=shots, query=query, seed=seed)
-    history: dict[str, list] = {"step": [], "loss": [], "interrupted": False, "stopped": False}
-    budget = TimeBudget(range(1, steps + 1), max_seconds, what="meta-steps")
-    with cpu_threads(_sine_threads(device)), progress_bar(total=steps, desc=f"meta-train {algo}",
-                                                          enabled=progress) as bar:
-        try:
-            for step in budget:
-                _, stats = meta_step(model, meta_params, tasks.sample(meta_batch).to(device), cfg, optimizer)
-                history["step"].append(step)
-                history["loss"].append(stats["loss"])
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{stats['loss']:.3f}")
-        except KeyboardInterrupt:
-            history["interrupted"] = True
-    history["stopped"] = budget.stopped
+    loop = TrainingLoop(steps, f"meta-train {algo}", progress=progress, max_seconds=max_seconds,
+                        what="meta-steps", show_every=50)
+    with cpu_threads(_sine_threads(device)), loop:
+        for _ in loop:
+            _, stats = meta_step(model, meta_params, tasks.sample(meta_batch).to(device), cfg, optimizer)
+            loop.log(loss=stats["loss"])
     result = {k: v.detach() for k, v in meta_params.items()}
-    return load_into_model(model, result), result, history
+    return load_into_model(model, result), result, loop.history
 
 
 def pretrain_sinusoid(
@@ -174,28 +167,22 @@ def pretrain_sinusoid(
     wall-clock budget, as in :func:`meta_train_sinusoid`.
     """
     check_max_seconds(max_seconds)
-    profile = resolve_profile() if None in (steps, batch, shots) else None
-    steps = check_int("steps", profile.sine_meta_steps if steps is None else steps, 0)
-    batch = check_int("batch", profile.sine_meta_batch if batch is None else batch, 1)
-    shots = check_int("shots", profile.sine_shots if shots is None else shots, 1)
+    steps, batch, shots = _sine_defaults(steps, batch, shots, batch_name="batch")
     lr = check_positive("lr", lr)
     device = torch.device(device)
     model = (_seeded_model(seed) if model is None else model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     tasks = SinusoidTasks(shots=shots, query=shots, seed=seed)
-    with cpu_threads(_sine_threads(device)), progress_bar(total=steps, desc="pre-train", enabled=progress) as bar:
-        try:
-            for _ in TimeBudget(range(steps), max_seconds, what="pre-training steps"):
-                b = tasks.sample(batch).to(device)
-                x = torch.cat([b.support_x, b.query_x], 1).reshape(-1, 1)
-                y = torch.cat([b.support_y, b.query_y], 1).reshape(-1, 1)
-                loss = torch.nn.functional.mse_loss(model(x), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                bar.update(1)
-        except KeyboardInterrupt:
-            pass
+    loop = TrainingLoop(steps, "pre-train", progress=progress, max_seconds=max_seconds, what="pre-training steps")
+    with cpu_threads(_sine_threads(device)), loop:
+        for _ in loop:
+            b = tasks.sample(batch).to(device)
+            x = torch.cat([b.support_x, b.query_x], 1).reshape(-1, 1)
+            y = torch.cat([b.support_y, b.query_y], 1).reshape(-1, 1)
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     return model, params_of(model)
 
 

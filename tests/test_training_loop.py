@@ -185,3 +185,117 @@ def test_a_time_budget_prints_the_same_notice(monkeypatch, capsys):
     assert (history["step"], history["stopped"], history["interrupted"]) == ([1, 2], True, False)
     assert capsys.readouterr().out == ("time budget of 2.5 s: stopped after 2 of 6 meta-steps (2.0 s); the gpu "
                                        "profile bounds every live training run (MLLIB_PROFILE=full runs them all)\n")
+
+
+# ----------------------------------------------------------------------------- the helper itself
+
+def run_loop(loop, fail_at: int | None = None, error: type[BaseException] = KeyboardInterrupt,
+             clock: list[float] | None = None) -> list[int]:
+    """Iterate ``loop`` inside its block, each step logging ``loss = 1 / step`` and taking 1 s on
+    ``clock``; step ``fail_at`` raises ``error`` instead. Returns the steps that started."""
+    started = []
+    with loop:
+        for step in loop:
+            started.append(step)
+            if step == fail_at:
+                raise error
+            if clock is not None:
+                clock[0] += 1.0
+            loop.log(loss=1.0 / step)
+    return started
+
+
+def test_the_module_example_runs():
+    import doctest
+    import mllib.training_loop
+    assert doctest.testmod(mllib.training_loop, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_steps_history_and_seconds_of_a_full_run():
+    from mllib.timing import use_clock
+    from mllib.training_loop import TrainingLoop
+    clock = [0.0]
+    with use_clock(lambda: clock[0]):
+        loop = TrainingLoop(3, "t", progress=False)
+        assert run_loop(loop, clock=clock) == [1, 2, 3]
+    assert loop.history == {"step": [1, 2, 3], "loss": [1.0, 0.5, 1 / 3], "interrupted": False, "stopped": False,
+                            "seconds": 3.0}
+    empty = TrainingLoop(0, "t", progress=False, keys=("loss", "metric"))
+    assert run_loop(empty) == [] and (empty.history["step"], empty.history["metric"]) == ([], [])
+
+
+def test_a_resumed_run_counts_on_from_done_and_its_bar_starts_there(monkeypatch):
+    from mllib.training_loop import TrainingLoop
+    monkeypatch.delenv("CI", raising=False)   # a bar that counts
+    loop = TrainingLoop(5, "t", done=3)
+    with loop:
+        assert loop.bar.n == 3
+        assert [step for step in loop] == [4, 5]
+    assert loop.bar.n == 5
+    assert run_loop(TrainingLoop(5, "t", progress=False, done=7)) == []
+
+
+def test_the_budget_stops_before_a_step_would_overrun_it_and_says_so(capsys):
+    from mllib.timing import use_clock
+    from mllib.training_loop import TrainingLoop
+    clock = [0.0]
+    with use_clock(lambda: clock[0]):
+        loop = TrainingLoop(10, "t", progress=False, max_seconds=2.5, what="meta-steps")
+        assert run_loop(loop, clock=clock) == [1, 2]
+    assert loop.stopped and not loop.interrupted
+    assert "time budget of 2.5 s: stopped after 2 of 10 meta-steps (2.0 s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("steps, expected, stopped", [(10, [1, 2, 3], True), (3, [1, 2, 3], False),
+                                                      (2, [1, 2], False)])
+def test_stop_after_ends_after_the_step_that_uses_the_budget_up_silently(capsys, steps, expected, stopped):
+    from mllib.timing import use_clock
+    from mllib.training_loop import TrainingLoop
+    clock = [0.0]
+    with use_clock(lambda: clock[0]):
+        loop = TrainingLoop(steps, "t", progress=False, max_seconds=2.5, stop_after=True)
+        assert run_loop(loop, clock=clock) == expected
+    assert (loop.stopped, loop.seconds, capsys.readouterr().out) == (stopped, float(len(expected)), "")
+
+
+def test_ctrl_c_and_sigterm_end_the_block_keeping_the_finished_steps(monkeypatch):
+    import signal
+
+    from mllib.signals import Interrupted
+    from mllib.training_loop import TrainingLoop
+    monkeypatch.delenv("CI", raising=False)   # a bar that counts
+    for error in (KeyboardInterrupt, Interrupted(signal.SIGTERM)):
+        loop = TrainingLoop(5, "t")
+        assert run_loop(loop, fail_at=3, error=error) == [1, 2, 3]
+        assert (loop.history["step"], loop.interrupted, loop.stopped, loop.bar.n) == ([1, 2], True, False, 2)
+
+
+def test_a_loop_that_is_not_interruptible_passes_ctrl_c_on_and_other_errors_always_pass():
+    from mllib.training_loop import TrainingLoop
+    loop = TrainingLoop(5, "t", progress=False, interruptible=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(loop, fail_at=2)
+    assert loop.interrupted and loop.history["step"] == [1]
+    loop = TrainingLoop(5, "t", progress=False)
+    with pytest.raises(ValueError):
+        run_loop(loop, fail_at=2, error=ValueError)
+    assert not loop.interrupted
+
+
+def test_the_bar_shows_the_logged_values_every_show_every_steps():
+    from mllib.training_loop import TrainingLoop
+    shown = []
+    loop = TrainingLoop(7, "t", progress=False, show_every=3)
+    with loop:
+        loop.bar.set_postfix = lambda values, refresh=True: shown.append(values)
+        for step in loop:
+            loop.log(loss=float(step))
+    assert shown == [{"loss": "3.000"}, {"loss": "6.000"}]
+
+
+def test_iterating_outside_the_block_is_one_clear_error():
+    from mllib.training_loop import TrainingLoop
+    with pytest.raises(RuntimeError, match="inside its block"):
+        list(TrainingLoop(2, "t", progress=False))
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainingLoop(2, "t", max_seconds=0)

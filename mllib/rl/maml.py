@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
-from tqdm import tqdm
 
 from mllib.arguments import check_positive
-from mllib.timing import TimeBudget, check_max_seconds
+from mllib.timing import check_max_seconds
+from mllib.training_loop import TrainingLoop
 from mllib.inner import adapt
 from mllib.models import Params
 
@@ -189,31 +188,24 @@ def _train(gradient: Callable[[Params, Tensor, torch.Generator], tuple[Params, d
     optimizer = torch.optim.Adam(params.values(), lr=lr)
     if run.optimizer_state:
         optimizer.load_state_dict(run.optimizer_state)
-    bar = tqdm(total=iterations, initial=min(run.iterations_done, iterations), desc=desc,
-               disable=bool(os.environ.get("CI")) or not progress, dynamic_ncols=True)
-    budget = TimeBudget(range(run.iterations_done, iterations), max_seconds, what="iterations")
-    try:
-        for _ in budget:
+    with TrainingLoop(iterations, desc, progress=progress, max_seconds=max_seconds, what="iterations", keys=(),
+                      done=run.iterations_done) as loop:
+        for iteration in loop:
             goals = env.sample_goals(meta_batch, generator, dtype)
             grads, stats = gradient(params, goals, generator)
-            _check_finite(grads, stats, desc, run.iterations_done + 1, settings)
+            _check_finite(grads, stats, desc, iteration, settings)
             for name, p in params.items():
                 p.grad = grads[name]
             optimizer.step()
-            _check_finite(params, {}, desc, run.iterations_done + 1, settings, what="parameter")
-            run.iterations_done += 1
-            run.history["iteration"].append(run.iterations_done)
+            _check_finite(params, {}, desc, iteration, settings, what="parameter")
+            run.iterations_done = iteration
+            run.history["iteration"].append(iteration)
             for key, value in stats.items():
                 run.history.setdefault(key, []).append(value)
-            bar.update(1)
-    except KeyboardInterrupt:
-        run.interrupted = True
-    finally:
-        bar.close()
-        run.stopped = budget.stopped
-        run.params = {k: v.detach().clone() for k, v in params.items()}
-        run.optimizer_state = copy.deepcopy(optimizer.state_dict())
-        run.generator_state = generator.get_state()
+    run.interrupted, run.stopped = loop.interrupted, loop.stopped
+    run.params = {k: v.detach().clone() for k, v in params.items()}
+    run.optimizer_state = copy.deepcopy(optimizer.state_dict())
+    run.generator_state = generator.get_state()
     return run
 
 
@@ -242,7 +234,7 @@ def meta_train(policy: nn.Module, env: PointNavigation, iterations: int, meta_ba
     step for each (all from one generator seeded with ``seed``). History: ``"return_before"``,
     ``"return_after"`` (mean returns of the batch). ``resume``: a run to continue up to
     ``iterations`` in total (same settings). A tqdm bar shows progress unless ``$CI`` is set.
-    ``max_seconds``: a wall-clock budget (``mllib.budget.TimeBudget``: stops before an iteration
+    ``max_seconds``: a wall-clock budget (``mllib.training_loop``: stops before an iteration
     would overrun it, after at least one; ``run.stopped`` tells; resume continues). A return, a
     meta-gradient or a parameter that is not finite stops it with ``mllib.train.TrainingDiverged``.
     """
