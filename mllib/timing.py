@@ -5,9 +5,11 @@ Every trainer that takes ``max_seconds=`` keeps to it with these pieces and read
 
 * :class:`TimeBudget`: the step numbers of a loop, stopped *before* a step would overrun the budget
   (it estimates the next step's duration from the last one, and always runs at least one step):
-  ``mllib.sine_experiments``, ``mllib.baselines``, ``mllib.learned_optimizer``, ``mllib.rl``;
+  ``mllib.sine_experiments``, ``mllib.baselines``, ``mllib.learned_optimizer``, ``mllib.rl``, through
+  ``mllib.training_loop.TrainingLoop``;
 * :func:`budget_spent`: stop *after* the step that uses the budget up (``mllib.train.meta_train``,
-  which then validates: its ``--max-seconds`` semantics, and ``mllib.incontext.train_incontext``).
+  which then validates: its ``--max-seconds`` semantics, and ``mllib.incontext.train_incontext``,
+  through ``TrainingLoop(stop_after=True)``).
 
 How long each notebook's live training may take is course data, not this module's: ``mllib.budget``.
 
