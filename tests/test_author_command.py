@@ -85,6 +85,7 @@ def test_every_step_runs_once_in_order_and_the_summary_lists_what_changed(course
     assert calls == ORDER
     assert os.environ["MLLIB_PROFILE"] == "gpu"      # the book's settings held for the execute step only
     out = capsys.readouterr().out
+    assert "== 2/11 execute: python -m mllib course execute notebooks/  (CI=1" in out   # each step says what it is
     summary = out[out.index("course author: summary"):]
     for path in ("notebooks/01_a.ipynb", "practice/01_a.ipynb", "docs/instructors.md"):
         assert path in summary                       # the notebook whose output changed, and the generated files

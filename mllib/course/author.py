@@ -246,15 +246,19 @@ STEPS = (
 
 # ----------------------------------------------------------------------------- the round
 
+def command(step: Step, opts: AuthorOptions) -> str:
+    """The separate command ``step`` stands for, with these options' notebooks and machine."""
+    return step.command.replace("NOTEBOOKS", " ".join(opts.paths) or "notebooks/").replace("MACHINE",
+                                                                                          repr(opts.machine))
+
+
 def plan(opts: AuthorOptions) -> list[str]:
     """The numbered steps, as the separate commands they stand for (what ``--dry-run`` prints)."""
-    notebooks = " ".join(opts.paths) or "notebooks/"
     lines = []
     for i, step in enumerate(STEPS, 1):
-        command = step.command.replace("NOTEBOOKS", notebooks).replace("MACHINE", repr(opts.machine))
         left_out = ((step.name == "times" and not opts.times and "not asked (--times)")
                     or (step.name == "student release" and not opts.student and "--skip-student"))
-        lines.append(f"{i:2d}. {step.name:<16} {command}" + (f"   [skipped: {left_out}]" if left_out else ""))
+        lines.append(f"{i:2d}. {step.name:<16} {command(step, opts)}" + (f"   [skipped: {left_out}]" if left_out else ""))
     return lines
 
 
@@ -262,7 +266,7 @@ def run_author(opts: AuthorOptions, echo=print) -> dict[str, StepResult]:
     """Run every step in order; returns ``{step name: StepResult}`` (a step that raised: its problem)."""
     done: dict[str, StepResult] = {}
     for i, step in enumerate(STEPS, 1):
-        echo(f"== {i}/{len(STEPS)} {step.name}: {step.command}")
+        echo(f"== {i}/{len(STEPS)} {step.name}: {command(step, opts)}")
         try:
             done[step.name] = step.run(opts, done)
         except Exception as err:   # noqa: BLE001 -- one step's failure is reported, the others still run
@@ -279,7 +283,7 @@ def summary(done: dict[str, StepResult]) -> tuple[str, bool]:
         elif result.problems:
             state = f"FAILED: {len(result.problems)} problem(s)"
         else:
-            state = "ok" + (f", {len(result.changed)} file(s) changed" if result.changed else ", nothing changed")
+            state = "ok" + (f", {len(result.changed)} file(s) changed" if result.changed else "")
         lines.append(f"  {name:<16} {state}")
         changed += [path for path in result.changed if path not in changed]
         failed += [f"{name}: {problem}" for problem in result.problems]
@@ -303,4 +307,4 @@ def check_options(opts: AuthorOptions) -> None:
 
 
 __all__ = ["AuthorOptions", "StepResult", "Step", "STEPS", "BOOK_ENV", "COURSE_TESTS", "lint_problems",
-           "check_problems", "plan", "run_author", "summary", "check_options", "run_pytest"]
+           "check_problems", "command", "plan", "run_author", "summary", "check_options", "run_pytest"]
