@@ -1,19 +1,24 @@
 """The outer loop (外循环): meta-gradients of the MAML family and of prototypical networks.
 
 Taught in notebook 04 (MAML, FOMAML, Reptile), 05 (MAML and prototypical networks on Omniglot)
-and 06 (Meta-SGD, ANIL). One task's story, the same for every algorithm (``query_loss_and_metric``):
+and 06 (Meta-SGD, ANIL). This file reads in that order: plain MAML first, its variants after.
 
-1. adapt the meta-parameters on the support set (``mllib.inner.adapt``);
+Plain MAML, one task (``query_loss_and_metric``):
+
+1. adapt the meta-parameters on the support set (``adapt_task``: ``mllib.inner.adapt`` on the
+   support loss, ``support_loss_fn``);
 2. predict the query set with the adapted parameters (``predict``, batch norm per ``cfg.bn``);
-3. score the prediction: cross-entropy and accuracy (long labels) or mean squared error (float labels).
+3. score the prediction (``loss_and_metric``): cross-entropy and accuracy (long labels) or mean
+   squared error (float labels).
 
-``meta_gradient`` averages the gradient of step 3 with respect to the meta-parameters over the
-tasks of a ``TaskBatch``, and ``meta_step`` applies it with an optimiser. Two forms agree (tested):
+Plain MAML, a batch of tasks: ``meta_gradient`` averages the gradient of step 3 with respect to
+the meta-parameters over the tasks of a ``TaskBatch``, ``meta_step`` applies it with an optimiser,
+and ``evaluate_tasks`` scores adapted tasks without a graph. Two forms agree (tested):
 
 * ``loop``: a Python loop over tasks, one backward pass per task (fastest on a CPU, least memory);
 * ``vmap``: ``torch.func.vmap`` over the task dimension, one backward pass (fastest on a GPU).
 
-Algorithms (``ALGORITHMS``):
+Algorithms (``ALGORITHMS``); every one but ``maml`` is a variant, written after plain MAML:
 
 * ``maml``: second-order MAML; the outer gradient flows through the inner gradient steps.
 * ``fomaml``: first-order MAML; the inner gradients are treated as constants.
@@ -32,8 +37,8 @@ learner"): the head starts every task at zero instead of at a meta-learned value
 metasgd, anil). The head is then not a meta-parameter: it stays zero in ``meta_params`` and its
 meta-gradient is zero. From a zero head the first inner step changes the head only (the body's
 inner gradient is ``W^T``-weighted, i.e. exactly zero), so that step differentiates the head alone
-and skips the body's backward pass (``adapt_task``); with one inner step the adapted classifier is
-``logits_c(x) = (lr / N) (sum of support features of class c - mean support feature) . f(x)``
+and skips the body's backward pass (``adapt_from_zero_head``); with one inner step the adapted
+classifier is ``logits_c(x) = (lr / N) (sum of support features of class c - mean support feature) . f(x)``
 for N support images, a prototype classifier whose features are meta-learned end to end. The
 second-order meta-gradient still reaches the body, through the support features inside the
 adapted head and through the query features ``f(x)``.
@@ -41,6 +46,9 @@ adapted head and through the query features ``f(x)``.
 Batch norm (``cfg.bn``) is the same for all conv algorithms: in ``batch`` mode the support and the
 query sets are forwarded separately, each normalised with its own statistics; in ``support`` mode
 the query rows are normalised with support statistics (see ``predict``).
+
+Which settings fit which algorithm is checked in one place, ``check_algorithm_settings`` (the
+batch-norm mode, the zero head), for ``MetaConfig`` and ``mllib.train.TrainConfig`` alike.
 """
 from __future__ import annotations
 
@@ -98,16 +106,11 @@ class MetaConfig:
     head_init: str = "learned"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("algo", ALL_ALGORITHMS), ("bn", BN_MODES), ("form", META_GRADIENT_FORMS),
-                              ("reptile_data", REPTILE_DATA)):
-            check_choice(name, getattr(self, name), allowed)
-        check_bn(self.algo, self.bn)
+        check_algorithm_settings(self.algo, self.bn, self.head_init)
+        check_choice("form", self.form, META_GRADIENT_FORMS)
+        check_choice("reptile_data", self.reptile_data, REPTILE_DATA)
         check_int("inner_steps", self.inner_steps, 0)
         check_positive("inner_lr", self.inner_lr)
-        check_choice("head_init", self.head_init, HEAD_INITS)
-        if self.head_init == "zero" and self.algo not in ZERO_HEAD_ALGORITHMS:
-            raise ValueError(f"head_init='zero' needs an inner loop that adapts the head "
-                             f"(algo in {', '.join(ZERO_HEAD_ALGORITHMS)}); got algo={self.algo!r}")
 
     @classmethod
     def from_profile(cls, algo: str, profile, bn: str = "batch", form: str = "auto") -> "MetaConfig":
@@ -123,54 +126,130 @@ class MetaConfig:
         """
         get = profile.get if isinstance(profile, Mapping) else lambda name: getattr(profile, name, None)
         return cls(algo=algo, inner_steps=get("inner_steps"), inner_lr=get("inner_lr"), bn=bn, form=form,
-                   head_init=(get("head_init") or "learned") if algo in ZERO_HEAD_ALGORITHMS else "learned")
+                   head_init=head_init_for(algo, get("head_init")))
 
     @property
     def first_order(self) -> bool:
         return self.algo == "fomaml"
 
 
-def default_bn(algo: str) -> str:
-    """The batch-norm mode ``algo`` trains with by default: ``"support"`` for ``incontext`` (its only
-    mode), ``"batch"`` (the MAML paper's) for the others.
+# ============================================================================ plain MAML: one task
 
-        >>> default_bn("maml"), default_bn("incontext")
-        ('batch', 'support')
+def support_loss_fn(model: nn.Module) -> Callable[[Params, tuple[Tensor, Tensor]], Tensor]:
+    """``loss(params, (x, y))`` on one task's adaptation data, as ``adapt`` expects (notebook 03, section 1).
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> model = SineMLP()
+        >>> support_loss_fn(model)(params_of(model), (torch.zeros(10, 1), torch.zeros(10, 1))).shape
+        torch.Size([])
     """
-    return "support" if check_choice("algo", algo, ALL_ALGORITHMS) == INCONTEXT else "batch"
+    def loss(params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = data
+        return loss_and_metric(call_model(model, params, x), y)[0]
+    return loss
 
 
-def check_bn(algo: str, bn: str) -> str:
-    """``bn``, or a ``ValueError`` when ``algo`` cannot use it (``incontext``: ``"support"`` only).
+def adapt_task(model: nn.Module, params: Mapping[str, Tensor], rates: Mapping[str, Tensor] | None,
+               support_x: Tensor, support_y: Tensor, cfg: MetaConfig, steps: int | None = None,
+               evaluation: bool = False) -> Params:
+    """One task's inner loop as ``cfg`` says: ``mllib.inner.adapt`` on ``(support_x [S, ...], support_y [S])``.
 
-        >>> check_bn("maml", "batch"), check_bn("incontext", "support")      # ("incontext", "batch"): ValueError
-        ('batch', 'support')
+    Plain MAML: ``steps`` (default ``cfg.inner_steps``) gradient steps at ``cfg.inner_lr`` on the
+    support loss, every parameter adapted (FOMAML: the inner gradients are constants). The
+    variants: Meta-SGD steps with its learned ``rates`` (``None`` for the others), ANIL adapts the
+    head only, and with ``cfg.head_init="zero"`` the head starts at zero (``adapt_from_zero_head``).
+    ``evaluation``: build no graph (test time). Notebooks 03 to 06.
+
+        >>> from mllib.models import SineMLP
+        >>> model = SineMLP()
+        >>> start = params_of(model)
+        >>> adapted = adapt_task(model, start, None, torch.zeros(5, 1), torch.ones(5, 1), MetaConfig(inner_lr=0.01))
+        >>> adapted.keys() == start.keys(), bool((adapted["head.bias"] != start["head.bias"]).all())
+        (True, True)
     """
-    if algo == INCONTEXT and bn != "support":
-        raise ValueError(f"bn must be 'support' for algo='incontext' (its batch norm uses the support "
-                         f"images' statistics only), got {bn!r}")
-    return bn
+    steps = cfg.inner_steps if steps is None else steps
+    lr = rates if rates is not None else cfg.inner_lr
+    if cfg.head_init == "zero":
+        return adapt_from_zero_head(model, params, lr, support_x, support_y, cfg, steps, evaluation)
+    names = head_names(model) if cfg.algo == "anil" else None
+    return adapt(params, support_loss_fn(model), (support_x, support_y), steps, lr, first_order=cfg.first_order,
+                 names=names, evaluation=evaluation)
 
 
-def pick_form(device: torch.device | str) -> str:
-    """``"vmap"`` on CUDA (one big batched kernel per op), ``"loop"`` elsewhere (measured faster on CPU).
+def predict(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, query_x: Tensor,
+            bn: str = "batch", features: bool = False) -> Tensor:
+    """Query outputs ``[Q, out]`` (or embeddings) for ``query_x [Q, ...]``, with ``support_x [S, ...]``.
 
-    The two forms compute the same meta-gradient (notebook 04, section 4: what each costs).
+    ``bn="batch"``: the query is forwarded alone (normalised with its own statistics).
+    ``bn="support"``: ``cat([support_x, query_x])`` is forwarded with ``stats_rows=S`` and the
+    query rows are returned, so each query row is normalised with support statistics only
+    (notebook 05, section 5).
 
-        >>> pick_form("cpu"), pick_form("cuda")
-        ('loop', 'vmap')
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model = ConvLearner(ways=5, filters=4)
+        >>> predict(model, params_of(model), torch.rand(5, 1, 28, 28), torch.rand(10, 1, 28, 28), "support").shape
+        torch.Size([10, 5])
     """
-    return "vmap" if torch.device(device).type == "cuda" else "loop"
+    if bn == "support":
+        n = support_x.shape[0]
+        return call_model(model, params, torch.cat([support_x, query_x]), stats_rows=n, features=features)[n:]
+    return call_model(model, params, query_x, features=features)
 
 
-def resolve_form(form: str, device: torch.device | str) -> str:
-    """``form``, with ``"auto"`` replaced by ``pick_form(device)`` (notebook 04, section 4).
+def is_classification(labels: Tensor) -> bool:
+    """Long labels: classification (cross-entropy, accuracy); float labels: regression (MSE).
 
-        >>> resolve_form("auto", "cpu"), resolve_form("vmap", "cpu")
-        ('loop', 'vmap')
+    The same algorithms serve sinusoids (notebooks 01-04) and Omniglot (notebook 05).
+
+        >>> is_classification(torch.tensor([0, 2])), is_classification(torch.zeros(2, 1))
+        (True, False)
     """
-    return pick_form(device) if check_choice("form", form, META_GRADIENT_FORMS) == "auto" else form
+    return not torch.is_floating_point(labels)
 
+
+def loss_and_metric(outputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``(cross-entropy, accuracy)`` for long labels ``[N]``, ``(MSE, MSE)`` for float labels ``[N, 1]``.
+
+    ``outputs``: logits ``[N, ways]`` or predictions ``[N, 1]``. Notebook 04, section 1 (the query loss).
+
+        >>> loss_and_metric(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))[1]
+        tensor(0.5000)
+    """
+    if is_classification(labels):
+        return F.cross_entropy(outputs, labels), (outputs.argmax(-1) == labels).to(outputs.dtype).mean()
+    mse = F.mse_loss(outputs, labels)
+    return mse, mse
+
+
+def query_loss_and_metric(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
+                          support_y: Tensor, query_x: Tensor, query_y: Tensor, cfg: MetaConfig,
+                          steps: int | None = None, evaluation: bool = False) -> tuple[Tensor, Tensor]:
+    """One task: adapt on the support set, then ``(query loss, query metric)`` (scalars).
+
+    Shapes are one task's: ``support_x [S, 1, 28, 28]``, ``support_y [S]``, ``query_x [Q, ...]``,
+    ``query_y [Q]`` (or ``[K, 1]`` float tensors for sinusoids). ``steps`` defaults to
+    ``cfg.inner_steps``. Works inside ``vmap``. Notebook 04, section 2.
+
+        >>> from mllib.models import SineMLP
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, cfg = SineMLP(), MetaConfig(algo="maml", inner_lr=0.01)
+        >>> (task,) = SinusoidTasks(seed=0).sample(1)      # one task: support_x, support_y, query_x, query_y
+        >>> loss, mse = query_loss_and_metric(model, params_of(model), *task, cfg)
+        >>> bool(loss == mse), loss.requires_grad       # regression: the metric is the loss
+        (True, True)
+    """
+    params, rates = split_meta_params(meta_params)
+    if cfg.algo == INCONTEXT:  # the forward pass is the learning algorithm: no inner loop
+        outputs = functional_call(model, params, (support_x, support_y, query_x))
+    elif cfg.algo == "protonet":
+        outputs = proto_logits(model, params, support_x, support_y, query_x, _ways(model), cfg.bn)
+    else:
+        adapted = adapt_task(model, params, rates, support_x, support_y, cfg, steps, evaluation)
+        outputs = predict(model, adapted, support_x, query_x, cfg.bn)
+    return loss_and_metric(outputs, query_y)
+
+
+# ============================================================================ plain MAML: a batch of tasks
 
 def init_meta_params(model: nn.Module, cfg: MetaConfig) -> Params:
     """The meta-parameters: the model's parameters, plus ``"lr.<name>"`` rates for Meta-SGD.
@@ -204,222 +283,6 @@ def split_meta_params(meta_params: Mapping[str, Tensor]) -> tuple[Params, Params
     return params, (rates or None)
 
 
-# ---------------------------------------------------------------------------- one task
-
-def predict(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, query_x: Tensor,
-            bn: str = "batch", features: bool = False) -> Tensor:
-    """Query outputs ``[Q, out]`` (or embeddings) for ``query_x [Q, ...]``, with ``support_x [S, ...]``.
-
-    ``bn="batch"``: the query is forwarded alone (normalised with its own statistics).
-    ``bn="support"``: ``cat([support_x, query_x])`` is forwarded with ``stats_rows=S`` and the
-    query rows are returned, so each query row is normalised with support statistics only
-    (notebook 05, section 5).
-
-        >>> from mllib.models import ConvLearner, params_of
-        >>> model = ConvLearner(ways=5, filters=4)
-        >>> predict(model, params_of(model), torch.rand(5, 1, 28, 28), torch.rand(10, 1, 28, 28), "support").shape
-        torch.Size([10, 5])
-    """
-    if bn == "support":
-        n = support_x.shape[0]
-        return call_model(model, params, torch.cat([support_x, query_x]), stats_rows=n, features=features)[n:]
-    return call_model(model, params, query_x, features=features)
-
-
-def proto_logits(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
-                 query_x: Tensor, ways: int, bn: str = "batch") -> Tensor:
-    """Prototypical-network logits ``[Q, ways]``: minus squared distances to class-mean embeddings.
-
-    ``support_x [S, ...]``, ``support_y [S]`` (long, ``0..ways-1``), ``query_x [Q, ...]`` (notebook 05,
-    section 4).
-
-        >>> from mllib.models import ConvLearner, params_of
-        >>> model = ConvLearner(ways=2, filters=4)
-        >>> support_x = torch.rand(4, 1, 28, 28)
-        >>> logits = proto_logits(model, params_of(model), support_x, torch.tensor([0, 0, 1, 1]), support_x, ways=2)
-        >>> logits.shape, bool((logits <= 0).all())                 # minus squared distances
-        (torch.Size([4, 2]), True)
-    """
-    support = call_model(model, params, support_x, features=True)
-    query = predict(model, params, support_x, query_x, bn, features=True)            # [Q, D]
-    one_hot = (support_y[:, None] == torch.arange(ways, device=support_y.device)).to(support.dtype)
-    prototypes = one_hot.T @ support / one_hot.sum(0)[:, None]                          # [ways, D]
-    return -((query[:, None, :] - prototypes[None]) ** 2).sum(-1)
-
-
-def is_classification(labels: Tensor) -> bool:
-    """Long labels: classification (cross-entropy, accuracy); float labels: regression (MSE).
-
-    The same algorithms serve sinusoids (notebooks 01-04) and Omniglot (notebook 05).
-
-        >>> is_classification(torch.tensor([0, 2])), is_classification(torch.zeros(2, 1))
-        (True, False)
-    """
-    return not torch.is_floating_point(labels)
-
-
-def loss_and_metric(outputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """``(cross-entropy, accuracy)`` for long labels ``[N]``, ``(MSE, MSE)`` for float labels ``[N, 1]``.
-
-    ``outputs``: logits ``[N, ways]`` or predictions ``[N, 1]``. Notebook 04, section 1 (the query loss).
-
-        >>> loss_and_metric(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))[1]
-        tensor(0.5000)
-    """
-    if is_classification(labels):
-        return F.cross_entropy(outputs, labels), (outputs.argmax(-1) == labels).to(outputs.dtype).mean()
-    mse = F.mse_loss(outputs, labels)
-    return mse, mse
-
-
-def support_loss_fn(model: nn.Module) -> Callable[[Params, tuple[Tensor, Tensor]], Tensor]:
-    """``loss(params, (x, y))`` on one task's adaptation data, as ``adapt`` expects (notebook 03, section 1).
-
-        >>> from mllib.models import SineMLP, params_of
-        >>> model = SineMLP()
-        >>> support_loss_fn(model)(params_of(model), (torch.zeros(10, 1), torch.zeros(10, 1))).shape
-        torch.Size([])
-    """
-    def loss(params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
-        x, y = data
-        return loss_and_metric(call_model(model, params, x), y)[0]
-    return loss
-
-
-def zero_head(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
-    """``params`` with every head entry (``mllib.models.head_names``) replaced by zeros of its shape.
-
-    The zeros are constants (no graph to the entries they replace); the other entries are kept as they are.
-
-        >>> from mllib.models import SineMLP, params_of
-        >>> zeroed = zero_head(SineMLP(), params_of(SineMLP()))
-        >>> float(zeroed["head.bias"]), zeroed["head.bias"].requires_grad, bool(zeroed["body.0.weight"].abs().sum() > 0)
-        (0.0, False, True)
-    """
-    head = set(head_names(model))
-    return {k: torch.zeros_like(v) if k in head else v for k, v in params.items()}
-
-
-def adapt_task(model: nn.Module, params: Mapping[str, Tensor], rates: Mapping[str, Tensor] | None,
-               support_x: Tensor, support_y: Tensor, cfg: MetaConfig, steps: int | None = None,
-               evaluation: bool = False) -> Params:
-    """One task's inner loop as ``cfg`` says: ``mllib.inner.adapt`` on ``(support_x [S, ...], support_y [S])``.
-
-    ``rates``: Meta-SGD's learned rates (else ``cfg.inner_lr``); ``steps`` defaults to
-    ``cfg.inner_steps``; ANIL adapts the head only. With ``cfg.head_init="zero"`` the head starts
-    at zero (its meta-parameter value is ignored, so its meta-gradient is zero) and the first step
-    differentiates the head alone: at a zero head the body's inner gradient is exactly zero, and
-    so is its derivative with respect to everything but the head, which is a constant here. The
-    result equals adapting every parameter from the zeroed head (tested in float64, values and
-    meta-gradients), without the body's backward pass in that step. Notebook 05.
-
-        >>> from mllib.models import ConvLearner, params_of
-        >>> model, cfg = ConvLearner(ways=2, filters=4), MetaConfig(head_init="zero")
-        >>> adapted = adapt_task(model, params_of(model), None, torch.rand(2, 1, 28, 28), torch.tensor([0, 1]), cfg)
-        >>> adapted["head.bias"].abs().sum().item(), adapted["head.weight"].abs().sum().item() > 0
-        (0.0, True)
-    """
-    steps = cfg.inner_steps if steps is None else steps
-    lr = rates if rates is not None else cfg.inner_lr
-    loss_fn, support = support_loss_fn(model), (support_x, support_y)
-    names = head_names(model) if cfg.algo == "anil" else None
-    if cfg.head_init != "zero":
-        return adapt(params, loss_fn, support, steps, lr, first_order=cfg.first_order, names=names,
-                     evaluation=evaluation)
-    params = zero_head(model, params)
-    if steps == 0 or cfg.algo == "anil":  # ANIL adapts the head alone anyway
-        return adapt(params, loss_fn, support, steps, lr, first_order=cfg.first_order, names=names,
-                     evaluation=evaluation)
-    head = head_names(model)
-    params = adapt(params, loss_fn, support, 1, lr, first_order=cfg.first_order, names=head, evaluation=evaluation)
-    if steps == 1:
-        return params
-    # The body must enter the next steps as new graph nodes (as it would after "body - lr * 0"):
-    # the adapted head depends on the body, so a gradient with respect to the body tensor itself
-    # would add the path through the head (the total derivative instead of the partial one).
-    params = {k: v if k in head else v.view_as(v) for k, v in params.items()}
-    return adapt(params, loss_fn, support, steps - 1, lr, first_order=cfg.first_order, evaluation=evaluation)
-
-
-def query_loss_and_metric(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
-                          support_y: Tensor, query_x: Tensor, query_y: Tensor, cfg: MetaConfig,
-                          steps: int | None = None, evaluation: bool = False) -> tuple[Tensor, Tensor]:
-    """One task: adapt on the support set, then ``(query loss, query metric)`` (scalars).
-
-    Shapes are one task's: ``support_x [S, 1, 28, 28]``, ``support_y [S]``, ``query_x [Q, ...]``,
-    ``query_y [Q]`` (or ``[K, 1]`` float tensors for sinusoids). ``steps`` defaults to
-    ``cfg.inner_steps``. Works inside ``vmap``. Notebook 04, section 2.
-
-        >>> from mllib.models import SineMLP
-        >>> from mllib.tasks import SinusoidTasks
-        >>> model, cfg = SineMLP(), MetaConfig(algo="maml", inner_lr=0.01)
-        >>> (task,) = SinusoidTasks(seed=0).sample(1)      # one task: support_x, support_y, query_x, query_y
-        >>> loss, mse = query_loss_and_metric(model, params_of(model), *task, cfg)
-        >>> bool(loss == mse), loss.requires_grad       # regression: the metric is the loss
-        (True, True)
-    """
-    params, rates = split_meta_params(meta_params)
-    if cfg.algo == INCONTEXT:  # the forward pass is the learning algorithm: no inner loop
-        outputs = functional_call(model, params, (support_x, support_y, query_x))
-    elif cfg.algo == "protonet":
-        outputs = proto_logits(model, params, support_x, support_y, query_x, _ways(model), cfg.bn)
-    else:
-        adapted = adapt_task(model, params, rates, support_x, support_y, cfg, steps, evaluation)
-        outputs = predict(model, adapted, support_x, query_x, cfg.bn)
-    return loss_and_metric(outputs, query_y)
-
-
-def reptile_adapt_and_score(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
-                            support_y: Tensor, query_x: Tensor, query_y: Tensor,
-                            cfg: MetaConfig) -> tuple[Params, Tensor, Tensor]:
-    """One Reptile task: ``(adapted params, query loss, query metric)``, no graph kept.
-
-    The inner SGD trains on ``cfg.reptile_data``; with ``"support+query"`` the query scores are
-    training scores (optimistic), reported only to follow progress. Notebook 04, section 3.
-
-        >>> from mllib.models import SineMLP, params_of
-        >>> from mllib.tasks import SinusoidTasks
-        >>> model, (task,) = SineMLP(), SinusoidTasks(seed=0).sample(1)
-        >>> adapted, loss, mse = reptile_adapt_and_score(model, params_of(model), *task, MetaConfig(inner_lr=0.01))
-        >>> sorted(adapted) == sorted(params_of(model)), loss.requires_grad
-        (True, False)
-    """
-    data = (support_x, support_y)
-    if cfg.reptile_data == "support+query":
-        data = (torch.cat([support_x, query_x]), torch.cat([support_y, query_y]))
-    adapted = adapt(meta_params, support_loss_fn(model), data, cfg.inner_steps, cfg.inner_lr, evaluation=True)
-    with torch.no_grad():
-        loss, metric = loss_and_metric(predict(model, adapted, support_x, query_x, cfg.bn), query_y)
-    return adapted, loss, metric
-
-
-def _ways(model: nn.Module) -> int:
-    ways = getattr(model, "ways", None)
-    if ways is None:
-        raise ValueError(f"protonet needs a classifier with a 'ways' attribute; {type(model).__name__} has none")
-    return ways
-
-
-# ---------------------------------------------------------------------------- task batches
-
-def _check(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig) -> bool:
-    classification = is_classification(batch.query_y)
-    if (cfg.algo == INCONTEXT) != bool(getattr(model, "reads_support_set", False)):
-        raise ValueError(f"algo={cfg.algo!r} does not fit {type(model).__name__}: algo='incontext' needs a "
-                         "model that reads the support set (mllib.incontext), the other algorithms a learner "
-                         "of mllib.models")
-    if cfg.algo == "protonet" and not classification:
-        raise ValueError("algo='protonet' needs classification tasks (long labels); got float labels")
-    if (cfg.algo == "metasgd") != any(k.startswith(LR_PREFIX) for k in meta_params):
-        raise ValueError(f"meta_params do not match algo={cfg.algo!r}: Meta-SGD needs 'lr.*' rates and only "
-                         "Meta-SGD has them; build them with init_meta_params(model, cfg)")
-    return classification
-
-
-def _stats(losses: Tensor, metrics: Tensor, classification: bool) -> dict[str, float]:
-    return {"loss": float(losses.mean()), "accuracy": float(metrics.mean()) if classification else float("nan")}
-
-
 def meta_gradient(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch,
                   cfg: MetaConfig) -> tuple[Params, dict[str, float]]:
     """The meta-gradient averaged over the ``T`` tasks of ``batch``, and ``{"loss", "accuracy"}``.
@@ -442,19 +305,6 @@ def meta_gradient(model: nn.Module, meta_params: Mapping[str, Tensor], batch: Ta
     gradient = _reptile_gradient if cfg.algo == "reptile" else _query_loss_gradient
     grads, losses, metrics = gradient(model, meta_params, batch, cfg, form)
     return grads, _stats(losses.detach(), metrics.detach(), classification)
-
-
-def _reptile_gradient(model, meta_params, batch: TaskBatch, cfg: MetaConfig, form: str):
-    """Reptile's direction ``meta_params - mean(adapted)``, per-task losses and metrics ``[T]``."""
-    if form == "loop":
-        outcomes = [reptile_adapt_and_score(model, meta_params, *task, cfg) for task in batch]
-        mean_adapted = {k: sum(o[0][k] for o in outcomes) / len(batch) for k in meta_params}
-        losses, metrics = (torch.stack([o[i] for o in outcomes]) for i in (1, 2))
-    else:
-        adapted, losses, metrics = vmap(lambda p, *task: reptile_adapt_and_score(model, p, *task, cfg),
-                                        in_dims=(None, 0, 0, 0, 0))(meta_params, *batch.tensors())
-        mean_adapted = {k: v.mean(0) for k, v in adapted.items()}
-    return {k: meta_params[k].detach() - mean_adapted[k] for k in meta_params}, losses, metrics
 
 
 def _query_loss_gradient(model, meta_params, batch: TaskBatch, cfg: MetaConfig, form: str):
@@ -555,3 +405,222 @@ def evaluate_tasks(model: nn.Module, meta_params: Mapping[str, Tensor], batch: T
         if resolve_form(cfg.form, batch.support_x.device) == "loop":
             return torch.stack([one(params, *task) for task in batch])
         return vmap(one, in_dims=(None, 0, 0, 0, 0))(params, *batch.tensors())
+
+
+# ============================================================================ the variants
+
+# ---------------------------------------------------------------------------- the zeroing trick (head_init='zero')
+
+def zero_head(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
+    """``params`` with every head entry (``mllib.models.head_names``) replaced by zeros of its shape.
+
+    The zeros are constants (no graph to the entries they replace); the other entries are kept as they are.
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> zeroed = zero_head(SineMLP(), params_of(SineMLP()))
+        >>> float(zeroed["head.bias"]), zeroed["head.bias"].requires_grad, bool(zeroed["body.0.weight"].abs().sum() > 0)
+        (0.0, False, True)
+    """
+    head = set(head_names(model))
+    return {k: torch.zeros_like(v) if k in head else v for k, v in params.items()}
+
+
+def adapt_from_zero_head(model: nn.Module, params: Mapping[str, Tensor], lr: float | Mapping[str, Tensor],
+                         support_x: Tensor, support_y: Tensor, cfg: MetaConfig, steps: int,
+                         evaluation: bool = False) -> Params:
+    """The zeroing trick's inner loop (``cfg.head_init="zero"``): ``adapt_task`` from a zero head.
+
+    The head starts at zero (its meta-parameter value is ignored, so its meta-gradient is zero)
+    and the first step differentiates the head alone: at a zero head the body's inner gradient is
+    exactly zero, and so is its derivative with respect to everything but the head, which is a
+    constant here. The result equals adapting every parameter from the zeroed head (tested in
+    float64, values and meta-gradients), without the body's backward pass in that step.
+    ``lr``: ``cfg.inner_lr``, or Meta-SGD's rates by parameter name. Notebook 05.
+
+        >>> from mllib.models import ConvLearner
+        >>> model, cfg = ConvLearner(ways=2, filters=4), MetaConfig(head_init="zero")
+        >>> x, y = torch.rand(2, 1, 28, 28), torch.tensor([0, 1])
+        >>> adapted = adapt_from_zero_head(model, params_of(model), cfg.inner_lr, x, y, cfg, steps=1)
+        >>> adapted["head.bias"].abs().sum().item(), adapted["head.weight"].abs().sum().item() > 0
+        (0.0, True)
+    """
+    loss_fn, support = support_loss_fn(model), (support_x, support_y)
+    head = head_names(model)
+    params = zero_head(model, params)
+    if steps == 0 or cfg.algo == "anil":  # ANIL adapts the head alone anyway
+        return adapt(params, loss_fn, support, steps, lr, first_order=cfg.first_order,
+                     names=head if cfg.algo == "anil" else None, evaluation=evaluation)
+    params = adapt(params, loss_fn, support, 1, lr, first_order=cfg.first_order, names=head, evaluation=evaluation)
+    if steps == 1:
+        return params
+    # The body must enter the next steps as new graph nodes (as it would after "body - lr * 0"):
+    # the adapted head depends on the body, so a gradient with respect to the body tensor itself
+    # would add the path through the head (the total derivative instead of the partial one).
+    params = {k: v if k in head else v.view_as(v) for k, v in params.items()}
+    return adapt(params, loss_fn, support, steps - 1, lr, first_order=cfg.first_order, evaluation=evaluation)
+
+
+# ---------------------------------------------------------------------------- prototypical networks
+
+def proto_logits(model: nn.Module, params: Mapping[str, Tensor], support_x: Tensor, support_y: Tensor,
+                 query_x: Tensor, ways: int, bn: str = "batch") -> Tensor:
+    """Prototypical-network logits ``[Q, ways]``: minus squared distances to class-mean embeddings.
+
+    ``support_x [S, ...]``, ``support_y [S]`` (long, ``0..ways-1``), ``query_x [Q, ...]`` (notebook 05,
+    section 4).
+
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model = ConvLearner(ways=2, filters=4)
+        >>> support_x = torch.rand(4, 1, 28, 28)
+        >>> logits = proto_logits(model, params_of(model), support_x, torch.tensor([0, 0, 1, 1]), support_x, ways=2)
+        >>> logits.shape, bool((logits <= 0).all())                 # minus squared distances
+        (torch.Size([4, 2]), True)
+    """
+    support = call_model(model, params, support_x, features=True)
+    query = predict(model, params, support_x, query_x, bn, features=True)            # [Q, D]
+    one_hot = (support_y[:, None] == torch.arange(ways, device=support_y.device)).to(support.dtype)
+    prototypes = one_hot.T @ support / one_hot.sum(0)[:, None]                          # [ways, D]
+    return -((query[:, None, :] - prototypes[None]) ** 2).sum(-1)
+
+
+def _ways(model: nn.Module) -> int:
+    ways = getattr(model, "ways", None)
+    if ways is None:
+        raise ValueError(f"protonet needs a classifier with a 'ways' attribute; {type(model).__name__} has none")
+    return ways
+
+
+# ---------------------------------------------------------------------------- Reptile
+
+def reptile_adapt_and_score(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
+                            support_y: Tensor, query_x: Tensor, query_y: Tensor,
+                            cfg: MetaConfig) -> tuple[Params, Tensor, Tensor]:
+    """One Reptile task: ``(adapted params, query loss, query metric)``, no graph kept.
+
+    The inner SGD trains on ``cfg.reptile_data``; with ``"support+query"`` the query scores are
+    training scores (optimistic), reported only to follow progress. Notebook 04, section 3.
+
+        >>> from mllib.models import SineMLP, params_of
+        >>> from mllib.tasks import SinusoidTasks
+        >>> model, (task,) = SineMLP(), SinusoidTasks(seed=0).sample(1)
+        >>> adapted, loss, mse = reptile_adapt_and_score(model, params_of(model), *task, MetaConfig(inner_lr=0.01))
+        >>> sorted(adapted) == sorted(params_of(model)), loss.requires_grad
+        (True, False)
+    """
+    data = (support_x, support_y)
+    if cfg.reptile_data == "support+query":
+        data = (torch.cat([support_x, query_x]), torch.cat([support_y, query_y]))
+    adapted = adapt(meta_params, support_loss_fn(model), data, cfg.inner_steps, cfg.inner_lr, evaluation=True)
+    with torch.no_grad():
+        loss, metric = loss_and_metric(predict(model, adapted, support_x, query_x, cfg.bn), query_y)
+    return adapted, loss, metric
+
+
+def _reptile_gradient(model, meta_params, batch: TaskBatch, cfg: MetaConfig, form: str):
+    """Reptile's direction ``meta_params - mean(adapted)``, per-task losses and metrics ``[T]``."""
+    if form == "loop":
+        outcomes = [reptile_adapt_and_score(model, meta_params, *task, cfg) for task in batch]
+        mean_adapted = {k: sum(o[0][k] for o in outcomes) / len(batch) for k in meta_params}
+        losses, metrics = (torch.stack([o[i] for o in outcomes]) for i in (1, 2))
+    else:
+        adapted, losses, metrics = vmap(lambda p, *task: reptile_adapt_and_score(model, p, *task, cfg),
+                                        in_dims=(None, 0, 0, 0, 0))(meta_params, *batch.tensors())
+        mean_adapted = {k: v.mean(0) for k, v in adapted.items()}
+    return {k: meta_params[k].detach() - mean_adapted[k] for k in meta_params}, losses, metrics
+
+
+# ============================================================================ settings and checks
+
+def check_algorithm_settings(algo: str, bn: str | None = None, head_init: str | None = None) -> str:
+    """``algo``, once its settings are checked; else a ``ValueError`` naming the first that does not fit.
+
+    The one check of which settings fit which algorithm (``MetaConfig`` and
+    ``mllib.train.TrainConfig`` both call it):
+
+    * ``algo``: one of ``ALL_ALGORITHMS``;
+    * ``bn``: one of ``BN_MODES``; ``incontext`` takes ``"support"`` only (its batch norm uses the
+      support images' statistics);
+    * ``head_init``: one of ``mllib.config.HEAD_INITS``; ``"zero"`` needs an inner loop that adapts
+      the head (``ZERO_HEAD_ALGORITHMS``).
+
+    ``None`` leaves a setting unchecked (a training run knows its head only from its profile).
+
+        >>> check_algorithm_settings("maml", "batch", "zero")
+        'maml'
+        >>> check_algorithm_settings("protonet", head_init="zero")
+        Traceback (most recent call last):
+        ValueError: head_init='zero' needs an inner loop that adapts the head (algo in maml, fomaml, metasgd, anil); got algo='protonet'
+    """
+    check_choice("algo", algo, ALL_ALGORITHMS)
+    if bn is not None:
+        check_choice("bn", bn, BN_MODES)
+        if algo == INCONTEXT and bn != "support":
+            raise ValueError(f"bn must be 'support' for algo='incontext' (its batch norm uses the support "
+                             f"images' statistics only), got {bn!r}")
+    if head_init is not None:
+        check_choice("head_init", head_init, HEAD_INITS)
+        if head_init == "zero" and algo not in ZERO_HEAD_ALGORITHMS:
+            raise ValueError(f"head_init='zero' needs an inner loop that adapts the head "
+                             f"(algo in {', '.join(ZERO_HEAD_ALGORITHMS)}); got algo={algo!r}")
+    return algo
+
+
+def head_init_for(algo: str, head_init: str | None) -> str:
+    """The head start ``algo`` trains with when a profile asks for ``head_init``.
+
+    A profile's zeroing trick applies to the algorithms that adapt the head
+    (``ZERO_HEAD_ALGORITHMS``); the others, and a profile with no ``head_init`` (checkpoints
+    written before the field existed), get ``"learned"``.
+
+        >>> head_init_for("maml", "zero"), head_init_for("protonet", "zero"), head_init_for("maml", None)
+        ('zero', 'learned', 'learned')
+    """
+    return (head_init or "learned") if algo in ZERO_HEAD_ALGORITHMS else "learned"
+
+
+def default_bn(algo: str) -> str:
+    """The batch-norm mode ``algo`` trains with by default: ``"support"`` for ``incontext`` (its only
+    mode), ``"batch"`` (the MAML paper's) for the others.
+
+        >>> default_bn("maml"), default_bn("incontext")
+        ('batch', 'support')
+    """
+    return "support" if check_algorithm_settings(algo) == INCONTEXT else "batch"
+
+
+def pick_form(device: torch.device | str) -> str:
+    """``"vmap"`` on CUDA (one big batched kernel per op), ``"loop"`` elsewhere (measured faster on CPU).
+
+    The two forms compute the same meta-gradient (notebook 04, section 4: what each costs).
+
+        >>> pick_form("cpu"), pick_form("cuda")
+        ('loop', 'vmap')
+    """
+    return "vmap" if torch.device(device).type == "cuda" else "loop"
+
+
+def resolve_form(form: str, device: torch.device | str) -> str:
+    """``form``, with ``"auto"`` replaced by ``pick_form(device)`` (notebook 04, section 4).
+
+        >>> resolve_form("auto", "cpu"), resolve_form("vmap", "cpu")
+        ('loop', 'vmap')
+    """
+    return pick_form(device) if check_choice("form", form, META_GRADIENT_FORMS) == "auto" else form
+
+
+def _check(model: nn.Module, meta_params: Mapping[str, Tensor], batch: TaskBatch, cfg: MetaConfig) -> bool:
+    classification = is_classification(batch.query_y)
+    if (cfg.algo == INCONTEXT) != bool(getattr(model, "reads_support_set", False)):
+        raise ValueError(f"algo={cfg.algo!r} does not fit {type(model).__name__}: algo='incontext' needs a "
+                         "model that reads the support set (mllib.incontext), the other algorithms a learner "
+                         "of mllib.models")
+    if cfg.algo == "protonet" and not classification:
+        raise ValueError("algo='protonet' needs classification tasks (long labels); got float labels")
+    if (cfg.algo == "metasgd") != any(k.startswith(LR_PREFIX) for k in meta_params):
+        raise ValueError(f"meta_params do not match algo={cfg.algo!r}: Meta-SGD needs 'lr.*' rates and only "
+                         "Meta-SGD has them; build them with init_meta_params(model, cfg)")
+    return classification
+
+
+def _stats(losses: Tensor, metrics: Tensor, classification: bool) -> dict[str, float]:
+    return {"loss": float(losses.mean()), "accuracy": float(metrics.mean()) if classification else float("nan")}

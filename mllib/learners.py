@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mllib.algorithms import ALL_ALGORITHMS, INCONTEXT
-from mllib.arguments import check_choice
+from mllib.algorithms import INCONTEXT, check_algorithm_settings
 from mllib.incontext import omniglot_incontext
 from mllib.models import build_conv_learner
 
@@ -32,6 +31,6 @@ def build_learner(algo: str, ways: int, filters: int, depth: int = 4) -> nn.Modu
         >>> type(build_learner("maml", 5, filters=4)).__name__, type(build_learner("incontext", 5, 4)).__name__
         ('ConvLearner', 'InContextLearner')
     """
-    if check_choice("algo", algo, ALL_ALGORITHMS) == INCONTEXT:
+    if check_algorithm_settings(algo) == INCONTEXT:
         return omniglot_incontext(ways, filters=filters, conv_depth=depth, **INCONTEXT_SHAPE)
     return build_conv_learner(ways, filters, depth)

@@ -42,8 +42,9 @@ from typing import Any, Callable
 import torch
 
 import mllib.data
-from mllib.algorithms import (ALL_ALGORITHMS, BN_MODES, INCONTEXT, META_GRADIENT_FORMS, MetaConfig,
-                              MetaGradientNotFinite, check_bn, default_bn, init_meta_params, meta_step, resolve_form)
+from mllib.algorithms import (ALL_ALGORITHMS, INCONTEXT, META_GRADIENT_FORMS, MetaConfig, MetaGradientNotFinite,
+                              check_algorithm_settings, default_bn, head_init_for, init_meta_params, meta_step,
+                              resolve_form)
 from mllib.arguments import check_choice, check_int, check_seed
 from mllib.checkpoint import (BEST_NAME, CHECKPOINT_NAME, LOG_NAME, METRICS_NAME, check_params_match,
                               load_checkpoint, read_metrics, save_checkpoint)
@@ -57,7 +58,6 @@ from mllib.models import load_into_model
 from mllib.progress import progress_bar, write
 from mllib.run_lock import RunLock
 from mllib.schedules import meta_lr_at, set_meta_lr
-from mllib.algorithms import ZERO_HEAD_ALGORITHMS
 from mllib.signals import StopRequest, signal_name
 from mllib.tasks import OmniglotTasks, TaskBatch
 from mllib.timing import budget_spent, check_max_seconds, now
@@ -123,9 +123,7 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first bad field and its allowed values."""
         if not isinstance(self.out, (str, os.PathLike)) or not str(self.out).strip():
             raise ValueError(f"out must be a folder path, got {self.out!r}")
-        check_choice("algo", self.algo, ALL_ALGORITHMS)
-        check_choice("bn", self.bn, BN_MODES)
-        check_bn(self.algo, self.bn)
+        check_algorithm_settings(self.algo, self.bn)   # its head_init comes with the profile (resolved_profile)
         check_choice("form", self.form, META_GRADIENT_FORMS)
         check_choice("split", self.split, SPLIT_CHOICES)
         check_int("ways", self.ways, 2)
@@ -150,11 +148,11 @@ class TrainConfig:
         if self.steps is not None:
             overrides["meta_steps"] = self.steps
         profile = resolve_profile(self.profile, self.ways, **overrides)
-        if profile.head_init == "zero" and self.algo not in ZERO_HEAD_ALGORITHMS:
-            if overrides.get("head_init") == "zero":
-                raise ValueError(f"head_init='zero' needs an inner loop that adapts the head (algo in "
-                                 f"{', '.join(ZERO_HEAD_ALGORITHMS)}); got algo={self.algo!r}")
-            profile = replace(profile, head_init="learned")  # the profile's zeroing trick is for those only
+        if "head_init" in overrides:  # asked for by name: it must fit the algorithm
+            check_algorithm_settings(self.algo, head_init=overrides["head_init"])
+        head_init = head_init_for(self.algo, profile.head_init)  # the profile's zeroing trick is for those only
+        if head_init != profile.head_init:
+            profile = replace(profile, head_init=head_init)
         for name in ("meta_steps", "meta_batch", "query", "filters", "val_every", "val_tasks",
                      "test_query", "checkpoint_every"):
             check_int(name, getattr(profile, name), 1)

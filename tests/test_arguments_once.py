@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from mllib.algorithms import ALL_ALGORITHMS, MetaConfig, check_algorithm_settings, head_init_for
 from mllib.budget import notebook_budget
 from mllib.incontext import MLPEncoder, InContextLearner, batch_loss, train_incontext
 from mllib.landscape import train_start
 from mllib.learned_optimizer import LearnedOptimizer, meta_train_optimizer
 from mllib.models import SineMLP
+from mllib.learners import build_learner
 from mllib.tasks import SinusoidTasks
+from mllib.train import TrainConfig
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mllib"
 # mllib.rl keeps its own aliases until its owner switches them to mllib.models.Params.
@@ -61,3 +64,40 @@ def test_the_incontext_trainer_refuses_an_infinite_rate_and_an_unknown_form():
     with pytest.raises(ValueError, match=r"^form must be one of batched, vmap, loop; got 'scan'$"):
         batch_loss(model, SinusoidTasks(seed=0).sample(2), form="scan")
     assert torch.isfinite(batch_loss(model, SinusoidTasks(seed=0).sample(2))[0])
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(algo="mamll"), "algo must be one of maml, fomaml, reptile, metasgd, anil, protonet, incontext; got 'mamll'"),
+    (dict(algo="maml", bn="running"), "bn must be one of batch, support; got 'running'"),
+    (dict(algo="incontext", bn="batch"), "bn must be 'support' for algo='incontext'"),
+    (dict(algo="maml", head_init="random"), "head_init must be one of learned, zero; got 'random'"),
+    (dict(algo="reptile", head_init="zero"), "head_init='zero' needs an inner loop that adapts the head"),
+])
+def test_algo_bn_and_head_init_are_checked_by_one_function_in_its_words(settings, message):
+    for check in (lambda: check_algorithm_settings(**settings), lambda: MetaConfig(**settings)):
+        with pytest.raises(ValueError, match=f"^{message}"):
+            check()
+    if "head_init" in settings:   # a training run asks for its head through the profile
+        run = TrainConfig(algo=settings["algo"], profile="quick", overrides={"head_init": settings["head_init"]})
+        check = run.resolved_profile
+    else:
+        check = TrainConfig(**settings).validate
+    with pytest.raises(ValueError, match=f"^{message}"):
+        check()
+
+
+def test_the_rules_of_algo_bn_and_head_init_are_written_once():
+    sources = {str(p.relative_to(PACKAGE)): p.read_text() for p in PACKAGE.rglob("*.py")}
+    for rule in ("ValueError(f\"head_init='zero' needs an inner loop", "ValueError(f\"bn must be 'support' for algo="):
+        assert {name: text.count(rule) for name, text in sources.items() if rule in text} == {"algorithms.py": 1}
+    assert check_algorithm_settings("anil", "support", "zero") == "anil"
+    with pytest.raises(ValueError, match="^algo must be one of"):
+        build_learner("mamll", ways=5, filters=4)
+
+
+def test_a_profiles_zero_head_is_for_the_algorithms_that_adapt_the_head():
+    assert [head_init_for(algo, "zero") for algo in ALL_ALGORITHMS] == [
+        "zero", "zero", "learned", "zero", "zero", "learned", "learned"]
+    assert head_init_for("maml", None) == head_init_for("maml", "learned") == "learned"
+    assert MetaConfig.from_profile("protonet", {"inner_steps": 1, "inner_lr": 0.4, "head_init": "zero"}).head_init \
+        == TrainConfig(algo="protonet", profile="quick").resolved_profile().head_init == "learned"

@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import mllib.fast_ops as fast_ops
-from mllib.algorithms import (MetaConfig, adapt_task, evaluate_tasks, init_meta_params, meta_gradient, meta_step,
-                              zero_head)
+from mllib.algorithms import (MetaConfig, adapt_from_zero_head, adapt_task, evaluate_tasks, init_meta_params,
+                              meta_gradient, meta_step, support_loss_fn, zero_head)
 from mllib.checkpoint import load_checkpoint, read_metrics
 from mllib.config import resolve_profile
 from mllib.evaluate import evaluate, load_run
+from mllib.inner import adapt
 from mllib.models import ConvLearner, head_names
 from mllib.schedules import meta_lr_at
 from mllib.tasks.batch import TaskBatch
@@ -125,6 +126,24 @@ def test_zero_head_ignores_the_stored_head_and_evaluates_like_the_unskipped_loop
         b = evaluate_tasks(model, zeroed, batch, MetaConfig(inner_steps=1, inner_lr=LR, form="loop"), inner_steps=steps)
         c = evaluate_tasks(model, meta, batch, MetaConfig(**{**cfg.__dict__, "form": "vmap"}), inner_steps=steps)
         assert torch.equal(a, b) and torch.allclose(a, c)
+
+
+def test_the_zero_head_phase_adapts_like_every_parameter_from_a_zeroed_head():
+    """``adapt_from_zero_head`` skips the body in its first step, yet ends where plain ``adapt`` of every
+    parameter from the zeroed head ends; ``adapt_task`` hands a zero-head config to it."""
+    model, batch = conv_setup(seed=7)
+    cfg = MetaConfig(inner_steps=3, inner_lr=LR, form="loop", head_init="zero")
+    meta = init_meta_params(model, MetaConfig())                      # a non-zero head: it is ignored
+    sx, sy = batch.support_x[0], batch.support_y[0]
+    for steps in (0, 1, 3):
+        fast = adapt_from_zero_head(model, meta, LR, sx, sy, cfg, steps)
+        plain = adapt(zero_head(model, meta), support_loss_fn(model), (sx, sy), steps, LR)
+        assert fast.keys() == plain.keys()
+        for k in plain:
+            torch.testing.assert_close(fast[k], plain[k], rtol=1e-12, atol=1e-14)
+        routed = adapt_task(model, meta, None, sx, sy, cfg, steps)
+        assert all(torch.equal(routed[k], fast[k]) for k in fast)
+    assert float(fast["head.weight"].abs().sum()) > 0
 
 
 def test_zero_head_config_is_checked():
