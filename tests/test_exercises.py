@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from mllib import checks
-from mllib.checks.exercise import SPECS, hidden_tests, visible_check
+from mllib.checks.exercise import HIDDEN, SPECS, VISIBLE, hidden_check, hidden_tests, visible_check
 from mllib.course import build_student, find_exercises
 from mllib.course.check_values import check_values, hidden_references, load_mistakes, notebook_namespace
 from mllib.course.config import CourseConfig, load_config
@@ -65,6 +65,21 @@ def test_the_solution_passes_both_layers(name, capsys):
     _, solution = SOLUTIONS[name]
     assert visible_check(SPECS[name], solution), capsys.readouterr().out
     assert hidden_tests(name, solution, REFERENCES.get(name)), capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_each_layer_runs_its_own_cases_under_the_exercise_name(name, capsys):
+    """``visible_check`` runs the visible cases, ``hidden_check`` (the assignments' hidden tests too) the
+    hidden ones; a fixed exercise's hidden tests need the instructor's reference."""
+    spec, (_, solution) = SPECS[name], SOLUTIONS[name]
+    visible = visible_check(spec, solution)
+    hidden = hidden_check(spec, solution, REFERENCES.get(name))
+    capsys.readouterr()
+    assert (visible.exercise, visible.total) == (name, len(spec.cases(VISIBLE)))
+    assert (hidden.exercise, hidden.total) == (f"{name} (hidden tests)", len(spec.cases(HIDDEN)))
+    if spec.fixed:
+        with pytest.raises(ValueError, match=f"the hidden tests of '{name}' need the instructor's reference"):
+            hidden_check(spec, solution)
 
 
 @pytest.mark.parametrize("name, mistake", MISTAKE_CASES)

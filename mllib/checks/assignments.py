@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from .core import (ERROR, FAILED, NOT_IMPLEMENTED, NOT_IMPLEMENTED_TEXT, PASSED, Case, CheckResult, _finish, _where,
-                   make_cases, random_tensor, run_check)
-from .exercise import HIDDEN, VISIBLE, ExerciseSpec, decode
+                   make_cases, random_tensor)
+from .exercise import HIDDEN, VISIBLE, ExerciseSpec, decode, hidden_check, visible_check
 from .hints import Hints, hint, register_hints, show_solution
 from .properties import Properties, declare
 
@@ -51,13 +51,8 @@ def _register(spec: ExerciseSpec, properties: Properties | None = None) -> Exerc
 
 
 def _visible(spec: ExerciseSpec, fn: Callable) -> CheckResult:
-    cases = spec.cases(VISIBLE)
-    if not spec.fixed:
-        return run_check(spec.name, fn, spec.expect, cases, hint=spec.hints, compare=spec.comparison(),
-                         diagnose=spec.diagnose, wrap=spec.wrap, forbidden=spec.forbidden)
-    expected = [decode(v) for v in STORED[spec.name]]
-    return run_check(spec.name, fn, None, cases, hint=spec.hints, compare=spec.comparison(),
-                     diagnose=spec.diagnose, expected=expected, wrap=spec.wrap, forbidden=spec.forbidden)
+    """The visible check of an assignment exercise, against its values stored below (:data:`STORED`)."""
+    return visible_check(spec, fn, [decode(v) for v in STORED[spec.name]] if spec.fixed else None)
 
 
 def hidden_tests(name: str, fn: Callable, reference: Callable | None = None) -> CheckResult:
@@ -65,13 +60,7 @@ def hidden_tests(name: str, fn: Callable, reference: Callable | None = None) -> 
     instructor's, defined in the hidden region of the check cell); a property check needs none."""
     if name not in ASSIGNMENTS:
         raise ValueError(f"no assignment exercise called {name!r}; known: {sorted(ASSIGNMENTS)}")
-    spec = ASSIGNMENTS[name]
-    if not spec.fixed:
-        reference = spec.expect
-    elif reference is None:
-        raise ValueError(f"the hidden tests of {name!r} need the instructor's reference function")
-    return run_check(f"{name} (hidden tests)", fn, reference, spec.cases(HIDDEN), hint=spec.hints,
-                     compare=spec.comparison(), diagnose=spec.diagnose, wrap=spec.wrap, forbidden=spec.forbidden)
+    return hidden_check(ASSIGNMENTS[name], fn, reference)
 
 
 # ============================================================================= A2: prototypical networks

@@ -183,29 +183,39 @@ def _known_mistake(spec: ExerciseSpec, stored: dict, cases: list[Case]) -> Calla
     return diagnose
 
 
-def visible_check(spec: ExerciseSpec, fn: Callable) -> CheckResult:
-    """The check a learner runs: the visible cases against stored values, with hints."""
+def visible_check(spec: ExerciseSpec, fn: Callable, expected: list | None = None) -> CheckResult:
+    """The check a learner runs: the visible cases against stored values, with hints.
+
+    ``expected``: the stored values of a fixed spec that keeps them outside ``fixed_values.json``
+    (the assignments, ``mllib.checks.assignments.STORED``); by default they come from that file,
+    whose stored known mistakes then name the learner's mistake too."""
     cases = spec.cases(VISIBLE)
     if not spec.fixed:
         return run_check(spec.name, fn, spec.expect, cases, hint=spec.hints, compare=spec.comparison(),
                          diagnose=spec.diagnose, wrap=spec.wrap, forbidden=spec.forbidden)
-    stored = stored_values(spec.name)
-    return run_check(spec.name, fn, None, cases, hint=spec.hints, compare=spec.comparison(),
-                     diagnose=_known_mistake(spec, stored, cases), expected=stored["expected"],
-                     wrap=spec.wrap, forbidden=spec.forbidden)
+    diagnose = spec.diagnose
+    if expected is None:
+        stored = stored_values(spec.name)
+        expected, diagnose = stored["expected"], _known_mistake(spec, stored, cases)
+    return run_check(spec.name, fn, None, cases, hint=spec.hints, compare=spec.comparison(), diagnose=diagnose,
+                     expected=expected, wrap=spec.wrap, forbidden=spec.forbidden)
 
 
 def hidden_tests(name: str, fn: Callable, reference: Callable | None = None) -> CheckResult:
     """The hidden tests of exercise ``name``: more cases, compared with ``reference`` (the
     instructor's, defined in the hidden region of the check cell). Prints one verdict named
     ``<name> (hidden tests)``; strict mode raises on a failure, as for the visible check."""
-    spec = spec_of(name)
-    cases = spec.cases(HIDDEN)
+    return hidden_check(spec_of(name), fn, reference)
+
+
+def hidden_check(spec: ExerciseSpec, fn: Callable, reference: Callable | None = None) -> CheckResult:
+    """The hidden tests of ``spec`` (:func:`hidden_tests` looks the spec up by name; the assignments
+    keep their own registry): its hidden cases against ``reference``, or its properties."""
     if not spec.fixed:    # a property check: any valid answer passes, no reference is needed
         reference = spec.expect
     elif reference is None:
-        raise ValueError(f"the hidden tests of {name!r} need the instructor's reference function")
-    return run_check(f"{name} (hidden tests)", fn, reference, cases, hint=spec.hints,
+        raise ValueError(f"the hidden tests of {spec.name!r} need the instructor's reference function")
+    return run_check(f"{spec.name} (hidden tests)", fn, reference, spec.cases(HIDDEN), hint=spec.hints,
                      compare=spec.comparison(), diagnose=spec.diagnose, wrap=spec.wrap,
                      forbidden=spec.forbidden)
 
@@ -233,4 +243,5 @@ def sign_records(token: str) -> None:
 
 
 __all__ = ["ExerciseSpec", "SPECS", "VISIBLE", "HIDDEN", "register", "spec_of", "visible_check", "hidden_tests",
+           "hidden_check",
            "compute_values", "stored_values", "encode", "decode", "sign_records"]
