@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from mllib.arguments import check_choice
+
 __all__ = ["Verdict", "verdict", "paired_verdict", "verdict_against_all", "assert_claim", "expected_verdict",
            "COMPARATIVE_WORDS"]
 
@@ -63,8 +65,7 @@ class Verdict(str):
     superlative: bool
 
     def __new__(cls, value: str, detail: str = "", superlative: bool = False):
-        if value not in ("higher", "lower", "tie"):
-            raise ValueError(f"a verdict is 'higher', 'lower' or 'tie', got {value!r}")
+        check_choice("verdict", value, ("higher", "lower", "tie"))
         obj = super().__new__(cls, value)
         obj.detail = detail
         obj.superlative = superlative

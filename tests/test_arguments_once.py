@@ -9,6 +9,9 @@ import torch
 
 from mllib.algorithms import ALL_ALGORITHMS, MetaConfig, check_algorithm_settings, head_init_for
 from mllib.budget import notebook_budget
+from mllib.compare import Verdict
+from mllib.data.splits import split_characters
+from mllib.data.synthetic import write_synthetic_omniglot
 from mllib.incontext import MLPEncoder, InContextLearner, batch_loss, train_incontext
 from mllib.landscape import train_start
 from mllib.learned_optimizer import LearnedOptimizer, meta_train_optimizer
@@ -51,6 +54,10 @@ def test_params_is_defined_once_beside_params_of():
     (lambda: notebook_budget("09"), "notebook must be one of 01, 03, 04, 05, 06, 07, 08; got '09'"),
     (lambda: meta_train_optimizer(LearnedOptimizer(hidden=4), SineMLP(hidden=4), steps=1, meta_lr=0),
      "meta_lr must be a finite number > 0, got 0"),
+    (lambda: write_synthetic_omniglot("never-written", layout="tar"), "layout must be one of zip, folder; got 'tar'"),
+    (lambda: write_synthetic_omniglot("never-written", drawers=1), "drawers must be an integer >= 2, got 1"),
+    (lambda: split_characters("lake", "val"), "part of the lake split must be one of train, test; got 'val'"),
+    (lambda: Verdict("better"), "verdict must be one of higher, lower, tie; got 'better'"),
 ])
 def test_bad_values_are_refused_in_the_one_wording(call, message):
     with pytest.raises(ValueError, match=f"^{message.replace('(', '[(]').replace(')', '[)]')}$"):

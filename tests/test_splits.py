@@ -73,10 +73,10 @@ def test_indices_into_a_subset_keep_present_names_only(omniglot):
 
 
 def test_unknown_split_is_a_value_error_naming_choices():
-    with pytest.raises(ValueError, match="split must be one of 'lake', 'maml', 'vinyals'"):
+    with pytest.raises(ValueError, match="^split must be one of lake, maml, vinyals; got 'omniglot'$"):
         split_characters("omniglot", "train")
 
 
 def test_unknown_part_is_a_value_error_naming_choices():
-    with pytest.raises(ValueError, match="part must be one of 'train', 'test' for split 'lake'"):
+    with pytest.raises(ValueError, match="^part of the lake split must be one of train, test; got 'val'$"):
         split_characters("lake", "val")

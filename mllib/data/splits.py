@@ -66,12 +66,9 @@ RULES = {
 
 
 def _check_split_part(split: str, part: str | None = None) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)}, got {split!r}")
-    if part is not None and part not in SPLITS[split]:
-        raise ValueError(
-            f"part must be one of {', '.join(repr(p) for p in SPLITS[split])} for split {split!r}, got {part!r}"
-        )
+    check_choice("split", split, tuple(SPLITS))
+    if part is not None:
+        check_choice(f"part of the {split} split", part, SPLITS[split])
 
 
 @lru_cache(maxsize=None)

@@ -21,6 +21,8 @@ import random
 import zipfile
 from pathlib import Path
 
+from mllib.arguments import check_choice, check_int
+
 from .locate import SETS
 from .splits import SPLITS, split_names
 
@@ -67,10 +69,8 @@ def write_synthetic_omniglot(
     ``layout``: ``"zip"`` (the upstream zips) or ``"folder"`` (extracted folders).
     ``shuffle_members``: store the zip members in a shuffled order (to test order independence).
     """
-    if layout not in ("zip", "folder"):
-        raise ValueError(f"layout must be 'zip' or 'folder', got {layout!r}")
-    if drawers < 2:
-        raise ValueError(f"drawers must be >= 2, got {drawers}")
+    check_choice("layout", layout, ("zip", "folder"))
+    check_int("drawers", drawers, 2)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     files = {s: [] for s in SETS}  # set -> [(member, png bytes)]

@@ -59,8 +59,7 @@ def _class_characters(data, split: str | None, part: str, characters: Sequence[i
         return sorted(chars)
     if split is None:
         return list(range(data.images.shape[0]))
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)} or None, got {split!r}")
+    check_choice("split", split, (*SPLITS, None))
     return split_characters(split, part, data.characters)
 
 
