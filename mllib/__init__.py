@@ -15,13 +15,15 @@ Taught core (the notebooks read these line by line):
 
 Taught extensions (what the notebooks build on the core):
 
-* ``sine_experiments``, ``baselines``: the sinusoid experiments and the non-meta baselines.
+* ``sine_experiments``, ``baselines``, ``feature_baselines``: the sinusoid experiments and the non-meta
+  baselines (training from scratch, fine-tuning; nearest centroid and linear probe on frozen features).
 * ``landscape``: the two-parameter sinusoid family whose loss surface can be drawn (notebook 04).
 * ``learners``: which network each algorithm meta-trains on Omniglot.
 * ``learned_optimizer``, ``incontext``: a learned update rule, and a meta-learner that is one forward
   pass (notebook 07).
-* ``memorization``, ``icl_regression``: tasks that invite memorization and the label permutation that
-  cures it; in-context learning of linear regression beside hand-designed algorithms (notebook 09).
+* ``memorization``, ``icl_regression``, ``pfn``: tasks that invite memorization and the label permutation
+  that cures it; in-context learning of linear regression beside hand-designed algorithms; a prior-fitted
+  network beside the exact Gaussian-process posterior (notebook 09).
 * ``representations``: linear CKA of a network before and after adaptation (notebook 06).
 * ``rl``: meta-reinforcement learning on point navigation (notebook 08).
 * ``compare``, ``relative_error``, ``per_task``: comparisons with their uncertainty, regression errors on
@@ -32,7 +34,8 @@ Infrastructure (what every run stands on):
 
 * ``config``, ``device``: run profiles (``MLLIB_PROFILE``), the device toggle (``MLLIB_DEVICE``), CPU threads.
 * ``schedules``: the meta learning rate over a run (constant or cosine-annealed).
-* ``data``: Omniglot located, built once into a cache, loaded, split by fixed manifests.
+* ``data``: Omniglot located, built once into a cache, loaded, split by fixed manifests; a printed-glyph
+  character set rendered from matplotlib's fonts (no download).
 * ``fast_ops``: the conv learner's speed tricks, each computing the same function.
 * ``checkpoint``, ``distributed``: run files that resume exactly; data-parallel meta-training.
 * ``arguments``, ``progress``, ``timing``, ``training_loop``: argument checks, the progress bar, a training
