@@ -42,7 +42,7 @@ from mllib.feature_baselines import feature_accuracies
 from mllib.models import ConvLearner, params_of
 from mllib.provenance import git_commit
 
-FORMAT = "mllib-pretrained-classifier"
+from mllib.feature_baselines import PRETRAINED_FORMAT as FORMAT  # noqa: E402
 
 
 def main() -> None:

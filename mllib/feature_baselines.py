@@ -18,12 +18,15 @@ on all training classes by :func:`mllib.baselines.pretrain`) is frozen.
   (deterministic: no random start, no minibatches).
 * :func:`feature_accuracies`: per-task query accuracies ``[T]`` of either, ready for
   :func:`mllib.evaluate.mean_ci95` and :func:`mllib.compare.paired_verdict`.
+* :func:`load_pretrained`: the shipped pre-trained network (``mllib/checkpoints/pretrained_omniglot_5w1s.pt``,
+  written by ``benchmarks/make_pretrained_omniglot.py``) as ``(model, params)``.
 
 Shapes: ``support_f [S, D]``, ``support_y [S]`` (long, ``0..ways-1``), ``query_f [Q, D]``; logits
 ``[Q, ways]``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -32,11 +35,13 @@ from torch import Tensor, nn
 
 from mllib.algorithms import BN_MODES, predict
 from mllib.arguments import check_choice, check_int, check_positive
-from mllib.models import call_model
+from mllib.models import ConvLearner, call_model
 from mllib.progress import progress_bar
 from mllib.tasks.batch import TaskBatch
 
 METRICS = ("euclidean", "cosine")
+PRETRAINED = Path(__file__).resolve().parent / "checkpoints" / "pretrained_omniglot_5w1s.pt"
+PRETRAINED_FORMAT = "mllib-pretrained-classifier"
 CLASSIFIERS = ("centroid", "probe")
 
 
@@ -149,5 +154,31 @@ def feature_accuracies(model: nn.Module, params: Mapping[str, Tensor], batch: Ta
     return torch.stack(accs).cpu()
 
 
-__all__ = ["METRICS", "CLASSIFIERS", "task_features", "centroids", "nearest_centroid_logits",
+def load_pretrained(path: str | Path = PRETRAINED) -> tuple[ConvLearner, dict[str, Tensor]]:
+    """``(model, params)`` of a pre-trained classifier file (``{"format", "config", "state_dict"}``).
+
+    Loaded with ``weights_only=True`` on the CPU; the model has the file's ``num_classes`` outputs
+    (its head is not needed for :func:`feature_accuracies`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no pre-trained network at {path}; train one with "
+                                f"python benchmarks/make_pretrained_omniglot.py --out {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != PRETRAINED_FORMAT:
+        raise ValueError(f"{path} is not a pre-trained classifier file (format {PRETRAINED_FORMAT!r}); "
+                         "write one with benchmarks/make_pretrained_omniglot.py")
+    c = state["config"]
+    model = ConvLearner(c["num_classes"], in_channels=c["in_channels"], filters=c["filters"], depth=c["depth"],
+                        image_size=c["image_size"])
+    params = dict(state["state_dict"])
+    expected = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    found = {k: tuple(v.shape) for k, v in params.items()}
+    if found != expected:
+        raise ValueError(f"{path}: its tensors {sorted(set(found) ^ set(expected)) or 'differ in shape'} do not "
+                         "match the ConvLearner its config describes")
+    return model, params
+
+
+__all__ = ["METRICS", "PRETRAINED", "load_pretrained", "CLASSIFIERS", "task_features", "centroids", "nearest_centroid_logits",
            "linear_probe_logits", "feature_accuracies"]

@@ -105,3 +105,33 @@ def test_feature_accuracies_shape_and_agreement_with_the_logits():
 def test_bad_input_says_what_is_wrong(call, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         call()
+
+
+# ---------------------------------------------------------------- the shipped pre-trained network
+def test_shipped_pretrained_network_loads_with_weights_only_and_its_card_shows_convergence():
+    import json
+
+    model, params = FB.load_pretrained()
+    assert FB.PRETRAINED.stat().st_size < 1_500_000
+    assert all(v.dtype == torch.float32 for v in params.values())
+    s, q = FB.task_features(model, params, torch.rand(5, 1, 28, 28), torch.rand(7, 1, 28, 28))
+    assert s.shape == (5, 32) and q.shape == (7, 32) and torch.isfinite(q).all()
+    card = json.loads(FB.PRETRAINED.with_suffix(".train.log").read_text())
+    assert card["checkpoint"] == FB.PRETRAINED.name and card["num_classes"] == 4400
+    assert card["stop"].startswith("validation flat")      # stopped by its rule, not by the clock
+    assert card["val_last_spread"] <= 0.005 and len(card["val_last_points"]) >= 3
+    assert card["best_val_accuracy"] == max(p["val_accuracy"] for p in card["val_curve"])
+
+
+def test_load_pretrained_refuses_a_file_that_is_not_one(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"format": "something else"}, path)
+    with pytest.raises(ValueError, match="not a pre-trained classifier"):
+        FB.load_pretrained(path)
+    with pytest.raises(FileNotFoundError, match="make_pretrained_omniglot"):
+        FB.load_pretrained(tmp_path / "missing.pt")
+    state = torch.load(FB.PRETRAINED, weights_only=True)
+    state["state_dict"].pop("head.bias")
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="head.bias"):
+        FB.load_pretrained(path)
