@@ -31,18 +31,28 @@ network towards the posterior predictive (Mueller et al. 2022, section 3).
 mean negative log predictive density of the targets, the KL divergence from the exact predictive to the
 predictor's, and the gaps of mean and standard deviation (all ``[T]``), ready for
 ``mllib.compare.paired_verdict``.
+
+The network notebook 09 reads, ``mllib/checkpoints/nb09_pfn.pt``, was trained by
+``python -m mllib.pfn --out mllib/checkpoints/nb09_pfn.pt --steps 20000`` (:func:`main`: seeded, one CPU
+thread, the card with the command, configuration and time saved with the weights and beside them as
+``nb09_pfn.train.log``); :func:`load_pfn` reads it with ``weights_only=True``.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import math
-from dataclasses import dataclass
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 __all__ = ["GPPrior", "rbf_kernel", "gp_posterior", "gaussian_nll", "sample_gp_tasks", "init_pfn", "pfn_predict",
-           "train_pfn", "compare_with_gp"]
+           "train_pfn", "compare_with_gp", "save_pfn", "load_pfn", "main"]
 
 
 @dataclass(frozen=True)
@@ -278,3 +288,52 @@ def compare_with_gp(predict: Predictor, tasks: tuple[Tensor, Tensor, Tensor, Ten
     return {"nll": gaussian_nll(mean, var, ty).mean(1), "gp_nll": gaussian_nll(gp_mean, gp_var, ty).mean(1),
             "kl": kl.mean(1), "mean_gap": ((mean - gp_mean) ** 2).mean(1).sqrt(),
             "sd_ratio": (var / gp_var).sqrt().mean(1)}
+
+
+# ----------------------------------------------------------------------------- the shipped network
+
+def save_pfn(path: str | Path, params: dict[str, Tensor], card: dict) -> Path:
+    """Write ``{"params": ..., "card": card}`` to ``path`` (loadable with ``weights_only=True``) and the card,
+    as JSON, beside it (``<name>.train.log``). Returns ``path``."""
+    path = Path(path)
+    torch.save({"params": {k: v.detach().clone() for k, v in params.items()}, "card": card}, path)
+    path.with_suffix(".train.log").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_pfn(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """``(params, card)`` from a file :func:`save_pfn` wrote (read with ``weights_only=True``); the
+    parameters do not require gradients."""
+    saved = torch.load(path, weights_only=True)
+    if not isinstance(saved, dict) or "params" not in saved or "heads" not in saved["params"]:
+        raise ValueError(f"{path} is not a prior-fitted network written by mllib.pfn.save_pfn; "
+                         f"write one with `python -m mllib.pfn --out {path}`")
+    return {k: v.requires_grad_(False) for k, v in saved["params"].items()}, saved["card"]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``python -m mllib.pfn --out FILE``: train the prior-fitted network of notebook 09 (one CPU thread,
+    seeded) and write it with its card (:func:`save_pfn`)."""
+    parser = argparse.ArgumentParser(prog="python -m mllib.pfn", description=main.__doc__)
+    parser.add_argument("--out", required=True, help="the checkpoint to write (.pt)")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = dict(width=64, layers=3, heads=4, hidden=64, steps=args.steps, batch=64, max_context=20,
+                  n_target=20, lr=1e-3, seed=args.seed)
+    prior = GPPrior()
+    torch.set_num_threads(1)
+    params = init_pfn(width=64, layers=3, heads=4, hidden=64, generator=torch.Generator().manual_seed(args.seed))
+    start = time.perf_counter()
+    losses = train_pfn(params, prior, args.steps, batch=64, max_context=20, n_target=20, lr=1e-3, seed=args.seed)
+    card = {"what": "the prior-fitted network of notebook 09, section 3 (mllib.pfn)",
+            "command": f"python -m mllib.pfn --out {args.out} --steps {args.steps} --seed {args.seed}",
+            "config": config, "prior": asdict(prior), "seconds": round(time.perf_counter() - start, 1),
+            "machine": f"{platform.machine()} CPU, 1 thread",
+            "torch": str(torch.__version__), "final_loss": round(sum(losses[-500:]) / len(losses[-500:]), 4),
+            "losses_every_500_steps": [round(v, 4) for v in losses[::500]]}
+    return save_pfn(args.out, params, card)
+
+
+if __name__ == "__main__":
+    main()

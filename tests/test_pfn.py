@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mllib.pfn import (GPPrior, compare_with_gp, gaussian_nll, gp_posterior, init_pfn, pfn_predict, rbf_kernel,
-                       sample_gp_tasks, train_pfn)
+from mllib.pfn import (GPPrior, compare_with_gp, gaussian_nll, gp_posterior, init_pfn, load_pfn, main, pfn_predict,
+                       rbf_kernel, sample_gp_tasks, save_pfn, train_pfn)
 
 PRIOR = GPPrior(lengthscale=0.3, variance=1.5, noise=0.2)
 
@@ -125,6 +125,25 @@ def test_compare_with_gp_is_zero_for_the_exact_posterior_and_the_kl_of_a_shift()
     assert torch.allclose(result["sd_ratio"], torch.full((50,), 2.0, dtype=torch.float64), atol=1e-5)
     direct = gaussian_nll(mean + 0.1, 4 * var, test[3].double()).mean(1)
     assert torch.allclose(result["nll"], direct, atol=1e-5)
+
+
+def test_main_writes_a_checkpoint_and_card_that_load_back_to_the_same_predictions(tmp_path, one_thread):
+    out = main(["--out", str(tmp_path / "pfn.pt"), "--steps", "3", "--seed", "1"])
+    params, card = load_pfn(out)
+    assert card["command"].startswith("python -m mllib.pfn --out") and card["config"]["steps"] == 3
+    assert card["prior"] == {"lengthscale": 0.3, "variance": 1.0, "noise": 0.1, "low": -1.0, "high": 1.0}
+    assert (tmp_path / "pfn.train.log").read_text().count('"command"') == 1
+    again = init_pfn(width=64, layers=3, heads=4, hidden=64, generator=torch.Generator().manual_seed(1))
+    train_pfn(again, GPPrior(), 3, batch=64, max_context=20, n_target=20, lr=1e-3, seed=1)
+    x, y, tx, _ = tasks(n=4, m=3)
+    with torch.no_grad():
+        assert all(torch.equal(u, v) for u, v in zip(pfn_predict(params, x, y, tx), pfn_predict(again, x, y, tx)))
+    assert not any(v.requires_grad for v in params.values())
+    save_pfn(tmp_path / "copy.pt", params, {"note": "copy"})
+    assert load_pfn(tmp_path / "copy.pt")[1] == {"note": "copy"}
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a prior-fitted network"):
+        load_pfn(tmp_path / "other.pt")
 
 
 @pytest.mark.parametrize("call, message", [
