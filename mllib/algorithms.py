@@ -66,6 +66,7 @@ from mllib.config import HEAD_INITS
 from mllib.inner import adapt
 from mllib.models import Params, call_model, head_names, params_of
 from mllib.tasks.batch import TaskBatch
+from mllib.update_rules import SGD, MetaSGD, UpdateRule
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "anil", "protonet")  # any learner of mllib.models
 INCONTEXT = "incontext"  # a learner whose forward pass reads the support set (mllib.incontext)
@@ -154,10 +155,10 @@ def adapt_task(model: nn.Module, params: Mapping[str, Tensor], rates: Mapping[st
                evaluation: bool = False) -> Params:
     """One task's inner loop as ``cfg`` says: ``mllib.inner.adapt`` on ``(support_x [S, ...], support_y [S])``.
 
-    Plain MAML: ``steps`` (default ``cfg.inner_steps``) gradient steps at ``cfg.inner_lr`` on the
-    support loss, every parameter adapted (FOMAML: the inner gradients are constants). The
-    variants: Meta-SGD steps with its learned ``rates`` (``None`` for the others), ANIL adapts the
-    head only, and with ``cfg.head_init="zero"`` the head starts at zero (``adapt_from_zero_head``).
+    Plain MAML: ``steps`` (default ``cfg.inner_steps``) steps of the rule ``SGD(cfg.inner_lr)`` on
+    the support loss, every parameter adapted (FOMAML: the inner gradients are constants). The
+    variants choose another rule or other parameters: Meta-SGD steps with ``MetaSGD(rates)``, its
+    learned rates (``None`` for the others), ANIL adapts the head only, and with ``cfg.head_init="zero"`` the head starts at zero (``adapt_from_zero_head``).
     ``evaluation``: build no graph (test time). Notebooks 03 to 06.
 
         >>> from mllib.models import SineMLP
@@ -168,11 +169,11 @@ def adapt_task(model: nn.Module, params: Mapping[str, Tensor], rates: Mapping[st
         (True, True)
     """
     steps = cfg.inner_steps if steps is None else steps
-    lr = rates if rates is not None else cfg.inner_lr
+    rule = MetaSGD(rates) if rates is not None else SGD(cfg.inner_lr)   # which update rule
     if cfg.head_init == "zero":
-        return adapt_from_zero_head(model, params, lr, support_x, support_y, cfg, steps, evaluation)
-    names = head_names(model) if cfg.algo == "anil" else None
-    return adapt(params, support_loss_fn(model), (support_x, support_y), steps, lr, first_order=cfg.first_order,
+        return adapt_from_zero_head(model, params, rule, support_x, support_y, cfg, steps, evaluation)
+    names = head_names(model) if cfg.algo == "anil" else None               # which parameters adapt
+    return adapt(params, support_loss_fn(model), (support_x, support_y), steps, rule, first_order=cfg.first_order,
                  names=names, evaluation=evaluation)
 
 
@@ -425,7 +426,7 @@ def zero_head(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
     return {k: torch.zeros_like(v) if k in head else v for k, v in params.items()}
 
 
-def adapt_from_zero_head(model: nn.Module, params: Mapping[str, Tensor], lr: float | Mapping[str, Tensor],
+def adapt_from_zero_head(model: nn.Module, params: Mapping[str, Tensor], rule: UpdateRule | float,
                          support_x: Tensor, support_y: Tensor, cfg: MetaConfig, steps: int,
                          evaluation: bool = False) -> Params:
     """The zeroing trick's inner loop (``cfg.head_init="zero"``): ``adapt_task`` from a zero head.
@@ -435,7 +436,7 @@ def adapt_from_zero_head(model: nn.Module, params: Mapping[str, Tensor], lr: flo
     exactly zero, and so is its derivative with respect to everything but the head, which is a
     constant here. The result equals adapting every parameter from the zeroed head (tested in
     float64, values and meta-gradients), without the body's backward pass in that step.
-    ``lr``: ``cfg.inner_lr``, or Meta-SGD's rates by parameter name. Notebook 05.
+    ``rule``: the update rule, ``SGD(cfg.inner_lr)`` or Meta-SGD's ``MetaSGD(rates)`` (a number is SGD). Notebook 05.
 
         >>> from mllib.models import ConvLearner
         >>> model, cfg = ConvLearner(ways=2, filters=4), MetaConfig(head_init="zero")
@@ -448,16 +449,16 @@ def adapt_from_zero_head(model: nn.Module, params: Mapping[str, Tensor], lr: flo
     head = head_names(model)
     params = zero_head(model, params)
     if steps == 0 or cfg.algo == "anil":  # ANIL adapts the head alone anyway
-        return adapt(params, loss_fn, support, steps, lr, first_order=cfg.first_order,
+        return adapt(params, loss_fn, support, steps, rule, first_order=cfg.first_order,
                      names=head if cfg.algo == "anil" else None, evaluation=evaluation)
-    params = adapt(params, loss_fn, support, 1, lr, first_order=cfg.first_order, names=head, evaluation=evaluation)
+    params = adapt(params, loss_fn, support, 1, rule, first_order=cfg.first_order, names=head, evaluation=evaluation)
     if steps == 1:
         return params
     # The body must enter the next steps as new graph nodes (as it would after "body - lr * 0"):
     # the adapted head depends on the body, so a gradient with respect to the body tensor itself
     # would add the path through the head (the total derivative instead of the partial one).
     params = {k: v if k in head else v.view_as(v) for k, v in params.items()}
-    return adapt(params, loss_fn, support, steps - 1, lr, first_order=cfg.first_order, evaluation=evaluation)
+    return adapt(params, loss_fn, support, steps - 1, rule, first_order=cfg.first_order, evaluation=evaluation)
 
 
 # ---------------------------------------------------------------------------- prototypical networks

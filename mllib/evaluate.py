@@ -259,6 +259,17 @@ def task_accuracies(model: nn.Module, params: Mapping[str, Tensor], protocol: Ev
     return torch.cat(accuracies)
 
 
+def _scores(run: LearnerToTest, data: OmniglotData, tasks: int, split: str, seed: int, batch_size: int,
+            progress: bool) -> Tensor:
+    """``[tasks]`` accuracies of ``run`` on the seeded test tasks, drawn one chunk at a time (one in memory)."""
+    scores = []
+    with progress_bar(total=tasks, desc="eval", enabled=progress) as bar:
+        for chunk in test_task_chunks(data, run.protocol, tasks, split, seed):
+            scores.append(task_accuracies(run.model, run.params, run.protocol, chunk, batch_size))
+            bar.update(len(chunk))
+    return torch.cat(scores)
+
+
 def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, split: str = "test",
              seed: int = TEST_SEED, device: str | torch.device | None = "auto", batch_size: int = 50,
              progress: bool = True, allow_partial_data: bool = False, **protocol_changes) -> dict:
@@ -301,12 +312,7 @@ def evaluate(source, *, data: OmniglotData | None = None, tasks: int = 600, spli
                                data_note and f"evaluated {data_note}") if note]
     classes = test_sampler(data, run.protocol, split, seed).num_classes
     start = time.perf_counter()
-    scores = []
-    with progress_bar(total=tasks, desc="eval", enabled=progress) as bar:
-        for chunk in test_task_chunks(data, run.protocol, tasks, split, seed):  # one chunk in memory at a time
-            scores.append(task_accuracies(run.model, run.params, run.protocol, chunk, batch_size))
-            bar.update(len(chunk))
-    accuracy, ci95 = mean_ci95(torch.cat(scores))
+    accuracy, ci95 = mean_ci95(_scores(run, data, tasks, split, seed, batch_size, progress))
     protocol, meta = run.protocol, run.protocol.meta_config
     inner = has_inner_loop(meta.algo)
     return {

@@ -21,7 +21,7 @@ TAUGHT = ("Taught core", "Taught extensions")
 MAX_LINES = 60
 # Over the limit in a file another change owns today: allowed up to this length, not longer, until it
 # is split there (then delete the entry). Key: "path:function".
-PENDING: dict[str, int] = {"mllib/evaluate.py:evaluate": 61}
+PENDING: dict[str, int] = {}
 
 
 def taught_files(doc: str = mllib.__doc__, package: Path = PACKAGE) -> list[Path]:

@@ -77,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 # shipped files that are not Omniglot checkpoints: name -> what they are
-MODEL_BUNDLES = {"nb07_sine_models": "notebook 07's bundle of five sinusoid-regression models (the notebook reads it)"}
+MODEL_BUNDLES = {
+    "nb07_sine_models": "notebook 07's bundle of five sinusoid-regression models (the notebook reads it)",
+    "nb09_pfn": "notebook 09's prior-fitted network for Gaussian-process regression (the notebook reads it)",
+    "pretrained_omniglot_5w1s": "notebook 09's pre-trained feature network (scored with a nearest centroid or a linear "
+                                "probe by mllib.feature_baselines, not by an inner loop)",
+}
 
 
 def _refuse_model_bundle(checkpoint: str) -> None:
