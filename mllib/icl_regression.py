@@ -25,10 +25,10 @@ notebook measures is which algorithm meta-training finds.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
+
+from mllib.training_loop import clipped_step
 
 __all__ = ["sample_prompts", "least_squares", "ridge", "gd_steps", "tune_gd_rate", "LinearSelfAttention",
            "gd_construction", "meta_train_lsa", "query_errors"]
@@ -179,13 +179,5 @@ def meta_train_lsa(model: LinearSelfAttention, steps: int, batch: int = 128, max
         n = int(torch.randint(1, max_context + 1, (1,), generator=gen))
         x, y, qx, qy = sample_prompts(batch, n, model.d, queries=4, noise=noise, generator=gen)
         loss = query_errors(model(x, y, qx), qy).mean()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"meta-training diverged at step {len(losses)} (loss {value}); "
-                                     f"use a smaller lr than {lr}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        losses.append(value)
+        losses.append(clipped_step(loss, optimizer, model.parameters(), clip, "meta-training", len(losses), lr))
     return losses

@@ -51,6 +51,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from mllib.training_loop import clipped_step
+
 __all__ = ["GPPrior", "rbf_kernel", "gp_posterior", "gaussian_nll", "sample_gp_tasks", "init_pfn", "pfn_predict",
            "train_pfn", "compare_with_gp", "save_pfn", "load_pfn", "main"]
 
@@ -242,14 +244,7 @@ def train_pfn(params: dict[str, Tensor], prior: GPPrior, steps: int, batch: int 
         x, y, tx, ty = sample_gp_tasks(batch, n, n_target, prior, gen)
         mean, log_var = pfn_predict(params, x, y, tx)
         loss = gaussian_nll(mean, log_var.exp(), ty).mean()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"PFN training diverged at step {len(losses)} (loss {value}); "
-                                     f"use a smaller lr than {lr}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(weights, clip)
-        optimizer.step()
+        value = clipped_step(loss, optimizer, weights, clip, "PFN training", len(losses), lr)
         schedule.step()
         losses.append(value)
     return losses

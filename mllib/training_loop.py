@@ -26,7 +26,10 @@ The six small trainers (``sine_experiments.meta_train_sinusoid`` and ``pretrain_
 """
 from __future__ import annotations
 
-from typing import Iterator
+import math
+from typing import Iterable, Iterator
+
+import torch
 
 from mllib.progress import progress_bar
 from mllib.timing import TimeBudget, budget_spent, check_max_seconds, now
@@ -104,3 +107,20 @@ class TrainingLoop:
 
 
 __all__ = ["TrainingLoop"]
+
+
+def clipped_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[torch.Tensor],
+                 clip: float, what: str, step: int, lr: float) -> float:
+    """One optimiser step on the scalar ``loss``, the gradient norm clipped at ``clip``; returns the loss.
+
+    A loss that is not finite stops the run before the step spoils the parameters:
+    ``FloatingPointError`` naming ``what`` (e.g. ``"meta-training"``), the ``step`` and the rate ``lr``.
+    """
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"{what} diverged at step {step} (loss {value}); use a smaller lr than {lr}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, clip)
+    optimizer.step()
+    return value

@@ -299,3 +299,18 @@ def test_iterating_outside_the_block_is_one_clear_error():
         list(TrainingLoop(2, "t", progress=False))
     with pytest.raises(ValueError, match="max_seconds"):
         TrainingLoop(2, "t", max_seconds=0)
+
+
+def test_clipped_step_clips_the_gradient_and_refuses_a_non_finite_loss_before_stepping():
+    import pytest as _pytest
+    from mllib.training_loop import clipped_step
+
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    sgd = torch.optim.SGD([w], lr=1.0)
+    value = clipped_step((10 * w).sum(), sgd, [w], clip=1.0, what="test", step=0, lr=1.0)
+    assert value == 70.0
+    torch.testing.assert_close(w.detach(), torch.tensor([3.0, 4.0]) - torch.tensor([1.0, 1.0]) / 2 ** 0.5)
+    before = w.detach().clone()
+    with _pytest.raises(FloatingPointError, match="test diverged at step 7 .*smaller lr than 1.0"):
+        clipped_step(w.sum() * float("nan"), sgd, [w], clip=1.0, what="test", step=7, lr=1.0)
+    assert torch.equal(w.detach(), before)

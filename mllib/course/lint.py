@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Iterator
 
 from nbformat import NotebookNode
 
@@ -165,30 +166,35 @@ def code_problems(nb: NotebookNode, name: str, max_line: int = MAX_CODE_LINE) ->
     return problems
 
 
+def stored_outputs(nb: NotebookNode) -> Iterator[tuple[int, int, dict]]:
+    """``(cell index, output number, output)`` for every stored output of every code cell."""
+    for index, cell in enumerate(nb.cells):
+        for number, output in enumerate(cell.get("outputs", []) if cell.cell_type == "code" else []):
+            yield index, number, output
+
+
 def output_problems(nb: NotebookNode, name: str) -> list[str]:
     """Stored ``execute_result`` outputs that are only a multi-line repr of an object."""
     problems = []
-    for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            data = output.get("data", {})
-            if output.get("output_type") == "execute_result" and set(data) == {"text/plain"}:
-                text = data["text/plain"]
-                text = "".join(text) if isinstance(text, list) else text
-                if text.count("\n") >= 2:
-                    problems.append(f"{name} cell {index}: ends with a bare expression whose repr is printed "
-                                    f"({text.splitlines()[0][:40]!r}...); assign it or end the cell with ';'")
+    for index, _number, output in stored_outputs(nb):
+        data = output.get("data", {})
+        if output.get("output_type") == "execute_result" and set(data) == {"text/plain"}:
+            text = data["text/plain"]
+            text = "".join(text) if isinstance(text, list) else text
+            if text.count("\n") >= 2:
+                problems.append(f"{name} cell {index}: ends with a bare expression whose repr is printed "
+                                f"({text.splitlines()[0][:40]!r}...); assign it or end the cell with ';'")
     return problems
 
 
 def output_size_problems(nb: NotebookNode, name: str, limit: int = MAX_OUTPUT_BYTES) -> list[str]:
     """Stored outputs larger than ``limit`` bytes (their JSON, as the file stores them)."""
     problems = []
-    for index, cell in enumerate(nb.cells):
-        for number, output in enumerate(cell.get("outputs", []) if cell.cell_type == "code" else []):
-            size = len(json.dumps(output, ensure_ascii=False).encode("utf-8"))
-            if size > limit:
-                problems.append(f"{name} cell {index} output {number}: {size / 1e6:.1f} MB stored (at most "
-                                f"{limit / 1e6:g} MB); print less, save a smaller figure, or clear the output")
+    for index, number, output in stored_outputs(nb):
+        size = len(json.dumps(output, ensure_ascii=False).encode("utf-8"))
+        if size > limit:
+            problems.append(f"{name} cell {index} output {number}: {size / 1e6:.1f} MB stored (at most "
+                            f"{limit / 1e6:g} MB); print less, save a smaller figure, or clear the output")
     return problems
 
 
