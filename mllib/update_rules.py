@@ -120,9 +120,6 @@ class MetaSGD(UpdateRule):
             return f"flat rates [{self.rates.numel()}]"
         return f"rates for {', '.join(sorted(self.rates))}"
 
-    def init_tensor(self, theta):
-        return {}
-
     def init(self, params: Tree) -> State:
         state = super().init(params)
         if isinstance(params, Tensor):

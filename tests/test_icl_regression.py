@@ -8,15 +8,6 @@ from mllib.icl_regression import (LinearSelfAttention, gd_construction, gd_steps
                                   query_errors, ridge, sample_prompts, tune_gd_rate)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: more threads only contend on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def prompts(n, num=6, d=3, seed=0):
     return sample_prompts(num, n, d, queries=4, generator=torch.Generator().manual_seed(seed))
 

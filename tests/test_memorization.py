@@ -7,14 +7,6 @@ from mllib.algorithms import MetaConfig, evaluate_tasks, init_meta_params, meta_
 from mllib.memorization import MLPClassifier, PrototypeClasses, PrototypeTasks, sample_tasks, shuffle_support_labels
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def class_of(x, pool):
     """The pool index of each noiseless example ``x [..., dim]``."""
     return torch.cdist(x.reshape(-1, pool.shape[1]), pool).argmin(dim=1).reshape(x.shape[:-1])

@@ -13,15 +13,6 @@ from mllib.pfn import (GPPrior, compare_with_gp, gaussian_nll, gp_posterior, ini
 PRIOR = GPPrior(lengthscale=0.3, variance=1.5, noise=0.2)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: more threads only contend on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tasks(num=5, n=6, m=4, prior=PRIOR, seed=0):
     return sample_gp_tasks(num, n, m, prior, torch.Generator().manual_seed(seed))
 
