@@ -18,9 +18,13 @@ Taught extensions (what the notebooks build on the core):
 * ``sine_experiments``, ``baselines``, ``feature_baselines``: the sinusoid experiments and the non-meta
   baselines (training from scratch, fine-tuning; nearest centroid and linear probe on frozen features).
 * ``landscape``: the two-parameter sinusoid family whose loss surface can be drawn (notebook 04).
+* ``imaml``: iMAML's proximal inner problem and its implicit meta-gradient by conjugate gradient, beside
+  MAML's unrolled one, and the peak memory of their autograd graphs (notebook 04).
 * ``learners``: which network each algorithm meta-trains on Omniglot.
 * ``learned_optimizer``, ``incontext``: a learned update rule, and a meta-learner that is one forward
   pass (notebook 07).
+* ``matching``: matching networks, the attention read-out the in-context learner shares, beside
+  ProtoNets' prototypes (notebook 07).
 * ``memorization``, ``icl_regression``, ``pfn``: tasks that invite memorization and the label permutation
   that cures it; in-context learning of linear regression beside hand-designed algorithms; a prior-fitted
   network beside the exact Gaussian-process posterior (notebook 09).
