@@ -39,11 +39,55 @@ def _config(args):
 
 
 def _build(args) -> int:
+    if args.lang is not None:
+        return _build_edition(args)
     from mllib.course import build_student
 
     written = build_student(args.src, args.out)
     print(f"wrote {len(written)} student notebook(s) to {args.out}")
     return 0
+
+
+def _build_edition(args) -> int:
+    from mllib.course.translation import Edition, build_edition, coverage
+
+    try:
+        changed = build_edition(args.root, args.lang)
+    except ValueError as err:
+        print(err)
+        return 1
+    for path in changed:
+        print(f"updated {path}")
+    done, todo = coverage(args.root, args.lang)
+    print(f"{args.lang} edition ({Edition(Path(args.root), args.lang).book.parent}): {len(changed)} file(s) changed; "
+          f"{len(done)} notebook(s) translated" + (f", not yet: {', '.join(todo)}" if todo else ""))
+    return 0
+
+
+def _translation(args) -> int:
+    import json
+
+    from mllib.course.nbio import read_notebook
+    from mllib.course.translation import Edition, coverage, skeleton, stale_translations
+
+    if args.action == "new":
+        path = Path(args.root) / "notebooks" / args.notebook
+        target = Edition(Path(args.root), args.lang).text_file(args.notebook)
+        if target.exists():
+            print(f"{target} exists already; edit it (its stale cells: `course translation status`)")
+            return 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(skeleton(read_notebook(path), path.name, args.lang), ensure_ascii=False,
+                                     indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {target}: translate each cell's \"text\"; keep \"en\" (the English text's fingerprint)")
+        return 0
+    problems = stale_translations(args.root, args.lang)
+    for line in problems:
+        print(line)
+    done, todo = coverage(args.root, args.lang)
+    print(f"{args.lang} edition: {len(done)} notebook(s) translated, {len(problems)} problem(s)"
+          + (f"; not yet translated: {', '.join(todo)}" if todo else ""))
+    return 1 if problems else 0
 
 
 def _practice(args) -> int:
@@ -216,7 +260,23 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("build", help="write the student notebooks (solutions replaced, outputs cleared)")
     p.add_argument("--src", default="notebooks", help="solution notebooks (default: notebooks)")
     p.add_argument("--out", default="build/student", help="output folder (default: build/student)")
+    p.add_argument("--lang", choices=("zh",), default=None,
+                   help="instead: write the book in this language (zh/notebooks) and its practice edition "
+                        "(zh/practice) from the English book and the translations in zh/text")
+    p.add_argument("--root", default=".", help="repository root, with --lang (default: .)")
     p.set_defaults(func=_needs_course_extra(_build))
+
+    p = sub.add_parser("translation", help="the translated editions: status (what is out of step), new (start a "
+                                            "notebook's translation file)",
+                       description="status: every translated cell whose English text changed since, every "
+                                   "untranslated cell of a translated notebook, and stale built files (exit 1 "
+                                   "if any). new NOTEBOOK: write zh/text/<notebook>.json with the English text to "
+                                   "translate, keyed by cell id, each with the English text's fingerprint.")
+    p.add_argument("action", choices=("status", "new"))
+    p.add_argument("notebook", nargs="?", help="with new: the notebook's file name (01_learning_bias.ipynb)")
+    p.add_argument("--lang", choices=("zh",), default="zh")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.set_defaults(func=_needs_course_extra(_translation))
 
     p = sub.add_parser("practice", help="write the practice edition (practice/) from the book (notebooks/)",
                        description="Write the practice edition beside the book: the student version of every "

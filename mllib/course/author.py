@@ -16,7 +16,8 @@ brackets):
 4. ``exercises``: each exercise's effort into the headers and the exercise table (``course exercises``);
 5. ``fixed values``: the visible checks' stored values, ``mllib/checks/fixed_values.json``, from the
    notebooks' hidden references and ``instructor/known_mistakes.py`` (``course check-values --write``);
-6. ``practice``: the practice edition ``practice/`` (``course practice``);
+6. ``practice``: the practice edition ``practice/`` (``course practice``), and the translated books
+   with theirs (``zh/notebooks``, ``zh/practice``: ``course build --lang zh``);
 7. ``results``: the results block of ``docs/results.md``, which lists the checkpoints the notebooks
    use (``make results``);
 8. ``lint``: every notebook's text and outputs (``course lint``);
@@ -107,7 +108,10 @@ def check_problems(root: str | Path = ".", cfg=None, readme: bool = True) -> lis
     from .claims import measurement_problems
     from .colab import check_course
 
+    from .translation import LANGUAGES, stale_translations
+
     problems = check_course(root, cfg, readme=readme)
+    problems += [line for lang in LANGUAGES for line in stale_translations(root, lang, cfg)]
     return problems + measurement_problems(root, [Path(root) / (cfg.notebooks_dir if cfg else "notebooks")])
 
 
@@ -185,8 +189,12 @@ def _fixed_values(opts, done):
 
 def _practice(opts, done):
     from .student import build_practice
+    from .translation import LANGUAGES, build_edition
 
-    return StepResult(changed=_names(build_practice(opts.root, _config(opts))))
+    changed = build_practice(opts.root, _config(opts))
+    for lang in LANGUAGES:   # the translated books and their practice editions follow the book
+        changed += build_edition(opts.root, lang, _config(opts))
+    return StepResult(changed=_names(changed))
 
 
 def _results(opts, done):
