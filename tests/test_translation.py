@@ -99,3 +99,13 @@ def test_the_course_editions_are_current_and_share_the_code():
         assert code[0][1:] == code[1][1:], f"{name}: the Chinese book runs the English code"  # [0]: Colab setup
         assert len(translatable_cells(english)) == len(json.loads(
             (ROOT / "zh" / "text" / name.replace(".ipynb", ".json")).read_text(encoding="utf-8"))["cells"])
+
+
+def test_a_link_to_a_notebook_not_yet_translated_opens_the_english_one(tmp_path):
+    root = _course(tmp_path)
+    nb = read_notebook(root / "notebooks" / "01_title.ipynb")
+    nbformat.write(nb, root / "notebooks" / "02_next.ipynb")
+    _translate(root, {"cell0": "# 01 · 标题", "cell1": "下一本：[02](02_next.ipynb#top)。"})
+    build_edition(root)
+    book = read_notebook(root / "zh" / "notebooks" / "01_title.ipynb")
+    assert any("[02](../../notebooks/02_next.ipynb#top)" in source(c) for c in book.cells)

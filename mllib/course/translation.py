@@ -29,6 +29,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from nbformat import NotebookNode
@@ -146,12 +147,21 @@ def coverage(root=".", lang: str = "zh", cfg: CourseConfig | None = None) -> tup
 
 def _expected_book(root: Path, ed: Edition, cfg: CourseConfig) -> dict[str, NotebookNode]:
     src, zcfg = root / cfg.notebooks_dir, ed.config(cfg)
+    done = {p.name for p in translated_notebooks(root, ed.lang, cfg)}
+
+    def relink(target: str) -> str:
+        """Links out of the book resolve from the new place; a link to a notebook not yet
+        translated opens the English one."""
+        path = target.partition("#")[0]
+        if path.endswith(".ipynb") and "/" not in path and (src / path).is_file() and path not in done:
+            return Path(os.path.relpath(src / path, ed.book)).as_posix() + target[len(path):]
+        return link_target(target, src, ed.book, cfg)
+
     built = {}
     for path in translated_notebooks(root, ed.lang, cfg):
         data = load_text(ed.text_file(path.name))
-        nb = translate_notebook(read_notebook(path), data["cells"],
-                                lambda target: link_target(target, src, ed.book, cfg))
-        built[path.name] = sync_notebook(nb, path.name, zcfg)
+        built[path.name] = sync_notebook(translate_notebook(read_notebook(path), data["cells"], relink),
+                                         path.name, zcfg)
     return built
 
 
