@@ -43,6 +43,13 @@ for N support images, a prototype classifier whose features are meta-learned end
 second-order meta-gradient still reaches the body, through the support features inside the
 adapted head and through the query features ``f(x)``.
 
+MAML++'s tricks (Antoniou et al. 2019, "How to train your MAML"; ``cfg.multi_step_loss``,
+``cfg.per_step_lr``, ``cfg.per_step_bn``; maml and fomaml, each switchable alone): the training loss
+is the mean of the query losses after every inner step; every parameter tensor gets a learned inner
+rate per step (``"lslr.<step>.<name>"``); every inner step and the query forward after it get their
+own learned batch-norm weights and biases (``"bnstep.<step>.<name>"``; the library's batch norm keeps
+no running statistics). See ``maml_plus_plus_trajectory``; notebook 06, section 2b, measures each.
+
 Batch norm (``cfg.bn``) is the same for all conv algorithms: in ``batch`` mode the support and the
 query sets are forwarded separately, each normalised with its own statistics; in ``support`` mode
 the query rows are normalised with support statistics (see ``predict``).
@@ -76,6 +83,10 @@ META_GRADIENT_FORMS = ("auto", "loop", "vmap")  # how meta_gradient goes over th
 REPTILE_DATA = ("support+query", "support")
 ZERO_HEAD_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")  # those with an inner loop on the head
 LR_PREFIX = "lr."
+TRICKS = ("multi_step_loss", "per_step_lr", "per_step_bn")  # MAML++ (Antoniou et al. 2019), MetaConfig flags
+TRICK_ALGORITHMS = ("maml", "fomaml")
+LSLR_PREFIX = "lslr."        # "lslr.<step>.<name>": per-step inner rate of one parameter tensor (a scalar)
+BN_STEP_PREFIX = "bnstep."   # "bnstep.<step>.<name>": batch-norm weight or bias of inner step >= 1
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class MetaConfig:
     * ``head_init``: ``"learned"`` (the head's start is meta-learned, as in the MAML paper) or
       ``"zero"`` (the zeroing trick: the head starts every task at zero; ``ZERO_HEAD_ALGORITHMS``
       only; see the module docstring).
+    * ``multi_step_loss``, ``per_step_lr``, ``per_step_bn``: MAML++'s tricks (``TRICK_ALGORITHMS``
+      only; see "MAML++'s tricks" below).
 
     Notebook 04, section 2 (one config per algorithm), notebooks 05 and 06.
 
@@ -105,9 +118,15 @@ class MetaConfig:
     form: str = "auto"
     reptile_data: str = "support+query"
     head_init: str = "learned"
+    multi_step_loss: bool = False
+    per_step_lr: bool = False
+    per_step_bn: bool = False
 
     def __post_init__(self) -> None:
         check_algorithm_settings(self.algo, self.bn, self.head_init)
+        if self.maml_plus_plus and self.algo not in TRICK_ALGORITHMS:
+            raise ValueError(f"MAML++'s tricks (multi_step_loss, per_step_lr, per_step_bn) need "
+                             f"algo in {', '.join(TRICK_ALGORITHMS)}; got algo={self.algo!r}")
         check_choice("form", self.form, META_GRADIENT_FORMS)
         check_choice("reptile_data", self.reptile_data, REPTILE_DATA)
         check_int("inner_steps", self.inner_steps, 0)
@@ -126,12 +145,18 @@ class MetaConfig:
             'zero'
         """
         get = profile.get if isinstance(profile, Mapping) else lambda name: getattr(profile, name, None)
+        tricks = {name: bool(get(name)) for name in TRICKS}  # absent (older checkpoints): off
         return cls(algo=algo, inner_steps=get("inner_steps"), inner_lr=get("inner_lr"), bn=bn, form=form,
-                   head_init=head_init_for(algo, get("head_init")))
+                   head_init=head_init_for(algo, get("head_init")), **tricks)
 
     @property
     def first_order(self) -> bool:
         return self.algo == "fomaml"
+
+    @property
+    def maml_plus_plus(self) -> bool:
+        """Whether any of MAML++'s tricks is on."""
+        return self.multi_step_loss or self.per_step_lr or self.per_step_bn
 
 
 # ============================================================================ plain MAML: one task
@@ -240,6 +265,8 @@ def query_loss_and_metric(model: nn.Module, meta_params: Mapping[str, Tensor], s
         (True, True)
     """
     params, rates = split_meta_params(meta_params)
+    if cfg.maml_plus_plus:
+        return _maml_plus_plus_loss(model, params, support_x, support_y, query_x, query_y, cfg, steps, evaluation)
     if cfg.algo == INCONTEXT:  # the forward pass is the learning algorithm: no inner loop
         outputs = functional_call(model, params, (support_x, support_y, query_x))
     elif cfg.algo == "protonet":
@@ -270,6 +297,8 @@ def init_meta_params(model: nn.Module, cfg: MetaConfig) -> Params:
     if cfg.algo == "metasgd":
         params.update({LR_PREFIX + n: torch.full_like(p, cfg.inner_lr).requires_grad_(True)
                        for n, p in list(params.items())})
+    if cfg.maml_plus_plus:
+        params.update(init_trick_params(model, cfg, params))
     return params
 
 
@@ -528,6 +557,118 @@ def _reptile_gradient(model, meta_params, batch: TaskBatch, cfg: MetaConfig, for
                                         in_dims=(None, 0, 0, 0, 0))(meta_params, *batch.tensors())
         mean_adapted = {k: v.mean(0) for k, v in adapted.items()}
     return {k: meta_params[k].detach() - mean_adapted[k] for k in meta_params}, losses, metrics
+
+
+# ---------------------------------------------------------------------------- MAML++'s tricks
+
+def norm_names(model: nn.Module) -> list[str]:
+    """Names of the batch-norm weights and biases of ``model`` (its ``mllib.models.BatchNorm`` layers).
+
+        >>> from mllib.models import ConvLearner
+        >>> norm_names(ConvLearner(ways=2, filters=4, depth=1))
+        ['blocks.0.norm.weight', 'blocks.0.norm.bias']
+    """
+    from mllib.models import BatchNorm
+
+    return [f"{module_name}.{name}" for module_name, module in model.named_modules()
+            if isinstance(module, BatchNorm) for name, _ in module.named_parameters(recurse=False)]
+
+
+def init_trick_params(model: nn.Module, cfg: MetaConfig, params: Mapping[str, Tensor]) -> Params:
+    """The extra meta-parameters of MAML++'s tricks that ``cfg`` switches on (Antoniou et al. 2019).
+
+    * ``per_step_lr`` (LSLR): ``"lslr.<s>.<name>"``, a scalar rate ``[]`` per parameter tensor and
+      inner step ``s`` in ``0..inner_steps-1``, starting at ``cfg.inner_lr``;
+    * ``per_step_bn`` (BNWB): ``"bnstep.<s>.<name>"``, a copy of every batch-norm weight and bias
+      (``norm_names``) for ``s`` in ``1..inner_steps``; step 0 uses the model's own entries, the query
+      forward after ``s`` steps uses set ``s``. No running statistics exist (``mllib.models.BatchNorm``
+      always normalises with the batch's), so MAML++'s per-step running statistics have no counterpart.
+
+        >>> from mllib.models import ConvLearner, params_of
+        >>> model = ConvLearner(ways=2, filters=4, depth=1)
+        >>> cfg = MetaConfig(inner_steps=2, per_step_lr=True, per_step_bn=True)
+        >>> extra = init_trick_params(model, cfg, params_of(model))
+        >>> extra["lslr.1.head.weight"].shape, sorted(k for k in extra if k.startswith("bnstep.2"))
+        (torch.Size([]), ['bnstep.2.blocks.0.norm.bias', 'bnstep.2.blocks.0.norm.weight'])
+    """
+    extra = {}
+    if cfg.per_step_lr:
+        extra.update({f"{LSLR_PREFIX}{s}.{n}": torch.tensor(float(cfg.inner_lr), dtype=p.dtype, device=p.device)
+                      for s in range(cfg.inner_steps) for n, p in params.items()})
+    if cfg.per_step_bn:
+        extra.update({f"{BN_STEP_PREFIX}{s}.{n}": params[n].detach().clone()
+                      for s in range(1, cfg.inner_steps + 1) for n in norm_names(model)})
+    return {k: v.requires_grad_(True) for k, v in extra.items()}
+
+
+def split_trick_params(params: Mapping[str, Tensor]) -> tuple[Params, dict[int, Params], dict[int, Params]]:
+    """``(model params, {step: LSLR rates}, {step: batch-norm set})`` of ``init_trick_params``'s keys.
+
+        >>> split_trick_params({"w": torch.ones(2), "lslr.0.w": torch.tensor(0.1)})[1]
+        {0: {'w': tensor(0.1000)}}
+    """
+    plain, rates, norms = {}, {}, {}
+    for key, value in params.items():
+        for prefix, store in ((LSLR_PREFIX, rates), (BN_STEP_PREFIX, norms)):
+            if key.startswith(prefix):
+                step, name = key[len(prefix):].split(".", 1)
+                store.setdefault(int(step), {})[name] = value
+                break
+        else:
+            plain[key] = value
+    return plain, rates, norms
+
+
+def _with_norms(params: Mapping[str, Tensor], base: Mapping[str, Tensor], norms: dict[int, Params], step: int) -> Params:
+    """``params`` with the batch-norm set of ``step`` (step 0, or no sets: the meta-parameters' own)."""
+    if not norms:
+        return dict(params)
+    chosen = norms[min(step, max(norms))] if step > 0 else {n: base[n] for n in norms[min(norms)]}
+    return {**params, **chosen}
+
+
+def maml_plus_plus_trajectory(model: nn.Module, meta_params: Mapping[str, Tensor], support_x: Tensor,
+                              support_y: Tensor, cfg: MetaConfig, steps: int | None = None,
+                              evaluation: bool = False) -> list[Params]:
+    """The inner loop with MAML++'s per-step rates and batch norm: the parameters after each step.
+
+    ``meta_params``: model entries plus ``init_trick_params``'s. Step ``s`` (0-based) forwards the
+    support set ``[S, ...]`` with batch-norm set ``s`` and updates by SGD at ``cfg.inner_lr`` or, with
+    ``per_step_lr``, at the rates ``lslr.<s>.*``; with ``per_step_bn`` the batch-norm entries are not
+    adapted (they are per-step meta-parameters instead). Entry ``s`` of the list (``steps`` entries,
+    default ``cfg.inner_steps``) holds the parameters after ``s + 1`` steps with the batch-norm set
+    their query forward uses. Steps beyond the trained number reuse the last rates and set.
+    With ``cfg.head_init="zero"`` the head starts at zero and the first step adapts it alone (as
+    ``adapt_from_zero_head``).
+    """
+    base, rates, norms = split_trick_params(meta_params)
+    frozen = set(norm_names(model)) if cfg.per_step_bn else set()
+    head = head_names(model)
+    current = zero_head(model, base) if cfg.head_init == "zero" else dict(base)
+    loss_fn, trajectory = support_loss_fn(model), []
+    for s in range(cfg.inner_steps if steps is None else steps):
+        rule = MetaSGD(rates[min(s, max(rates))]) if rates else SGD(cfg.inner_lr)
+        names = head if cfg.head_init == "zero" and s == 0 else [n for n in current if n not in frozen]
+        current = adapt(_with_norms(current, base, norms, s), loss_fn, (support_x, support_y), 1, rule,
+                        first_order=cfg.first_order, names=names, evaluation=evaluation)
+        if cfg.head_init == "zero" and s == 0:  # new graph nodes for the body, as in adapt_from_zero_head
+            current = {k: v if k in head else v.view_as(v) for k, v in current.items()}
+        trajectory.append(_with_norms(current, base, norms, s + 1))
+    return trajectory
+
+
+def _maml_plus_plus_loss(model, params, support_x, support_y, query_x, query_y, cfg: MetaConfig,
+                         steps: int | None, evaluation: bool) -> tuple[Tensor, Tensor]:
+    """``query_loss_and_metric`` with MAML++'s tricks: with ``multi_step_loss`` (in training) the loss
+    is the mean of the query losses after every inner step (MAML++ anneals these weights towards the
+    last step; here they stay uniform), the metric is the last step's."""
+    trajectory = maml_plus_plus_trajectory(model, params, support_x, support_y, cfg, steps, evaluation)
+    if not trajectory:  # 0 inner steps: the start itself
+        base = split_trick_params(params)[0]
+        trajectory = [zero_head(model, base) if cfg.head_init == "zero" else base]
+    scored = trajectory if cfg.multi_step_loss and not evaluation else trajectory[-1:]
+    results = [loss_and_metric(predict(model, p, support_x, query_x, cfg.bn), query_y) for p in scored]
+    return torch.stack([r[0] for r in results]).mean(), results[-1][1]
 
 
 # ============================================================================ settings and checks

@@ -33,6 +33,7 @@ PROFILE_ENV = "MLLIB_PROFILE"
 PROFILE_CHOICES = ("auto", "quick", "gpu", "laptop", "full")
 HEAD_INITS = ("learned", "zero")            # mllib.algorithms.MetaConfig.head_init
 META_LR_SCHEDULES = ("constant", "cosine")  # mllib.schedules.meta_lr_at
+TRICK_FIELDS = ("multi_step_loss", "per_step_lr", "per_step_bn")  # MAML++ (mllib.algorithms.TRICKS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class Profile:
     # Omniglot recipe (defaults: plain MAML, as checkpoints written before these fields had them)
     head_init: str = "learned"          # "zero": the zeroing trick (head reset to zero for every task)
     meta_lr_schedule: str = "constant"  # "cosine": meta_lr annealed to 0 over meta_steps
+    # MAML++'s tricks (mllib.algorithms, "MAML++'s tricks"; maml and fomaml only), all off by default
+    multi_step_loss: bool = False       # training loss: mean of the query losses after every inner step
+    per_step_lr: bool = False           # a learned inner rate per parameter tensor and inner step
+    per_step_bn: bool = False           # batch-norm weights and biases per inner step, learned by the outer loop
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,4 +154,7 @@ def resolve_profile(name: str | None = None, ways: int = 5, **overrides) -> Prof
         check_positive(name, getattr(profile, name))
     check_choice("head_init", profile.head_init, HEAD_INITS)
     check_choice("meta_lr_schedule", profile.meta_lr_schedule, META_LR_SCHEDULES)
+    for name in TRICK_FIELDS:
+        if not isinstance(getattr(profile, name), bool):
+            raise ValueError(f"{name} must be True or False, got {getattr(profile, name)!r}")
     return profile
