@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
 # shipped files that are not Omniglot checkpoints: name -> what they are
 MODEL_BUNDLES = {
+    "matching_omniglot_5w1s_quick": "notebook 07's matching network (scored by mllib.matching's attention read-out, "
+                                    "not by an inner loop)",
     "nb07_sine_models": "notebook 07's bundle of five sinusoid-regression models (the notebook reads it)",
     "nb09_pfn": "notebook 09's prior-fitted network for Gaussian-process regression (the notebook reads it)",
+    "rl2_navigation": "notebook 08's recurrent (RL^2) point-navigation policy (mllib.rl.rl2.load_rl2_policy reads it)",
     "pretrained_omniglot_5w1s": "notebook 09's pre-trained feature network (scored with a nearest centroid or a linear "
                                 "probe by mllib.feature_baselines, not by an inner loop)",
 }
