@@ -25,8 +25,6 @@ Taught extensions (what the notebooks build on the core):
   pass (notebook 07).
 * ``matching``: matching networks, the attention read-out the in-context learner shares, beside
   ProtoNets' prototypes (notebook 07).
-* ``matching``: matching networks, the attention read-out the in-context learner shares, beside
-  ProtoNets' prototypes (notebook 07).
 * ``memorization``, ``icl_regression``, ``pfn``: tasks that invite memorization and the label permutation
   that cures it; in-context learning of linear regression beside hand-designed algorithms; a prior-fitted
   network beside the exact Gaussian-process posterior (notebook 09).
