@@ -109,3 +109,22 @@ def test_a_link_to_a_notebook_not_yet_translated_opens_the_english_one(tmp_path)
     build_edition(root)
     book = read_notebook(root / "zh" / "notebooks" / "01_title.ipynb")
     assert any("[02](../../notebooks/02_next.ipynb#top)" in source(c) for c in book.cells)
+
+
+def test_the_landing_page_lists_the_notebooks_and_goes_stale(tmp_path):
+    root = _course(tmp_path)
+    nbformat.write(read_notebook(root / "notebooks" / "01_title.ipynb"), root / "notebooks" / "02_next.ipynb")
+    _translate(root, {"cell0": "# 01 · 标题", "cell1": "见术语表。"})
+    (root / "docs").mkdir()
+    page = root / "docs" / "README.zh.md"
+    page.write_text("# 中文版\n\n<!-- zh-notebooks:start -->\n<!-- zh-notebooks:end -->\n", encoding="utf-8")
+    build_edition(root)
+    text = page.read_text(encoding="utf-8")
+    assert "- [01 · 标题](../zh/practice/01_title.ipynb)（[含答案](../zh/notebooks/01_title.ipynb)）" in text
+    assert "- [01 · Title](../practice/02_next.ipynb)（尚未翻译，英文）" in text     # 02: not translated
+    assert stale_translations(root) == []
+    page.write_text(text.replace("01 · 标题", "01 · 旧标题"), encoding="utf-8")
+    assert any("list of notebooks is out of date" in p for p in stale_translations(root))
+    page.write_text("# 中文版\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="markers"):
+        stale_translations(root)

@@ -41,6 +41,8 @@ from .student import _files, build_practice, link_target, relink_markdown, stale
 
 LANGUAGES = ("zh",)
 TRANSLATE_COMMAND = "python -m mllib course build --lang {lang}"
+LANDING = {"zh": "docs/README.zh.md"}         # each edition's landing page, with its list of notebooks
+BLOCK = ("<!-- {lang}-notebooks:start -->", "<!-- {lang}-notebooks:end -->")
 
 
 def fingerprint(text: str) -> str:
@@ -165,6 +167,46 @@ def _expected_book(root: Path, ed: Edition, cfg: CourseConfig) -> dict[str, Note
     return built
 
 
+def _title(nb: NotebookNode, cells: dict | None) -> str:
+    """The notebook's title (its first ``# `` heading), translated when ``cells`` has it."""
+    for cell in nb.cells:
+        text = cells[cell["id"]]["text"] if cells and cell.get("id") in cells else source(cell)
+        if cell.cell_type == "markdown" and text.startswith("# "):
+            return text.splitlines()[0][2:].strip()
+    return ""
+
+
+def landing_block(root=".", lang: str = "zh", cfg: CourseConfig | None = None) -> str:
+    """The landing page's list of notebooks: each translated one opens its practice edition (and the
+    book), each other one the English practice edition, marked as not yet translated."""
+    root, ed, cfg = _paths(root, lang, cfg)
+    page = (root / LANDING[lang]).parent
+    done = {p.name for p in translated_notebooks(root, lang, cfg)}
+    lines = [BLOCK[0].format(lang=lang)]
+    for path in list_notebooks(root / cfg.notebooks_dir):
+        cells = load_text(ed.text_file(path.name))["cells"] if path.name in done else None
+        title = _title(read_notebook(path), cells)
+        if path.name in done:
+            practice, book = (Path(os.path.relpath(root / lang / d / path.name, page)).as_posix()
+                              for d in ("practice", "notebooks"))
+            lines.append(f"- [{title}]({practice})（[含答案]({book})）")
+        else:
+            english = Path(os.path.relpath(root / cfg.practice_dir / path.name, page)).as_posix()
+            lines.append(f"- [{title}]({english})（尚未翻译，英文）")
+    return "\n".join(lines + [BLOCK[1].format(lang=lang)])
+
+
+def _landing_text(root: Path, lang: str, cfg: CourseConfig) -> tuple[Path, str, str]:
+    """``(page, current text, text with the block regenerated)``; a ValueError when the markers are missing."""
+    page = root / LANDING[lang]
+    text = page.read_text(encoding="utf-8")
+    start, end = (text.find(m.format(lang=lang)) for m in BLOCK)
+    if start < 0 or end < start:
+        raise ValueError(f"{page}: the markers {BLOCK[0].format(lang=lang)} ... {BLOCK[1].format(lang=lang)} "
+                         "are missing; put them where the list of notebooks goes")
+    return page, text, text[:start] + landing_block(root, lang, cfg) + text[end + len(BLOCK[1].format(lang=lang)):]
+
+
 def build_edition(root=".", lang: str = "zh", cfg: CourseConfig | None = None) -> list[Path]:
     """Write the ``lang`` book and its practice edition from the English book and the translations;
     returns the files written or removed. Translations out of step are refused first, with the list."""
@@ -178,7 +220,13 @@ def build_edition(root=".", lang: str = "zh", cfg: CourseConfig | None = None) -
         if path.name not in expected:
             path.unlink()
             changed.append(path)
-    return changed + build_practice(root, ed.config(cfg))
+    changed += build_practice(root, ed.config(cfg)) if ed.book.is_dir() else []
+    if (root / LANDING[lang]).is_file():
+        page, text, new = _landing_text(root, lang, cfg)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            changed.append(page)
+    return changed
 
 
 def stale_translations(root=".", lang: str = "zh", cfg: CourseConfig | None = None, built: bool = True) -> list[str]:
@@ -204,6 +252,10 @@ def stale_translations(root=".", lang: str = "zh", cfg: CourseConfig | None = No
         if ed.book.is_dir():
             problems += [f"{line}; run `{TRANSLATE_COMMAND.format(lang=lang)}`"
                          for line in stale_practice(root, ed.config(cfg))]
+        if (root / LANDING[lang]).is_file():
+            page, text, new = _landing_text(root, lang, cfg)
+            if new != text:
+                problems.append(f"{page}: its list of notebooks is out of date; run `{TRANSLATE_COMMAND.format(lang=lang)}`")
     return problems
 
 
@@ -214,4 +266,4 @@ def skeleton(nb: NotebookNode, name: str, lang: str = "zh") -> dict:
 
 
 __all__ = ["LANGUAGES", "Edition", "fingerprint", "translatable_cells", "load_text", "translate_notebook",
-           "text_problems", "translated_notebooks", "coverage", "build_edition", "stale_translations", "skeleton"]
+           "text_problems", "translated_notebooks", "coverage", "landing_block", "build_edition", "stale_translations", "skeleton"]
