@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from mllib.course.nbio import read_notebook, source
-from mllib.course.translation import (build_edition, coverage, fingerprint, skeleton, stale_translations,
+from mllib.course.translation import (LANGUAGE_LINES, build_edition, coverage, fingerprint, skeleton, stale_translations,
                                       translatable_cells)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,7 @@ def test_the_course_editions_are_current_and_share_the_code():
         english, chinese = (read_notebook(ROOT / folder / name) for folder in ("notebooks", "zh/notebooks"))
         code = [[source(c) for c in nb.cells if c.cell_type == "code"] for nb in (english, chinese)]
         assert code[0][1:] == code[1][1:], f"{name}: the Chinese book runs the English code"  # [0]: Colab setup
+        assert code[1][0] == code[0][0] + LANGUAGE_LINES["zh"], "the setup cell sets the checks' language"
         assert len(translatable_cells(english)) == len(json.loads(
             (ROOT / "zh" / "text" / name.replace(".ipynb", ".json")).read_text(encoding="utf-8"))["cells"])
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from .colab import BADGE_TAG, sync_notebook
+from .colab import BADGE_TAG, SETUP_TAG, sync_notebook
 from .config import CourseConfig, config_path, load_config
 from .nbio import list_notebooks, read_notebook, source, tags, write_notebook
 from .student import _files, build_practice, link_target, relink_markdown, stale_practice
@@ -42,6 +42,8 @@ from .student import _files, build_practice, link_target, relink_markdown, stale
 LANGUAGES = ("zh",)
 TRANSLATE_COMMAND = "python -m mllib course build --lang {lang}"
 LANDING = {"zh": "docs/README.zh.md"}         # each edition's landing page, with its list of notebooks
+#: appended to the edition's setup cell: the exercise checks and hints speak its language (mllib.checks)
+LANGUAGE_LINES = {"zh": '\n\nimport os\n\nos.environ.setdefault("MLLIB_LANG", "zh")  # 练习的检查与提示用中文\n'}
 BLOCK = ("<!-- {lang}-notebooks:start -->", "<!-- {lang}-notebooks:end -->")
 
 
@@ -162,8 +164,11 @@ def _expected_book(root: Path, ed: Edition, cfg: CourseConfig) -> dict[str, Note
     built = {}
     for path in translated_notebooks(root, ed.lang, cfg):
         data = load_text(ed.text_file(path.name))
-        built[path.name] = sync_notebook(translate_notebook(read_notebook(path), data["cells"], relink),
-                                         path.name, zcfg)
+        nb = sync_notebook(translate_notebook(read_notebook(path), data["cells"], relink), path.name, zcfg)
+        for cell in nb.cells:
+            if SETUP_TAG in tags(cell):   # the checks and hints speak the edition's language
+                cell.source = source(cell) + LANGUAGE_LINES[ed.lang]
+        built[path.name] = nb
     return built
 
 
