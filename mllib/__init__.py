@@ -28,6 +28,8 @@ Taught extensions (what the notebooks build on the core):
 * ``memorization``, ``icl_regression``, ``pfn``: tasks that invite memorization and the label permutation
   that cures it; in-context learning of linear regression beside hand-designed algorithms; a prior-fitted
   network beside the exact Gaussian-process posterior (notebook 09).
+* ``beyond_images``: few-shot text classification on the standard library's docstrings: hashed character
+  n-grams, a meta-learned feature weighting beside the raw features and tf-idf (notebook 09).
 * ``representations``: linear CKA of a network before and after adaptation (notebook 06).
 * ``rl``: meta-reinforcement learning on point navigation (notebook 08).
 * ``compare``, ``relative_error``, ``per_task``: comparisons with their uncertainty, regression errors on
