@@ -43,7 +43,9 @@ LANGUAGES = ("zh",)
 TRANSLATE_COMMAND = "python -m mllib course build --lang {lang}"
 LANDING = {"zh": "docs/README.zh.md"}         # each edition's landing page, with its list of notebooks
 #: appended to the edition's setup cell: the exercise checks and hints speak its language (mllib.checks)
-LANGUAGE_LINES = {"zh": '\n\nimport os\n\nos.environ.setdefault("MLLIB_LANG", "zh")  # 练习的检查与提示用中文\n'}
+LANGUAGE_LINES = {"zh": ('\n\nimport os\n\nimport mllib.figure_text\n\n'
+                         'os.environ.setdefault("MLLIB_LANG", "zh")  # 练习的检查与提示用中文\n'
+                         'mllib.figure_text.install("zh")  # 图中文字用中文（需要中文字体）\n')}
 BLOCK = ("<!-- {lang}-notebooks:start -->", "<!-- {lang}-notebooks:end -->")
 
 
