@@ -320,6 +320,36 @@ def policy_detached(params, loss_fn, episodes, lr):
     return {k: (p - lr * grads[k]).detach() for k, p in params.items()}
 
 
+# ---------------------------------------------------------------- notebook 09
+def _nll(mean, var, y, constant=0.5 * math.log(2 * math.pi), log_scale=0.5, divisor=None):
+    divisor = var if divisor is None else divisor
+    return constant + log_scale * torch.log(var) + (y - mean) ** 2 / (2 * divisor)
+
+
+def nll_no_constant(mean, log_var, y):
+    return _nll(mean, log_var.exp(), y, constant=0.0).mean()
+
+
+def nll_log_var_as_var(mean, log_var, y):
+    return _nll(mean, log_var, y).mean()
+
+
+def nll_sd_for_var(mean, log_var, y):
+    return _nll(mean, log_var.exp(), y, divisor=(0.5 * log_var).exp()).mean()
+
+
+def nll_no_half_log(mean, log_var, y):
+    return _nll(mean, log_var.exp(), y, log_scale=1.0).mean()
+
+
+def nll_sum(mean, log_var, y):
+    return _nll(mean, log_var.exp(), y).sum()
+
+
+def nll_log_likelihood(mean, log_var, y):
+    return -_nll(mean, log_var.exp(), y).mean()
+
+
 MISTAKES = {
     "polynomial_fit": {"reversed_order": poly_reversed, "no_constant_column": poly_no_constant},
     "label_remap": {"sorted_order": remap_sorted, "ignores_classes": remap_ignores_classes,
@@ -347,6 +377,8 @@ MISTAKES = {
                        "reward_not_to_go": loss_reward_not_to_go, "whole_return": loss_whole_return,
                        "sum_over_episodes": loss_sum_over_episodes, "mean_over_steps": loss_mean_over_steps},
     "adapted_policy": {"step_up": policy_step_up, "first_order": policy_first_order, "detached": policy_detached},
+    "pfn_nll": {"no_constant": nll_no_constant, "log_var_as_var": nll_log_var_as_var, "sd_for_var": nll_sd_for_var,
+                "no_half_log": nll_no_half_log, "sum": nll_sum, "log_likelihood": nll_log_likelihood},
 }
 
 __all__ = ["MISTAKES", "np"]

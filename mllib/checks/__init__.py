@@ -53,6 +53,7 @@ from .nb05_maml_omniglot import check_confidence_interval, check_prototypes
 from .nb06_learning_the_learning_algorithm import check_anil_step, check_metasgd_rate_gradient
 from .nb07_learning_the_update_rule import check_learned_update, check_support_attention
 from .nb08_meta_reinforcement_learning import check_adapted_policy, check_reinforce_loss
+from .nb09_meta_learning_today import check_pfn_nll
 
 __all__ = [
     "Case", "CheckResult", "run_check", "make_cases", "random_tensor", "compare_values", "describe_case",
@@ -62,4 +63,5 @@ __all__ = [
     "check_adaptation_curve", "check_task_meta_gradient", "check_reptile_update", "check_maml_meta_step",
     "check_confidence_interval", "check_prototypes", "check_metasgd_rate_gradient", "check_anil_step",
     "check_learned_update", "check_support_attention", "check_reinforce_loss", "check_adapted_policy",
+    "check_pfn_nll",
 ]
