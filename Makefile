@@ -98,7 +98,12 @@ notebooks-test: $(READY)
 student-test: $(READY)
 	MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m mllib course verify-student --skip-solutions
 
-test: unit notebooks-test student-test package-test
+# Everything (CI runs exactly this). Each notebook runs on one torch thread, so on two cores the unit tests
+# run beside the notebooks, and the student release beside the wheel check (each pair's output is printed
+# when it ends; a failure in either fails the target).
+test: $(READY)
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit notebooks-test
+	$(MAKE) --no-print-directory -j2 --output-sync=target student-test package-test
 
 notebooks: $(READY)
 	CI=1 MLLIB_PROFILE=quick MLLIB_DEVICE=cpu $(PY) -m mllib course execute notebooks/  # CI=1: no progress bars in the stored outputs
