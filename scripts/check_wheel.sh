@@ -69,7 +69,7 @@ version = code_version()
 assert version == {"version": mllib.__version__, "git_commit": None}, version
 names = zipfile.ZipFile(wheel).namelist()
 for needed in ("mllib/course_config.json", "mllib/checkpoints/maml_omniglot_5w1s_quick.pt",
-               "mllib/checkpoints/maml_omniglot_5w1s_quick.json"):
+               "mllib/checkpoints/maml_omniglot_5w1s_quick.json", "mllib/checks/i18n/zh.json"):
     assert needed in names, f"the wheel lacks {needed}"
 assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel lacks LICENSE"
 assert not any(n.startswith(("tests/", "notebooks/", "benchmarks/")) for n in names)

@@ -22,6 +22,9 @@ Layout:
 * ``hints``: the tiers of help, ``checks.hint(name)`` and ``checks.show_solution(name)`` (only
   with the instructor's switch ``MLLIB_SOLUTIONS_DIR``);
 * ``library_calls``: detecting a call to a forbidden library function;
+* ``i18n``: the language of everything the checks print (``MLLIB_LANG=zh`` or ``checks.set_language("zh")``:
+  Chinese; English by default), from one catalogue per language (``i18n/zh.json``, package data) that
+  translates the English texts of the modules here, each entry checked against its English's fingerprint;
 * ``marks``: the emoji that open verdicts and hints, and their plain-text fallback (``MLLIB_PLAIN_MARKS``);
 * ``properties``: the properties every answer must have (inputs left unchanged, no ``.grad`` left,
   generators used, result types, a differentiable loss), declared per exercise;
@@ -44,6 +47,7 @@ from .core import (
 )
 from .exercise import SPECS, ExerciseSpec, hidden_tests
 from .hints import SOLUTIONS_ENV, Hints, hint, show_solution
+from .i18n import LANG_ENV, language, set_language
 from .properties import Properties, PropertyViolation
 from .nb01_learning_bias import check_polynomial_fit
 from .nb02_task_sampling import check_label_remap, check_support_query_split
@@ -58,7 +62,7 @@ from .nb09_meta_learning_today import check_pfn_nll
 __all__ = [
     "Case", "CheckResult", "run_check", "make_cases", "random_tensor", "compare_values", "describe_case",
     "strict_mode", "strict_reason", "STRICT_ENV", "GRADER_ENV", "NBGRADER_ENV", "RECORD_ENV", "SOLUTIONS_ENV", "ExerciseSpec", "SPECS", "Hints",
-    "hidden_tests", "hint", "show_solution", "Properties", "PropertyViolation",
+    "hidden_tests", "hint", "show_solution", "Properties", "PropertyViolation", "LANG_ENV", "language", "set_language",
     "check_polynomial_fit", "check_label_remap", "check_support_query_split", "check_sgd_step",
     "check_adaptation_curve", "check_task_meta_gradient", "check_reptile_update", "check_maml_meta_step",
     "check_confidence_interval", "check_prototypes", "check_metasgd_rate_gradient", "check_anil_step",

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .core import (ERROR, FAILED, NOT_IMPLEMENTED, NOT_IMPLEMENTED_TEXT, PASSED, Case, CheckResult, _finish, _where,
+from .core import (ERROR, FAILED, NOT_IMPLEMENTED, PASSED, TODO_LINE, Case, CheckResult, _finish, _where,
                    make_cases, random_tensor)
 from .exercise import HIDDEN, VISIBLE, ExerciseSpec, decode, hidden_check, visible_check
 from .hints import Hints, hint, register_hints, show_solution
@@ -505,7 +505,7 @@ def check_training_run(name: str, run: Callable[[], Any], low: float, high: floa
     try:
         accuracies = run()
     except NotImplementedError:
-        return _verdict(name, NOT_IMPLEMENTED, f"⏳ {name}: {NOT_IMPLEMENTED_TEXT}", 0)
+        return _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
     except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
         return _verdict(name, ERROR, f"❌ {name}: the training run raised {type(err).__name__}: {err}"
                                      f"{_where(err, run)}\n   Hint: run each part's own check first", 0)
@@ -556,7 +556,7 @@ def check_ablation_run(run_ablation: Callable[[], Any], variants: dict, steps: i
     try:
         results = run_ablation()
     except NotImplementedError:
-        _verdict(name, NOT_IMPLEMENTED, f"⏳ {name}: {NOT_IMPLEMENTED_TEXT}", 0)
+        _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
         return {}
     except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
         _verdict(name, ERROR, f"❌ {name}: run_ablation raised {type(err).__name__}: {err}{_where(err, run_ablation)}"
@@ -613,7 +613,7 @@ def check_ablation_answers(fill_answers: Callable[[dict], dict], results: dict) 
         try:
             fill_answers({})
         except NotImplementedError:
-            return _verdict(name, NOT_IMPLEMENTED, f"⏳ {name}: {NOT_IMPLEMENTED_TEXT}", 0)
+            return _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
         except Exception:  # noqa: BLE001 - an answered function that needs runs: the runs are missing
             pass
         return _verdict(name, FAILED, f"❌ {name}: there are no runs to read the answers from\n"
@@ -621,7 +621,7 @@ def check_ablation_answers(fill_answers: Callable[[dict], dict], results: dict) 
     try:
         answers = fill_answers(results)
     except NotImplementedError:
-        return _verdict(name, NOT_IMPLEMENTED, f"⏳ {name}: {NOT_IMPLEMENTED_TEXT}", 0)
+        return _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
     except Exception as err:  # noqa: BLE001
         return _verdict(name, ERROR, f"❌ {name}: fill_answers raised {type(err).__name__}: {err}\n"
                                      f"   Hint: return a dict of plain numbers and one word", 0)

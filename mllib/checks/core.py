@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from .hints import Hints, fallback_hint
+from .i18n import message, translate
 from .library_calls import LIBRARY_CALL_HINT, CallGuard, library_call_message
 from .marks import PLAIN_MARK, PLAIN_MARKS_ENV, plain_marks_wanted, with_marks  # noqa: F401 (also core's names)
 from .properties import Properties, PropertyViolation, properties_of, type_violation, watch
@@ -79,6 +80,35 @@ _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 PASSED, FAILED, NOT_IMPLEMENTED, ERROR = "passed", "failed", "not_implemented", "error"
 STATUS_MARK = {PASSED: "✅", FAILED: "❌", NOT_IMPLEMENTED: "⏳", ERROR: "❌"}
 NOT_IMPLEMENTED_TEXT = "not implemented yet — write your code where it says YOUR CODE HERE"
+# what a verdict says (English here; other languages: mllib/checks/i18n/, MLLIB_LANG)
+PASSED_LINE = message("core.passed", "✅ {exercise}: passed {passed}/{total} cases")
+TODO_LINE = message("core.not_implemented", "⏳ {exercise}: " + NOT_IMPLEMENTED_TEXT)
+FAILED_LINES = message("core.failed", "❌ {exercise}: {problem} on {where}\n   Hint: {hint}{more}")
+RAISED_LINES = message("core.raised", "❌ {exercise}: your function raised {error}{line} on {where}\n"
+                                      "   Hint: {hint}{more}")
+NOT_CALLABLE = message("core.not_callable", "❌ {exercise}: expected a function, got {type}\n"
+                                            "   Hint: pass the function itself, without calling it")
+WHERE = message("core.where", "case {index} of {total} (input: {input})")
+AT_LINE = message("core.at_line", " (line {lineno})")
+AT_LINE_CODE = message("core.at_line_code", " (line {lineno}: `{code}`)")
+MORE_HELP = message("core.more_help", "\n   More help: checks.hint({name})")
+NOT_COMPARED = message("core.not_compared", "the result could not be compared ({error})")
+_COMPARE = {key: message(f"compare.{key}", english) for key, english in {
+    "not_dict": "{path} should be a dict, got {type}",
+    "keys": "{path} has keys {keys}; missing {missing}, unexpected {extra}",
+    "not_sequence": "{path} should be a {kind} of {n} items, got {type}",
+    "items": "{path} has {got} items, expected {want}",
+    "not_tensor": "{path} should be a tensor of shape {shape}, got {type}",
+    "shape": "{path} has shape {got}, expected {want}",
+    "integer_dtype": "{path} has dtype {got}, expected an integer dtype ({want})",
+    "differs_integer": "{path} differs at {count} of {total} positions; first at flat index {index}: got {got}, "
+                       "expected {want}",
+    "differs": "{path} differs at {count} of {total} positions; largest error at flat index {index}: got {got}, "
+               "expected {want}",
+    "value": "{path} is {got}, expected {want}",
+    "not_number": "{path} should be a single number, got {type}",
+    "not_number_shape": "{path} should be a single number, got {type} of shape {shape}",
+}.items()}
 _CHECKS_DIR = os.path.dirname(__file__)  # frames in here are never the learner's
 
 
@@ -217,10 +247,10 @@ def compare_values(got: Any, want: Any, rtol: float = 1e-6, atol: float = 1e-8,
     """
     if isinstance(want, dict):
         if not isinstance(got, dict):
-            return f"{path} should be a dict, got {type(got).__name__}"
+            return _COMPARE["not_dict"](path=path, type=type(got).__name__)
         if set(got) != set(want):
             missing, extra = sorted(set(want) - set(got), key=str), sorted(set(got) - set(want), key=str)
-            return f"{path} has keys {sorted(got, key=str)}; missing {missing}, unexpected {extra}"
+            return _COMPARE["keys"](path=path, keys=sorted(got, key=str), missing=missing, extra=extra)
         for key in want:
             problem = compare_values(got[key], want[key], rtol, atol, f"{path}[{key!r}]")
             if problem:
@@ -228,9 +258,9 @@ def compare_values(got: Any, want: Any, rtol: float = 1e-6, atol: float = 1e-8,
         return None
     if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)):
-            return f"{path} should be a {type(want).__name__} of {len(want)} items, got {type(got).__name__}"
+            return _COMPARE["not_sequence"](path=path, kind=type(want).__name__, n=len(want), type=type(got).__name__)
         if len(got) != len(want):
-            return f"{path} has {len(got)} items, expected {len(want)}"
+            return _COMPARE["items"](path=path, got=len(got), want=len(want))
         for i, (g, w) in enumerate(zip(got, want)):
             problem = compare_values(g, w, rtol, atol, f"{path}[{i}]")
             if problem:
@@ -240,18 +270,17 @@ def compare_values(got: Any, want: Any, rtol: float = 1e-6, atol: float = 1e-8,
         want_t = _to_tensor(want)
         got_t = _to_tensor(got)
         if got_t is None:
-            return f"{path} should be a tensor of shape {tuple(want_t.shape)}, got {type(got).__name__}"
+            return _COMPARE["not_tensor"](path=path, shape=tuple(want_t.shape), type=type(got).__name__)
         if tuple(got_t.shape) != tuple(want_t.shape):
-            return f"{path} has shape {tuple(got_t.shape)}, expected {tuple(want_t.shape)}"
+            return _COMPARE["shape"](path=path, got=tuple(got_t.shape), want=tuple(want_t.shape))
         if not want_t.is_floating_point():
             if got_t.is_floating_point() or got_t.is_complex():
-                return (f"{path} has dtype {got_t.dtype}, expected an integer dtype "
-                        f"({want_t.dtype})")
+                return _COMPARE["integer_dtype"](path=path, got=got_t.dtype, want=want_t.dtype)
             diff = (got_t.long() != want_t.long()).flatten().nonzero()
             if len(diff):
                 i = int(diff[0])
-                return (f"{path} differs at {len(diff)} of {want_t.numel()} positions; first at flat "
-                        f"index {i}: got {got_t.flatten()[i].item()}, expected {want_t.flatten()[i].item()}")
+                return _COMPARE["differs_integer"](path=path, count=len(diff), total=want_t.numel(), index=i,
+                                                   got=got_t.flatten()[i].item(), want=want_t.flatten()[i].item())
             return None
         g, w = got_t.double(), want_t.double()
         if w.numel() == 0:
@@ -260,23 +289,24 @@ def compare_values(got: Any, want: Any, rtol: float = 1e-6, atol: float = 1e-8,
         if bad.any():
             err = (g - w).abs().nan_to_num(nan=math.inf).flatten()
             i = int(err.argmax())
-            return (f"{path} differs at {int(bad.sum())} of {w.numel()} positions; largest error at "
-                    f"flat index {i}: got {_fmt(g.flatten()[i].item())}, expected {_fmt(w.flatten()[i].item())}")
+            return _COMPARE["differs"](path=path, count=int(bad.sum()), total=w.numel(), index=i,
+                                       got=_fmt(g.flatten()[i].item()), want=_fmt(w.flatten()[i].item()))
         return None
     if isinstance(want, (bool, np.bool_)) or want is None or isinstance(want, str):
-        return None if got == want else f"{path} is {got!r}, expected {want!r}"
+        return None if got == want else _COMPARE["value"](path=path, got=repr(got), want=repr(want))
     if isinstance(want, (int, float, np.number)):
         t = _to_tensor(got)
         if t is None or t.numel() != 1:
-            shape = f" of shape {tuple(t.shape)}" if t is not None else ""
-            return f"{path} should be a single number, got {type(got).__name__}{shape}"
+            if t is None:
+                return _COMPARE["not_number"](path=path, type=type(got).__name__)
+            return _COMPARE["not_number_shape"](path=path, type=type(got).__name__, shape=tuple(t.shape))
         g, w = float(t.item()), float(want)
         if math.isnan(w) and math.isnan(g):
             return None
         if not abs(g - w) <= atol + rtol * abs(w):
-            return f"{path} is {_fmt(g)}, expected {_fmt(w)}"
+            return _COMPARE["value"](path=path, got=_fmt(g), want=_fmt(w))
         return None
-    return None if got == want else f"{path} is {got!r}, expected {want!r}"
+    return None if got == want else _COMPARE["value"](path=path, got=repr(got), want=repr(want))
 
 
 # ----------------------------------------------------------------------------- running
@@ -293,8 +323,9 @@ def _where(err: BaseException, learner_fn: Callable) -> str:
     if not frames:
         return ""
     last = frames[-1]
-    code = f": `{last.line.strip()}`" if last.line else ""
-    return f" (line {last.lineno}{code})"
+    if last.line:
+        return AT_LINE_CODE(lineno=last.lineno, code=last.line.strip())
+    return AT_LINE(lineno=last.lineno)
 
 
 def _record(result: CheckResult) -> None:
@@ -307,7 +338,7 @@ def _record(result: CheckResult) -> None:
 
 
 def _finish(result: CheckResult) -> CheckResult:
-    result.message = with_marks(result.message, plain_marks_wanted())
+    result.message = with_marks(str(translate(result.message)), plain_marks_wanted())
     print(result.message, flush=True)
     _record(result)
     if not result and strict_mode():
@@ -371,8 +402,7 @@ def run_check(
     concept, more = _hint_lines(exercise, hint)
     if not callable(learner_fn):
         return _finish(CheckResult(exercise, ERROR, 0, total,
-                                   f"❌ {exercise}: expected a function, got {type(learner_fn).__name__}\n"
-                                   f"   Hint: pass the function itself, without calling it"))
+                                   NOT_CALLABLE(exercise=exercise, type=type(learner_fn).__name__)))
     compare = compare or (lambda got, want: compare_values(got, want, rtol, atol))
     guard = CallGuard(learner_fn, forbidden)
     properties = properties if properties is not None else properties_of(exercise)
@@ -384,47 +414,48 @@ def run_check(
             want = expected[index - 1]
         else:
             want = call_reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
-        where = f"case {index} of {total} (input: {describe_case(case)})"
+        where = WHERE(index=index, total=total, input=describe_case(case))
         violation = None
         try:
             got = call_learner(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         except NotImplementedError:
             return _finish(CheckResult(exercise, NOT_IMPLEMENTED, index - 1, total,
-                                       f"⏳ {exercise}: {NOT_IMPLEMENTED_TEXT}"))
+                                       TODO_LINE(exercise=exercise)))
         except PropertyViolation as broken:
             violation = broken
         except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
             text = f"{type(err).__name__}: {err}".strip().rstrip(":")
             return _finish(CheckResult(exercise, ERROR, index - 1, total,
-                                       f"❌ {exercise}: your function raised {text}{_where(err, learner_fn)} "
-                                       f"on {where}\n   Hint: {case.hint or concept}{more}"))
+                                       RAISED_LINES(exercise=exercise, error=text, line=_where(err, learner_fn),
+                                                    where=where, hint=case.hint or concept, more=more)))
         if guard.calls:
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
-                                       f"❌ {exercise}: {library_call_message(guard.calls)} on {where}\n"
-                                       f"   Hint: {LIBRARY_CALL_HINT}"))
+                                       FAILED_LINES(exercise=exercise, problem=library_call_message(guard.calls),
+                                                    where=where, hint=LIBRARY_CALL_HINT, more="")))
         if violation is None and properties is not None and properties.typed:
             violation = type_violation(got, want)
         if violation is not None:
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
-                                       f"❌ {exercise}: {violation.problem} on {where}\n"
-                                       f"   Hint: {violation.hint}{more}"))
+                                       FAILED_LINES(exercise=exercise, problem=violation.problem, where=where,
+                                                    hint=violation.hint, more=more)))
         try:
             problem = compare(got, want)
         except Exception as err:  # noqa: BLE001 - a result the comparison cannot read
-            problem = f"the result could not be compared ({type(err).__name__}: {err})"
+            problem = NOT_COMPARED(error=f"{type(err).__name__}: {err}")
         if problem:
             specific = diagnose(case, got, want) if diagnose else None
             return _finish(CheckResult(exercise, FAILED, index - 1, total,
-                                       f"❌ {exercise}: {problem} on {where}\n"
-                                       f"   Hint: {specific or case.hint or fallback_hint(problem, concept)}{more}"))
-    return _finish(CheckResult(exercise, PASSED, total, total, f"✅ {exercise}: passed {total}/{total} cases"))
+                                       FAILED_LINES(exercise=exercise, problem=problem, where=where, more=more,
+                                                    hint=specific or case.hint or fallback_hint(problem, concept))))
+    return _finish(CheckResult(exercise, PASSED, total, total, PASSED_LINE(exercise=exercise, passed=total,
+                                                                           total=total)))
 
 
 def _hint_lines(exercise: str, hint: str | Hints) -> tuple[str, str]:
     """The first tier of ``hint`` and the "More help" line that points at the next tier."""
     if isinstance(hint, Hints):
         name = exercise.split(" ")[0]
-        return hint.concept, f"\n   More help: checks.hint({name!r})"
+        return hint.concept, MORE_HELP(name=repr(name))
     return hint, ""
 
 

@@ -34,9 +34,11 @@ import torch
 from . import core
 from .core import RECORD_ENV, Case, CheckResult, compare_values, run_check
 from .hints import Hints, register_hints
+from .i18n import message, register_texts
 
 VISIBLE, HIDDEN = "visible", "hidden"
 VALUES_PATH = Path(__file__).resolve().with_name("fixed_values.json")
+HIDDEN_NAME = message("exercise.hidden", "{name} (hidden tests)")   # the name in the hidden tests' verdict
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def register(spec: ExerciseSpec) -> ExerciseSpec:
     if spec.name in SPECS:
         raise ValueError(f"exercise {spec.name!r} is registered twice")
     register_hints(spec.name, spec.hints)
+    register_texts(spec.name, {f"mistakes.{mid}": text for mid, text in spec.mistakes.items()})
     SPECS[spec.name] = spec
     return spec
 
@@ -215,7 +218,7 @@ def hidden_check(spec: ExerciseSpec, fn: Callable, reference: Callable | None = 
         reference = spec.expect
     elif reference is None:
         raise ValueError(f"the hidden tests of {spec.name!r} need the instructor's reference function")
-    return run_check(f"{spec.name} (hidden tests)", fn, reference, spec.cases(HIDDEN), hint=spec.hints,
+    return run_check(HIDDEN_NAME(name=spec.name), fn, reference, spec.cases(HIDDEN), hint=spec.hints,
                      compare=spec.comparison(), diagnose=spec.diagnose, wrap=spec.wrap,
                      forbidden=spec.forbidden)
 

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .i18n import exercise_text, message, register_texts
 from .marks import plain_marks_wanted, with_marks
 
 SOLUTIONS_ENV = "MLLIB_SOLUTIONS_DIR"
@@ -33,21 +34,33 @@ class Hints:
 
 
 # What a failed comparison says (mllib.checks.core.compare_values) -> the property of the result that failed.
-_FALLBACKS = (
-    (re.compile(r"has shape \(.*\), expected"),
+_FALLBACKS = tuple((pattern, message(f"fallback.{key}", english)) for key, pattern, english in (
+    ("shape", re.compile(r"has shape \(.*\), expected"),
      "the result has the wrong shape: follow the shapes the exercise's docstring states (which dimension each "
      "step keeps, which one it reduces)"),
-    (re.compile(r"has keys \[|should be a dict"),
+    ("keys", re.compile(r"has keys \[|should be a dict"),
      "the result has the wrong keys: return a dict with one entry for every key the docstring names, no more"),
-    (re.compile(r"has \d+ items, expected|should be a (list|tuple) of"),
+    ("parts", re.compile(r"has \d+ items, expected|should be a (list|tuple) of"),
      "the result has the wrong number of parts: return exactly the parts the docstring lists"),
-    (re.compile(r"dtype"),
+    ("dtype", re.compile(r"dtype"),
      "the result has the wrong dtype: labels and indices are torch.long, floating results keep the inputs' dtype"),
-    (re.compile(r"should be a tensor|should be a single number"),
+    ("type", re.compile(r"should be a tensor|should be a single number"),
      "the result has the wrong type: return what the docstring says (a tensor, or a single number)"),
-    (re.compile(r"differs at \d+ of|\bis \S+, expected \S+$"),
+    ("values", re.compile(r"differs at \d+ of|\bis \S+, expected \S+$"),
      "the result has the right shape and type but wrong values; the idea behind them: {concept}"),
-)
+))
+HINT_LINES = message("hints.both", "💡 {exercise}, hint 1 (the idea): {concept}\n"
+                                   "💡 {exercise}, hint 2 (the line of reasoning): {reasoning}")
+HINT_AGAIN = message("hints.again", "💡 {exercise}, hint 2 (the line of reasoning): {reasoning}\n"
+                                    "   The next step is the code itself. {text}")
+CODE_ALLOWED = message("hints.code_allowed", "Your course allows it: checks.show_solution({name}) prints the solution.")
+CODE_OFF = message("hints.code_off", "Try once more from the two hints, or ask your instructor; solutions are "
+                                     "switched off in this copy of the course.")
+SOLUTIONS_OFF = message("hints.solutions_off", "🔒 {exercise}: solutions are switched off in this copy of the course "
+                                               "(your instructor can switch them on with {variable}). "
+                                               "checks.hint({name}) gives the next hint.")
+NO_SOLUTION = message("hints.no_solution", "🔒 {exercise}: no instructor notebook with this exercise's solution in "
+                                           "{folder}")
 
 
 def fallback_hint(problem: str, concept: str) -> str:
@@ -56,7 +69,7 @@ def fallback_hint(problem: str, concept: str) -> str:
     ``concept`` alone when ``problem`` is none of these (a check's own message already names it)."""
     for pattern, text in _FALLBACKS:
         if pattern.search(problem):
-            return text.format(concept=concept)
+            return text(concept=concept)
     return concept
 
 
@@ -69,6 +82,7 @@ def register_hints(exercise: str, hints: Hints) -> Hints:
     if not hints.concept or not hints.reasoning:
         raise ValueError(f"hints of {exercise!r} need both tiers (concept and reasoning)")
     _HINTS[exercise] = hints
+    register_texts(exercise, {"concept": hints.concept, "reasoning": hints.reasoning})
     return hints
 
 
@@ -83,12 +97,12 @@ def hint(exercise: str) -> str:
     to see the code."""
     hints = hints_of(exercise)
     _ASKED[exercise] = _ASKED.get(exercise, 0) + 1
+    concept = exercise_text(exercise, "concept", hints.concept)
+    reasoning = exercise_text(exercise, "reasoning", hints.reasoning)
     if _ASKED[exercise] == 1:
-        text = (f"💡 {exercise}, hint 1 (the idea): {hints.concept}\n"
-                f"💡 {exercise}, hint 2 (the line of reasoning): {hints.reasoning}")
+        text = HINT_LINES.localized(exercise=exercise, concept=concept, reasoning=reasoning)
     else:
-        text = (f"💡 {exercise}, hint 2 (the line of reasoning): {hints.reasoning}\n"
-                f"   The next step is the code itself. {_code_tier_text(exercise)}")
+        text = HINT_AGAIN.localized(exercise=exercise, reasoning=reasoning, text=_code_tier_text(exercise))
     return _say(text)
 
 
@@ -102,9 +116,8 @@ def _say(text: str) -> str:
 
 def _code_tier_text(exercise: str) -> str:
     if solutions_dir() is not None:
-        return f"Your course allows it: checks.show_solution({exercise!r}) prints the solution."
-    return ("Try once more from the two hints, or ask your instructor; solutions are switched off in "
-            "this copy of the course.")
+        return CODE_ALLOWED.localized(name=repr(exercise))
+    return CODE_OFF.localized()
 
 
 def solutions_dir() -> Path | None:
@@ -140,12 +153,11 @@ def show_solution(exercise: str) -> str | None:
     hints_of(exercise)
     folder = solutions_dir()
     if folder is None:
-        _say(f"🔒 {exercise}: solutions are switched off in this copy of the course (your instructor "
-             f"can switch them on with {SOLUTIONS_ENV}). checks.hint({exercise!r}) gives the next hint.")
+        _say(SOLUTIONS_OFF.localized(exercise=exercise, variable=SOLUTIONS_ENV, name=repr(exercise)))
         return None
     text = find_solution(exercise, folder) if folder.is_dir() else None
     if text is None or "### BEGIN SOLUTION" not in text:
-        _say(f"🔒 {exercise}: no instructor notebook with this exercise's solution in {folder}")
+        _say(NO_SOLUTION.localized(exercise=exercise, folder=folder))
         return None
     print(text)
     return text

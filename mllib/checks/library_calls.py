@@ -20,8 +20,12 @@ import sys
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
-LIBRARY_CALL_HINT = ("this exercise is about writing that computation yourself; use torch operations, "
-                     "not the course library's finished function")
+from .i18n import message
+
+LIBRARY_CALL_HINT = message("library.hint", "this exercise is about writing that computation yourself; use torch "
+                                            "operations, not the course library's finished function")()
+LIBRARY_CALLS = message("library.calls", "your function calls {names}, the course library's own version of what "
+                                         "this exercise asks you to write")
 
 
 @lru_cache(maxsize=None)
@@ -49,7 +53,7 @@ def _code_of(dotted: str):
 
 def library_call_message(calls: list[str]) -> str:
     names = ", ".join(f"`{c}`" for c in calls)
-    return f"your function calls {names}, the course library's own version of what this exercise asks you to write"
+    return LIBRARY_CALLS(names=names)
 
 
 class CallGuard:

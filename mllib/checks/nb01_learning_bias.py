@@ -9,7 +9,14 @@ import torch
 from .core import Case, CheckResult, _to_tensor, make_cases
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb01.{key}", english) for key, english in {
+    "not_1d": "return a 1-D tensor of degree + 1 coefficients, not a column or a matrix",
+    "count": "a polynomial of degree d has d + 1 coefficients, one per power of x from x**0 to x**d",
+}.items()}
 
 
 def _cases(kind: str) -> list[Case]:
@@ -31,9 +38,9 @@ def _structure(case: Case, got: Any, want: Any) -> str | None:
     if t is None:
         return None
     if t.numel() == want.numel() and t.dim() != 1:
-        return "return a 1-D tensor of degree + 1 coefficients, not a column or a matrix"
+        return SAY["not_1d"]()
     if t.numel() != want.numel():
-        return "a polynomial of degree d has d + 1 coefficients, one per power of x from x**0 to x**d"
+        return SAY["count"]()
     return None
 
 

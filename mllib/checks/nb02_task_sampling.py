@@ -9,7 +9,26 @@ import torch
 from .core import Case, CheckResult, _describe, _to_tensor, make_cases
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb02.{key}", english) for key, english in {
+    "float_labels": "class labels are integers (cross_entropy needs them as torch.long)",
+    "not_pair": "the result should be a pair (support_idx, query_idx)",
+    "not_1d": "{name} should be a 1-D tensor of {size} indices, got {got}",
+    "not_tensor": "{name} should be a tensor of torch.long indices, got a {kind}",
+    "dtype": "{name} has dtype {dtype}; indices must be integers of dtype torch.long",
+    "count": "{name} has {got} indices, expected {want}",
+    "range": "{name} holds {low}..{high}, outside 0..{last}",
+    "shared": "support and query share index(es) {shared}",
+    "twice": "an index appears twice within the support or the query set",
+    "not_reproducible": "two calls with identically seeded generators gave different splits",
+    "not_random": "calls with 9 differently seeded generators chose only {count} distinct support set(s): the "
+                  "split is not random",
+    "independent": "drawing the support and the query indices independently lets them overlap: make one random "
+                   "choice that serves both sets",
+}.items()}
 
 
 def _label_remap_cases(kind: str) -> list[Case]:
@@ -30,7 +49,7 @@ def _label_remap_cases(kind: str) -> list[Case]:
 
 def _label_remap_structure(case: Case, got: Any, want: Any) -> str | None:
     if isinstance(got, torch.Tensor) and got.is_floating_point():
-        return "class labels are integers (cross_entropy needs them as torch.long)"
+        return SAY["float_labels"]()
     return None
 
 
@@ -94,38 +113,37 @@ def _split_compare() -> Callable[[Any, Any], str | None]:
     def compare(got: Any, want: Any) -> str | None:
         n, s, q, state = want
         if not isinstance(got, (tuple, list)) or len(got) != 2:
-            return "the result should be a pair (support_idx, query_idx)"
+            return SAY["not_pair"]()
         parts = []
         for name, value, size in (("support_idx", got[0], s), ("query_idx", got[1], q)):
             t = _to_tensor(value)
             if t is None or t.dim() != 1:
-                return f"{name} should be a 1-D tensor of {size} indices, got {_describe(value)}"
+                return SAY["not_1d"](name=name, size=size, got=_describe(value))
             if not isinstance(value, torch.Tensor):
-                return f"{name} should be a tensor of torch.long indices, got a {type(value).__name__}"
+                return SAY["not_tensor"](name=name, kind=type(value).__name__)
             if t.dtype != torch.long:
-                return f"{name} has dtype {t.dtype}; indices must be integers of dtype torch.long"
+                return SAY["dtype"](name=name, dtype=t.dtype)
             if len(t) != size:
-                return f"{name} has {len(t)} indices, expected {size}"
+                return SAY["count"](name=name, got=len(t), want=size)
             if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
-                return f"{name} holds {int(t.min())}..{int(t.max())}, outside 0..{n - 1}"
+                return SAY["range"](name=name, low=int(t.min()), high=int(t.max()), last=n - 1)
             parts.append(t.long())
         support, query_idx = parts
         both = torch.cat(parts)
         shared = set(support.tolist()) & set(query_idx.tolist())
         if shared:
-            return f"support and query share index(es) {sorted(shared)}"
+            return SAY["shared"](shared=sorted(shared))
         if len(set(both.tolist())) != len(both):
-            return "an index appears twice within the support or the query set"
+            return SAY["twice"]()
         key = (n, s, q, state)
         result = (tuple(support.tolist()), tuple(query_idx.tolist()))
         if key in seen and seen[key] != result:
-            return "two calls with identically seeded generators gave different splits"
+            return SAY["not_reproducible"]()
         seen[key] = result
         if (n, s, q) == (20, 1, 15):
             supports.append(result[0])
             if len(supports) == 10 and len(set(supports)) < 3:
-                return (f"calls with 9 differently seeded generators chose only {len(set(supports))} "
-                        "distinct support set(s): the split is not random")
+                return SAY["not_random"](count=len(set(supports)))
         return None
 
     return compare
@@ -137,8 +155,7 @@ def _split_structure(case: Case, got: Any, want: Any) -> str | None:
     except Exception:  # noqa: BLE001
         return None
     if set(support.tolist()) & set(query_idx.tolist()):
-        return ("drawing the support and the query indices independently lets them overlap: make one "
-                "random choice that serves both sets")
+        return SAY["independent"]()
     return None
 
 

@@ -9,8 +9,22 @@ from torch.func import functional_call
 from .core import Case, CheckResult, _to_tensor, compare_values, make_cases
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
 from .sine_inputs import _sine_task
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb03.{key}", english) for key, english in {
+    "not_dict": "the result should be a dict of adapted parameters, got {kind}",
+    "not_connected": "the adapted parameters are not connected to the starting parameters in the autograd graph, "
+                     "so the outer loop cannot differentiate through your step",
+    "meta_gradient": "the values are right, but the gradient of a query loss through your step with respect to the"
+                     " start differs from second-order MAML's",
+    "new_dict": "return a new dict with one adapted tensor per key of params",
+    "in_graph": "the new values must be computed from params themselves, inside the autograd graph: no "
+                "detaching, no no-grad block, no in-place update",
+    "curve_start": "the curve starts *before* the first step: steps + 1 numbers in all",
+}.items()}
 
 INNER_LOOP_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients",
                         "mllib.sine_experiments.adapt_sine_learner")
@@ -56,25 +70,22 @@ def _step_cases(kind: str) -> list[Case]:
 
 def _step_compare(got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or "adapted" not in got:
-        return f"the result should be a dict of adapted parameters, got {type(got).__name__}"
+        return SAY["not_dict"](kind=type(got).__name__)
     problem = compare_values(got["adapted"], want["adapted"], 1e-6, 1e-9, path="adapted")
     if problem:
         return problem
     if got["meta_gradient"] is None:
-        return ("the adapted parameters are not connected to the starting parameters in the autograd "
-                "graph, so the outer loop cannot differentiate through your step")
+        return SAY["not_connected"]()
     if compare_values(got["meta_gradient"], want["meta_gradient"], 1e-5, 1e-9) is not None:
-        return ("the values are right, but the gradient of a query loss through your step with respect "
-                "to the start differs from second-order MAML's")
+        return SAY["meta_gradient"]()
     return None
 
 
 def _step_structure(case: Case, got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or "adapted" not in got:
-        return "return a new dict with one adapted tensor per key of params"
+        return SAY["new_dict"]()
     if compare_values(got["adapted"], want["adapted"], 1e-6, 1e-9) is None and got["meta_gradient"] is None:
-        return ("the new values must be computed from params themselves, inside the autograd graph: "
-                "no detaching, no no-grad block, no in-place update")
+        return SAY["in_graph"]()
     return None
 
 
@@ -130,7 +141,7 @@ def _curve_structure(case: Case, got: Any, want: Any) -> str | None:
     t = _to_tensor(got)
     steps = case.args[6]
     if t is not None and t.numel() == steps:
-        return "the curve starts *before* the first step: steps + 1 numbers in all"
+        return SAY["curve_start"]()
     return None
 
 

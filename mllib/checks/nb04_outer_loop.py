@@ -12,8 +12,27 @@ from mllib.tasks import SinusoidTasks, TaskBatch
 from .core import Case, CheckResult, _to_tensor, compare_values, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
 from .sine_inputs import _sine_task
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb04.{key}", english) for key, english in {
+    "mg_dict": "return a dict {{name: gradient}} with the keys of params",
+    "reptile_dict": "return a dict with the keys of params",
+    "not_run": "the check could not run your meta-steps",
+    "samples": "your function sampled {samples} meta-batches in {steps} meta-steps, expected one per meta-step",
+    "after_step": "after meta-step {step}, {problem}",
+    "loss_type": "meta-step {step} returned {kind}, expected the meta-loss as a number",
+    "loss_value": "after meta-step {step} the parameters are right but the returned meta-loss is {got}, "
+                  "expected {want} (the mean query MSE after adaptation)",
+    "backward": "the parameters' .grad received {n:g} gradients per meta-step, not one: something inside the "
+                "meta-step called .backward() besides the meta-loss (an inner step written with .backward(), "
+                "such as an sgd_step from notebook 03 that reads p.grad, adds the support gradient to .grad);"
+                " take inner gradients with torch.autograd.grad, which check_sgd_step of notebook 03 now "
+                "demands too",
+    "never_moved": "the parameters never moved: once the meta-gradient is in place the optimiser must take its step",
+}.items()}
 
 META_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.algorithms.meta_gradient",
                   "mllib.algorithms.meta_step", "mllib.algorithms.query_loss_and_metric")
@@ -36,7 +55,7 @@ def _mg_cases(kind: str) -> list[Case]:
 
 def _mg_structure(case: Case, got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or set(got) != set(want):
-        return "return a dict {name: gradient} with the keys of params"
+        return SAY["mg_dict"]()
     return None
 
 
@@ -91,7 +110,7 @@ def _reptile_cases(kind: str) -> list[Case]:
 
 def _reptile_structure(case: Case, got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or set(got) != set(case.args[0]):
-        return "return a dict with the keys of params"
+        return SAY["reptile_dict"]()
     return None
 
 
@@ -192,38 +211,32 @@ def _maml_cases(kind: str) -> list[Case]:
 
 def _maml_compare(got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or "params" not in got:
-        return "the check could not run your meta-steps"
+        return SAY["not_run"]()
     if got["samples"] != want["samples"]:
-        return (f"your function sampled {got['samples']} meta-batches in {META_STEPS} meta-steps, "
-                f"expected one per meta-step")
+        return SAY["samples"](samples=got["samples"], steps=META_STEPS)
     for step in range(META_STEPS):
         problem = compare_values(got["params"][step], want["params"][step], 1e-6, 1e-9, path="params")
         if problem:
-            return f"after meta-step {step + 1}, {problem}"
+            return SAY["after_step"](step=step + 1, problem=problem)
         loss = got["losses"][step]
         if not isinstance(loss, float):
-            return f"meta-step {step + 1} returned {type(loss).__name__}, expected the meta-loss as a number"
+            return SAY["loss_type"](step=step + 1, kind=type(loss).__name__)
         if compare_values(loss, want["losses"][step], 1e-6, 1e-9) is not None:
-            return (f"after meta-step {step + 1} the parameters are right but the returned meta-loss is "
-                    f"{loss:.6g}, expected {want['losses'][step]:.6g} (the mean query MSE after adaptation)")
+            return SAY["loss_value"](step=step + 1, got=f"{loss:.6g}", want=f"{want['losses'][step]:.6g}")
     return None
 
 
-BACKWARD_IN_INNER_STEP = (
-    "the parameters' .grad received {n:g} gradients per meta-step, not one: something inside the meta-step called "
-    ".backward() besides the meta-loss (an inner step written with .backward(), such as an sgd_step from notebook 03 "
-    "that reads p.grad, adds the support gradient to .grad); take inner gradients with torch.autograd.grad, "
-    "which check_sgd_step of notebook 03 now demands too")
+BACKWARD_IN_INNER_STEP = SAY["backward"].english
 
 
 def _maml_structure(case: Case, got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or "params" not in got:
         return None
     if got.get("backward_calls", 1) > 1:
-        return BACKWARD_IN_INNER_STEP.format(n=got["backward_calls"])
+        return SAY["backward"](n=got["backward_calls"])
     start = MetaTraining(lambda *args: 0.0)(*case.args)["params"][0]
     if compare_values(got["params"][0], start, 1e-12, 0.0) is None:
-        return "the parameters never moved: once the meta-gradient is in place the optimiser must take its step"
+        return SAY["never_moved"]()
     return None
 
 

@@ -8,7 +8,16 @@ import torch
 from .core import Case, CheckResult, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb05.{key}", english) for key, english in {
+    "pair": "return a pair (mean, half_width)",
+    "unbalanced": "your answer works only for the special case of classes of equal size: here the classes have "
+                  "different numbers of examples, and each prototype is still the mean of its own class's rows",
+    "transposed": "one row per class: the result is [ways, D], not [D, ways]",
+}.items()}
 
 
 def _ci_cases(kind: str) -> list[Case]:
@@ -28,7 +37,7 @@ def _ci_structure(case: Case, got: Any, want: Any) -> str | None:
         _, half = got
         float(half)
     except (TypeError, ValueError):
-        return "return a pair (mean, half_width)"
+        return SAY["pair"]()
     return None
 
 
@@ -64,8 +73,7 @@ def check_confidence_interval(fn: Callable) -> CheckResult:
     return visible_check(CONFIDENCE_INTERVAL, fn)
 
 
-UNBALANCED_HINT = ("your answer works only for the special case of classes of equal size: here the classes have "
-                   "different numbers of examples, and each prototype is still the mean of its own class's rows")
+UNBALANCED_HINT = SAY["unbalanced"]()
 
 
 def _proto_cases(kind: str) -> list[Case]:
@@ -88,7 +96,7 @@ def _proto_cases(kind: str) -> list[Case]:
 
 def _proto_structure(case: Case, got: Any, want: Any) -> str | None:
     if isinstance(got, torch.Tensor) and got.shape == want.shape[::-1] and got.shape != want.shape:
-        return "one row per class: the result is [ways, D], not [D, ways]"
+        return SAY["transposed"]()
     return None
 
 

@@ -8,8 +8,20 @@ import torch
 from .core import Case, CheckResult, _to_tensor, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
 from .sine_inputs import _sine_task
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb06.{key}", english) for key, english in {
+    "rate_dict": "return a dict with one entry per rate tensor (the keys of rates)",
+    "rate_shape": "every single weight has its own rate, so the gradient has one number per weight: {key} needs"
+                  " shape {shape}",
+    "partial_head": "your answer works only for the special case where head holds every 'head.' name: the head is"
+                    " exactly the list given, whatever the names look like",
+    "anil_dict": "return a dict with every key of params",
+    "keep_body": "keep the body's parameters in the result too (unchanged): the model needs all of them",
+}.items()}
 
 
 def _rate_cases(kind: str) -> list[Case]:
@@ -26,12 +38,11 @@ def _rate_cases(kind: str) -> list[Case]:
 
 def _rate_structure(case: Case, got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or set(got) != set(want):
-        return "return a dict with one entry per rate tensor (the keys of rates)"
+        return SAY["rate_dict"]()
     for key, value in got.items():
         t = _to_tensor(value)
         if t is not None and t.shape != want[key].shape:
-            return ("every single weight has its own rate, so the gradient has one number per weight: "
-                    f"{key!r} needs shape {tuple(want[key].shape)}")
+            return SAY["rate_shape"](key=repr(key), shape=tuple(want[key].shape))
     return None
 
 
@@ -77,8 +88,7 @@ def check_metasgd_rate_gradient(fn: Callable) -> CheckResult:
     return visible_check(METASGD_RATE_GRADIENT, fn)
 
 
-PARTIAL_HEAD_HINT = ("your answer works only for the special case where head holds every 'head.' name: the head "
-                     "is exactly the list given, whatever the names look like")
+PARTIAL_HEAD_HINT = SAY["partial_head"]()
 
 
 def _anil_cases(kind: str) -> list[Case]:
@@ -99,9 +109,9 @@ def _anil_cases(kind: str) -> list[Case]:
 def _anil_structure(case: Case, got: Any, want: Any) -> str | None:
     params, grads, lr, head = case.args
     if not isinstance(got, dict):
-        return "return a dict with every key of params"
+        return SAY["anil_dict"]()
     if set(got) == set(head):
-        return "keep the body's parameters in the result too (unchanged): the model needs all of them"
+        return SAY["keep_body"]()
     return None
 
 

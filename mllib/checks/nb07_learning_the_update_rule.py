@@ -8,7 +8,15 @@ import torch
 from .core import Case, CheckResult, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb07.{key}", english) for key, english in {
+    "per_coordinate": "return one number per coordinate: a tensor of shape [{size}]",
+    "not_tensor": "return a tensor [Q, d_v]: one mixture of the values per query",
+    "shape": "the result should have shape [Q, d_v] = {want}, got {got}",
+}.items()}
 
 
 def _update_cases(kind: str) -> list[Case]:
@@ -29,7 +37,7 @@ def _update_structure(case: Case, got: Any, want: Any) -> str | None:
     try:
         torch.as_tensor(got).double().reshape(want.shape)
     except (TypeError, ValueError, RuntimeError):
-        return f"return one number per coordinate: a tensor of shape [{len(case.args[1])}]"
+        return SAY["per_coordinate"](size=len(case.args[1]))
     return None
 
 
@@ -81,9 +89,9 @@ def _attention_structure(case: Case, got: Any, want: Any) -> str | None:
     try:
         got = torch.as_tensor(got)
     except (TypeError, ValueError, RuntimeError):
-        return "return a tensor [Q, d_v]: one mixture of the values per query"
+        return SAY["not_tensor"]()
     if got.shape != want.shape:
-        return f"the result should have shape [Q, d_v] = {list(want.shape)}, got {list(got.shape)}"
+        return SAY["shape"](want=list(want.shape), got=list(got.shape))
     return None
 
 

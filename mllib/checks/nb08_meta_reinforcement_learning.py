@@ -8,7 +8,13 @@ import torch
 from .core import Case, CheckResult, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb08.{key}", english) for key, english in {
+    "policy_dict": "return a dict with every key of params, each holding its adapted tensor",
+}.items()}
 
 
 def _loss_cases(kind: str) -> list[Case]:
@@ -113,7 +119,7 @@ def _policy_cases(kind: str) -> list[Case]:
 
 def _policy_structure(case: Case, got: Any, want: Any) -> str | None:
     if not isinstance(got, dict) or set(got) != {"adapted", "meta_gradient"}:
-        return "return a dict with every key of params, each holding its adapted tensor"
+        return SAY["policy_dict"]()
     return None
 
 

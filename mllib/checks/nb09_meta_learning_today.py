@@ -11,7 +11,13 @@ import torch
 from .core import Case, CheckResult, make_cases, random_tensor
 from .exercise import VISIBLE, ExerciseSpec, register, visible_check
 from .hints import Hints
+from .i18n import message
 from .properties import Properties, declare
+
+# what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"nb09.{key}", english) for key, english in {
+    "per_target": "that is one negative log-likelihood per target: the loss is their mean, one number",
+}.items()}
 
 
 def _nll_cases(kind: str) -> list[Case]:
@@ -33,7 +39,7 @@ def _nll_cases(kind: str) -> list[Case]:
 
 def _nll_structure(case: Case, got: Any, want: Any) -> str | None:
     if isinstance(got, torch.Tensor) and got.numel() > 1 and got.shape == case.args[0].shape:
-        return "that is one negative log-likelihood per target: the loss is their mean, one number"
+        return SAY["per_target"]()
     return None
 
 

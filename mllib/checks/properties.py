@@ -32,29 +32,64 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from .i18n import message
+
 # --------------------------------------------------------------------------- the hints, one per property
-INPUT_CHANGED = ("your function changed its input: compute new tensors (x - y, not x -= y, x.sub_(y) or "
-                 "x.data = ..., also not under torch.no_grad()) and leave every argument as it was given; "
-                 "the caller still needs it")
-DICT_CHANGED = ("your function changed its input: it put other tensors into a dict (or list) it was given; "
-                "build a new dict and return that, the caller's own must keep its tensors")
-RETURNED_INPUT = ("your function returned its input: build and return a new dict (or list), since the caller "
-                  "keeps using the one it passed in")
-GRAD_LEFT = ("your function left gradients in .grad of its inputs (a .backward() call does that, and later "
-             "calls add to them); take gradients with torch.autograd.grad, which returns them and leaves the "
-             "inputs clean")
-GENERATOR_UNUSED = ("your function never drew from the generator it was given: draw every random number with "
-                    "generator=<that generator>, so the same seed gives the same result")
-GLOBAL_RANDOM = ("your function drew from a global random generator: draw only with the generator it was "
-                 "given (generator=...), never with torch's, NumPy's or Python's global one")
-UNEXPECTED_RANDOM = ("your function drew random numbers, but this exercise has one right answer and needs no "
-                     "randomness: compute it from the inputs alone")
-NOT_A_TENSOR = ("the result has the wrong type: return torch tensors where the exercise asks for them (no "
-                "Python lists or numbers, no NumPy arrays), so the code that uses the result can compute with it")
-WRONG_DTYPE = ("the result has the wrong dtype: labels and indices are torch.long (what indexing and "
-               "cross_entropy expect), and floating results keep the dtype of the inputs")
-NO_GRADIENT = ("the loss has no gradient: keep it a tensor computed from its inputs inside the autograd graph "
-               "(no .item(), float(), .detach() or torch.no_grad()), since training calls .backward() on it")
+def _hint(key: str, english: str) -> str:
+    """The hint of one property, in English (a :class:`~mllib.checks.i18n.Text`; other languages: ``i18n``)."""
+    return message(f"properties.{key}", english)()
+
+
+INPUT_CHANGED = _hint("input_changed", (
+    "your function changed its input: compute new tensors (x - y, not x -= y, x.sub_(y) or x.data = ..., "
+    "also not under torch.no_grad()) and leave every argument as it was given; the caller still needs it"))
+DICT_CHANGED = _hint("dict_changed", (
+    "your function changed its input: it put other tensors into a dict (or list) it was given; build a "
+    "new dict and return that, the caller's own must keep its tensors"))
+RETURNED_INPUT = _hint("returned_input", (
+    "your function returned its input: build and return a new dict (or list), since the caller keeps "
+    "using the one it passed in"))
+GRAD_LEFT = _hint("grad_left", (
+    "your function left gradients in .grad of its inputs (a .backward() call does that, and later calls "
+    "add to them); take gradients with torch.autograd.grad, which returns them and leaves the inputs "
+    "clean"))
+GENERATOR_UNUSED = _hint("generator_unused", (
+    "your function never drew from the generator it was given: draw every random number with "
+    "generator=<that generator>, so the same seed gives the same result"))
+GLOBAL_RANDOM = _hint("global_random", (
+    "your function drew from a global random generator: draw only with the generator it was given "
+    "(generator=...), never with torch's, NumPy's or Python's global one"))
+UNEXPECTED_RANDOM = _hint("unexpected_random", (
+    "your function drew random numbers, but this exercise has one right answer and needs no randomness: "
+    "compute it from the inputs alone"))
+NOT_A_TENSOR = _hint("not_a_tensor", (
+    "the result has the wrong type: return torch tensors where the exercise asks for them (no Python "
+    "lists or numbers, no NumPy arrays), so the code that uses the result can compute with it"))
+WRONG_DTYPE = _hint("wrong_dtype", (
+    "the result has the wrong dtype: labels and indices are torch.long (what indexing and cross_entropy "
+    "expect), and floating results keep the dtype of the inputs"))
+NO_GRADIENT = _hint("no_gradient", (
+    "the loss has no gradient: keep it a tensor computed from its inputs inside the autograd graph (no "
+    ".item(), float(), .detach() or torch.no_grad()), since training calls .backward() on it"))
+_PROBLEM = {key: message(f"properties.problem.{key}", english) for key, english in {
+    "changed": "your function changed its input {path} in place",
+    "grad_left": "your function left gradients in {path}.grad",
+    "container": "your function changed the {kind} {path} it was given (its entries are not the tensors it held)",
+    "returned": "your function returned its input {path} itself, not a new {kind}",
+    "in_place": "your function tried to change an input in place ({error})",
+    "global": "your function drew from {detail}",
+    "unused": "your function never drew from the generator it was given",
+    "loss_type": "the loss is a {kind}, not a tensor with a gradient",
+    "detached": "the loss has no gradient with respect to {name} (it is detached from the graph)",
+    "no_gradient": "the loss has no gradient with respect to {name}",
+    "not_tensor": "{path} is a {kind}, expected a torch tensor",
+    "dtype": "{path} has dtype {got}, expected {want}",
+}.items()}
+_GLOBAL = {key: message(f"properties.global.{key}", english) for key, english in {
+    "torch": "torch's global generator (torch.rand..., torch.randperm... without generator=)",
+    "numpy": "NumPy's global generator (np.random...)",
+    "python": "Python's global generator (the random module)",
+}.items()}
 
 
 class PropertyViolation(Exception):
@@ -135,17 +170,17 @@ class _Snapshot:
         for path, tensor, before, had_no_grad in self.tensors:
             now = tensor.detach()
             if now.shape != before.shape or now.dtype != before.dtype or not _same_values(now, before):
-                return PropertyViolation(f"your function changed its input {path} in place", INPUT_CHANGED)
+                return PropertyViolation(_PROBLEM["changed"](path=path), INPUT_CHANGED)
             if had_no_grad and tensor.grad is not None:
-                return PropertyViolation(f"your function left gradients in {path}.grad", GRAD_LEFT)
+                return PropertyViolation(_PROBLEM["grad_left"](path=path), GRAD_LEFT)
         for path, container, before in self.containers:
             if _contents(container) != before:
-                return PropertyViolation(f"your function changed the {type(container).__name__} {path} it was "
-                                         f"given (its entries are not the tensors it held)", DICT_CHANGED)
+                return PropertyViolation(_PROBLEM["container"](kind=type(container).__name__, path=path),
+                                         DICT_CHANGED)
         for path, container, _ in self.containers:
             if result is container:
-                return PropertyViolation(f"your function returned its input {path} itself, not a new "
-                                         f"{type(container).__name__}", RETURNED_INPUT)
+                return PropertyViolation(_PROBLEM["returned"](path=path, kind=type(container).__name__),
+                                         RETURNED_INPUT)
         return None
 
 
@@ -176,12 +211,12 @@ def _global_draw(before: tuple) -> str | None:
     """The name of the global generator that drew since ``before``, or None."""
     torch_state, numpy_state, python_state = before
     if not torch.equal(torch.get_rng_state(), torch_state):
-        return "torch's global generator (torch.rand..., torch.randperm... without generator=)"
+        return _GLOBAL["torch"]()
     keys, *rest = _numpy_state()
     if not np.array_equal(keys, numpy_state[0]) or tuple(rest) != tuple(numpy_state[1:]):
-        return "NumPy's global generator (np.random...)"
+        return _GLOBAL["numpy"]()
     if random.getstate() != python_state:
-        return "Python's global generator (the random module)"
+        return _GLOBAL["python"]()
     return None
 
 
@@ -212,7 +247,7 @@ class Watched:
             result = self.fn(*args, **kwargs)
         except RuntimeError as err:
             if "in-place operation" in str(err):   # autograd refused to change an input in place
-                raise PropertyViolation(f"your function tried to change an input in place ({err})", INPUT_CHANGED) \
+                raise PropertyViolation(_PROBLEM["in_place"](error=err), INPUT_CHANGED) \
                     from err
             raise
         problem = snapshot.violation(result)
@@ -239,26 +274,25 @@ def _argument_names(fn: Callable, count: int) -> list[str] | None:
 def _random_violation(props: Properties, generators: list, globals_before: tuple) -> PropertyViolation | None:
     drawn = _global_draw(globals_before)
     if drawn is not None:
-        return PropertyViolation(f"your function drew from {drawn}",
+        return PropertyViolation(_PROBLEM["global"](detail=drawn),
                                  GLOBAL_RANDOM if props.random else UNEXPECTED_RANDOM)
     if props.random:
         for _, generator, before in generators:
             if torch.equal(generator.get_state(), before):
-                return PropertyViolation("your function never drew from the generator it was given",
+                return PropertyViolation(_PROBLEM["unused"](),
                                          GENERATOR_UNUSED)
     return None
 
 
 def _loss_violation(result: Any, leaf: torch.Tensor, name: str) -> PropertyViolation | None:
     if not isinstance(result, torch.Tensor):
-        return PropertyViolation(f"the loss is a {type(result).__name__}, not a tensor with a gradient", NO_GRADIENT)
+        return PropertyViolation(_PROBLEM["loss_type"](kind=type(result).__name__), NO_GRADIENT)
     if not result.requires_grad:
-        return PropertyViolation(f"the loss has no gradient with respect to {name} (it is detached from the "
-                                 f"graph)", NO_GRADIENT)
+        return PropertyViolation(_PROBLEM["detached"](name=name), NO_GRADIENT)
     if result.numel() == 1:
         (grad,) = torch.autograd.grad(result.sum(), [leaf], allow_unused=True, retain_graph=True)
         if grad is None:
-            return PropertyViolation(f"the loss has no gradient with respect to {name}", NO_GRADIENT)
+            return PropertyViolation(_PROBLEM["no_gradient"](name=name), NO_GRADIENT)
     return None
 
 
@@ -268,9 +302,9 @@ def type_violation(got: Any, want: Any, path: str = "result") -> PropertyViolati
     another dtype in ``got`` (dicts, lists and tuples compared item by item), else None."""
     if isinstance(want, torch.Tensor):
         if not isinstance(got, torch.Tensor):
-            return PropertyViolation(f"{path} is a {type(got).__name__}, expected a torch tensor", NOT_A_TENSOR)
+            return PropertyViolation(_PROBLEM["not_tensor"](path=path, kind=type(got).__name__), NOT_A_TENSOR)
         if got.dtype != want.dtype:
-            return PropertyViolation(f"{path} has dtype {got.dtype}, expected {want.dtype}", WRONG_DTYPE)
+            return PropertyViolation(_PROBLEM["dtype"](path=path, got=got.dtype, want=want.dtype), WRONG_DTYPE)
         return None
     if isinstance(want, dict) and isinstance(got, dict):
         for key in want:
