@@ -63,6 +63,11 @@ def test_every_english_text_of_the_checks_has_a_current_chinese_entry():
         assert {f"mistakes.{mid}" for mid in SPECS[name].mistakes} <= set(fields)
 
 
+def test_the_freshness_command_says_fresh_or_lists_the_problems(capsys):
+    from mllib.checks.i18n.__main__ import main
+    assert main(["zh"]) == 0 and capsys.readouterr().out == "mllib/checks/i18n/zh.json: fresh\n"
+
+
 def test_the_catalogue_keeps_the_course_s_fingerprint_rule_and_translates_into_chinese():
     assert i18n.fingerprint("内循环 inner loop") == fingerprint("内循环 inner loop")
     stored = json.loads(CATALOGUE.read_text(encoding="utf-8"))

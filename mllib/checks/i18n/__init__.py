@@ -18,7 +18,8 @@ the English stays where it is written (the checks' modules), so there is no seco
 Each entry carries the **fingerprint** of the English text it translates
 (:func:`mllib.course.translation.fingerprint`, the same rule as the notebooks' translations). A stale
 entry (the English changed since) is not used: the learner reads the current English instead, and
-:func:`stale_entries` (``tests/test_checks_language.py``) lists it, with every missing and orphaned entry.
+:func:`stale_entries` (``tests/test_checks_language.py``, ``python -m mllib.checks.i18n``) lists it, with
+every missing and orphaned entry.
 
 The language: :func:`set_language` (``mllib.checks.set_language("zh")``), else the environment variable
 ``MLLIB_LANG`` (``zh``, ``zh_CN.UTF-8`` ... select Chinese), else English.
@@ -222,7 +223,9 @@ def english_texts() -> dict[str, dict]:
 def stale_entries(lang: str = "zh", stored: dict | None = None) -> list[str]:
     """One line per problem of ``lang``'s catalogue (``stored``: one given instead of the file): an English
     text without a translation, a translation of an English text that changed (fingerprints differ), an
-    entry whose text no longer exists, a template whose fields differ from the English's. Empty: fresh."""
+    entry whose text no longer exists, a template whose fields differ from the English's. Empty: fresh.
+    Import ``mllib.checks.assignments`` first (``python -m mllib.checks.i18n`` does), or the assignments'
+    entries count as texts that no longer exist."""
     stored = catalogue(lang) if stored is None else stored
     problems = []
     for section, key, english, entry in _pairs(english_texts(), stored):
