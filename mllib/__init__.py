@@ -34,7 +34,8 @@ Taught extensions (what the notebooks build on the core):
 * ``rl``: meta-reinforcement learning on point navigation (notebook 08).
 * ``compare``, ``relative_error``, ``per_task``: comparisons with their uncertainty, regression errors on
   the task family's scale, per-task comparisons of heavy-tailed errors.
-* ``plots``, ``diagnostics``: learning curves on given axes; finite differences and graph memory.
+* ``plots``, ``figure_text``, ``diagnostics``: learning curves on given axes; figure text in the
+  reader's language (one dictionary of labels, applied when drawn); finite differences and graph memory.
 
 Infrastructure (what every run stands on):
 
