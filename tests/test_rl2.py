@@ -121,6 +121,7 @@ def test_train_rl2_steps_and_logs():
 
 @pytest.mark.parametrize("call, words", [
     (lambda p: rollout_trials(p, ENV, _goals(2).float(), 1, 0), "episodes must be an integer >= 1"),
+    (lambda p: rollout_trials(p, ENV, _goals(2), 1, 1), "goals must have the policy's dtype"),
     (lambda p: rollout_trials(p, ENV, _goals(2).float(), 1, 2, noise=torch.zeros(2, 1, 2, 5)),
      "noise must be [tasks, trials, episodes, horizon, 2]"),
     (lambda p: trial_loss(p, rollout_trials(p, ENV, _goals(2).float(), 1, 2)), "needs trials >= 2"),

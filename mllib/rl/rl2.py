@@ -112,6 +112,8 @@ def rollout_trials(policy: RecurrentGaussianPolicy, env: PointNavigation, goals:
     check_int("trials", trials, 1)
     check_int("episodes", episodes, 1)
     tasks, horizon, dtype = goals.shape[0], env.horizon, next(policy.parameters()).dtype
+    if goals.dtype != dtype:
+        raise ValueError(f"goals must have the policy's dtype {dtype}, got {goals.dtype} (convert one of them)")
     shape = (tasks, trials, episodes, horizon, 2)
     if noise is None:
         noise = torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
