@@ -48,7 +48,9 @@ def ci_population_sd():
 
 
 def _chinese(text: str) -> bool:
-    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+    """Chinese words, or at least Chinese punctuation (a frame such as ``✅ {exercise}：{text}``)."""
+    return any("\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
+               for ch in text)
 
 
 def test_every_english_text_of_the_checks_has_a_current_chinese_entry():
@@ -163,3 +165,14 @@ def test_the_catalogue_ships_in_the_wheel():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert '"checks/i18n/*.json"' in pyproject
     assert "mllib/checks/i18n/zh.json" in (ROOT / "scripts" / "check_wheel.sh").read_text(encoding="utf-8")
+
+
+def test_the_assignments_verdicts_speak_chinese_too(capsys):
+    checks.set_language("zh")
+    assignments.check_accuracy_band("A2", torch.full((100,), 0.7), 0.5)
+    assert capsys.readouterr().out == "✅ A2：70.0% ± 0.0（100个测试任务），在区间[50%, 100%]之内\n"
+    assignments.check_rescored_runs({}, None)
+    assert capsys.readouterr().out == "❌ ablation_run（隐藏测试）：没有可以重新打分的结果\n"
+    checks.set_language("en")
+    assignments.check_accuracy_band("A2", torch.full((100,), 0.7), 0.5)
+    assert capsys.readouterr().out == "✅ A2: 70.0% ± 0.0 on 100 test tasks, inside the band [50%, 100%]\n"

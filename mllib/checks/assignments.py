@@ -33,9 +33,94 @@ from torch import nn
 
 from .core import (ERROR, FAILED, NOT_IMPLEMENTED, PASSED, TODO_LINE, Case, CheckResult, _finish, _where,
                    make_cases, random_tensor)
-from .exercise import HIDDEN, VISIBLE, ExerciseSpec, decode, hidden_check, visible_check
+from .exercise import HIDDEN, HIDDEN_NAME, VISIBLE, ExerciseSpec, decode, hidden_check, visible_check
 from .hints import Hints, hint, register_hints, show_solution
+from .i18n import message
 from .properties import Properties, declare
+
+# what the assignments' checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
+SAY = {key: message(f"assignments.{key}", english) for key, english in {
+    "verdict": "❌ {exercise}: {problem}\n   Hint: {hint}",
+    "done": "✅ {exercise}: {text}",
+    "unbalanced": "your answer works only when every class has the same number of support examples: here they"
+                  " differ, and each prototype is still the mean of its own class's embeddings",
+    "unbalanced_attention": "your answer works only when every class has the same number of support examples: here they"
+                            " differ, and each class's probability is the attention mass on its own examples",
+    "minus": "the logits are MINUS the squared distances: the nearest prototype must get the largest "
+             "logit",
+    "squared": "use the squared Euclidean distance (no square root)",
+    "rows": "one row per query: the result is [Q, ways], not [ways, Q]",
+    "not_module": "ConvEmbedding({filters}) should build an nn.Module, got {kind}",
+    "count": "ConvEmbedding({filters}) has {count} parameters; 4 blocks of [3x3 conv ({filters} filters,"
+             " padding 1), batch norm, ReLU, 2x2 max-pool] have {expected}",
+    "norms": "ConvEmbedding({filters}) holds {norms} BatchNorm2d layers, expected one per block (4)",
+    "forward_type": "the forward pass returned a {kind}, expected a tensor",
+    "embedding_shape": "images [6, 1, 28, 28] give embeddings of shape {shape}, expected (6, {filters})",
+    "images_in_place": "the forward pass changed its input images in place",
+    "embedding_dtype": "the embeddings should be finite float32, got {dtype}",
+    "no_gradient": "some parameters get no gradient from the embeddings: every block must be used in forward",
+    "sum_to_one": "your probabilities sum to 1 but differ: scale the scores by 1/sqrt(d) and give class c the"
+                  " attention mass of the support examples labelled c (the log of it, plus 1e-6)",
+    "not_log": "return the log of the class probabilities (plus 1e-6), not the probabilities themselves",
+    "class_not_module": "the class should build an nn.Module, got {kind}",
+    "logits_type": "the forward pass returned a {kind}, expected a tensor of logits",
+    "logits_shape": "a {ways}-way {shots}-shot task with {queries} queries gives logits of shape {shape}, "
+                    "expected ({queries}, {ways})",
+    "inputs_in_place": "the forward pass changed its inputs in place",
+    "logits_dtype": "the logits should be finite float32, got {dtype}",
+    "weights_changed": "the forward pass changed the parameter {name}: a black-box learner learns in its "
+                       "activations, with no update of its weights at test time",
+    "labels_ignored": "the logits do not change when the support labels change: the learner must read the support"
+                      " labels as inputs (that is all it knows of this task)",
+    "logits_no_gradient": "the logits have no gradient with respect to the parameters: keep them in the autograd "
+                          "graph",
+    "band_type": "expected a 1-D tensor of per-task accuracies, got {kind}",
+    "band_type_hint": "evaluate every test task and return their accuracies as one tensor",
+    "band_tasks": "{n} test tasks scored, the assignment fixes {tasks}",
+    "band_tasks_hint": "score the notebook's fixed test tasks, all of them",
+    "band_fractions": "accuracies must be fractions in [0, 1]",
+    "band_fractions_hint": "the accuracy of a task is the fraction of its queries labelled right",
+    "band_inside": "{mean}% ± {half} on {n} test tasks, inside the band [{low}%, {high}%]",
+    "band_outside": "{mean}% ± {half} on {n} test tasks, outside the band [{low}%, {high}%]",
+    "band_outside_hint": "check each part with its own check first; then the training loop (optimizer step, zeroed "
+                         "gradients, train/eval mode of batch norm)",
+    "run_raised": "the training run raised {error}{line}",
+    "run_raised_hint": "run each part's own check first",
+    "ablation_type": "run_ablation should return a dict, got {kind}",
+    "ablation_keys": "the results have keys {keys}, expected one per variant: {variants}",
+    "ablation_row": "results[{name}] should be a dict with accuracy, ci95, per_task, cpu_seconds and run, got "
+                    "{got}",
+    "ablation_per_task": "results[{name}]['per_task'] should be a tensor [{tasks}] (one accuracy per test task)",
+    "ablation_accuracy": "results[{name}]['accuracy'] is {got}, but its per-task mean is {mean}",
+    "ablation_ci": "results[{name}]['ci95'] is {got}, but 1.96 sd / sqrt(n) of its per-task accuracies is "
+                   "{half}",
+    "ablation_cpu": "results[{name}]['cpu_seconds'] should be the positive CPU time of the training run",
+    "ablation_steps": "results[{name}]['run'] trained {trained} meta-steps, expected {steps}",
+    "ablation_raised": "run_ablation raised {error}{line}",
+    "ablation_raised_hint": "run one variant alone first and read its message",
+    "ablation_hint": "every number you report must come from the run it names; compute accuracy and interval "
+                     "from the per-task accuracies",
+    "ablation_done": "{runs} runs of {steps} meta-steps, each scored on {tasks} test tasks",
+    "rescore_none": "no results to re-score",
+    "rescore_differs": "re-scoring the model of {variant} on the test tasks gives a mean of {got}, not the "
+                       "reported {reported}",
+    "rescore_hint": "score each trained model on the fixed test tasks with its own inner steps",
+    "rescore_done": "{runs} runs re-scored, the same per-task accuracies",
+    "answers_no_runs": "there are no runs to read the answers from",
+    "answers_no_runs_hint": "finish run_ablation first (its check must pass)",
+    "answers_raised": "fill_answers raised {error}",
+    "answers_raised_hint": "return a dict of plain numbers and one word",
+    "answers_keys": "the answers should be a dict with keys {keys}, got {got}",
+    "answers_keys_hint": "fill every key, nothing else",
+    "answers_number": "{key} should be a number, got {got}",
+    "answers_number_hint": "type the number your runs gave (a fraction, not a percentage)",
+    "answers_mismatch": "{key} = {got} does not match your runs",
+    "answers_mismatch_hint": "read it again from the results table (accuracies as fractions, within {accuracy}; the time"
+                             " ratio within {ratio}%; the verdict from paired_verdict)",
+    "answers_done": "all {n} answers match the runs",
+}.items()}
+VERDICT, DONE = SAY["verdict"], SAY["done"]
+NO_HINT = message("assignments.verdict_no_hint", "❌ {exercise}: {problem}")
 
 ASSIGNMENTS: dict[str, ExerciseSpec] = {}
 
@@ -74,8 +159,7 @@ def _counts_label(counts: tuple[int, ...]) -> str:
     return f"classes of {', '.join(map(str, counts))} support examples" if len(set(counts)) > 1 else ""
 
 
-UNBALANCED = ("your answer works only when every class has the same number of support examples: here they "
-              "differ, and each prototype is still the mean of its own class's embeddings")
+UNBALANCED = SAY["unbalanced"]()
 
 # (class counts, queries, feature dim, dtype)
 _LOGIT_SHAPES = {
@@ -104,11 +188,11 @@ def _proto_logit_cases(kind: str) -> list[Case]:
 def _logit_structure(case: Case, got: Any, want: Any) -> str | None:
     if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape:
         if torch.allclose(got.double(), -want.double(), rtol=1e-4, atol=1e-6):
-            return "the logits are MINUS the squared distances: the nearest prototype must get the largest logit"
+            return SAY["minus"]()
         if torch.allclose(got.double() ** 2, want.double(), rtol=1e-4, atol=1e-6):
-            return "use the squared Euclidean distance (no square root)"
+            return SAY["squared"]()
     if isinstance(got, torch.Tensor) and got.shape == want.shape[::-1] and got.shape != want.shape:
-        return "one row per query: the result is [Q, ways], not [ways, Q]"
+        return SAY["rows"]()
     return None
 
 
@@ -220,32 +304,31 @@ def _embedding_compare(got: Any, want: dict) -> str | None:
     """A module of 4 conv blocks whose output is ``[N, filters]``, with a gradient to every parameter."""
     filters = want["filters"]
     if not isinstance(got, nn.Module):
-        return f"ConvEmbedding({filters}) should build an nn.Module, got {type(got).__name__}"
+        return SAY["not_module"](filters=filters, kind=type(got).__name__)
     count = sum(p.numel() for p in got.parameters())
     expected = _embedding_count(filters)
     if count != expected:
-        return (f"ConvEmbedding({filters}) has {count} parameters; 4 blocks of [3x3 conv ({filters} filters, "
-                f"padding 1), batch norm, ReLU, 2x2 max-pool] have {expected}")
+        return SAY["count"](filters=filters, count=count, expected=expected)
     norms = sum(isinstance(m, nn.BatchNorm2d) for m in got.modules())
     if norms != 4:
-        return f"ConvEmbedding({filters}) holds {norms} BatchNorm2d layers, expected one per block (4)"
+        return SAY["norms"](filters=filters, norms=norms)
     gen = torch.Generator().manual_seed(filters)
     images = torch.rand(6, 1, 28, 28, generator=gen)
     before = images.clone()
     got.train()
     out = got(images)
     if not isinstance(out, torch.Tensor):
-        return f"the forward pass returned a {type(out).__name__}, expected a tensor"
+        return SAY["forward_type"](kind=type(out).__name__)
     if tuple(out.shape) != (6, filters):
-        return f"images [6, 1, 28, 28] give embeddings of shape {tuple(out.shape)}, expected (6, {filters})"
+        return SAY["embedding_shape"](shape=tuple(out.shape), filters=filters)
     if not torch.equal(images, before):
-        return "the forward pass changed its input images in place"
+        return SAY["images_in_place"]()
     if out.dtype != torch.float32 or not torch.isfinite(out).all():
-        return f"the embeddings should be finite float32, got {out.dtype}"
+        return SAY["embedding_dtype"](dtype=out.dtype)
     params = [p for p in got.parameters()]
     grads = torch.autograd.grad(out.square().sum(), params, allow_unused=True)
     if any(g is None for g in grads):
-        return "some parameters get no gradient from the embeddings: every block must be used in forward"
+        return SAY["no_gradient"]()
     return None
 
 
@@ -287,9 +370,7 @@ def _attention_cases(kind: str) -> list[Case]:
         keys = random_tensor(gen, len(labels), dim)
         query = random_tensor(gen, queries, dim)
         return Case((query, keys, labels, len(counts)), label=_counts_label(counts),
-                    hint=UNBALANCED.replace("each prototype is still the mean of its own class's embeddings",
-                                            "each class's probability is the attention mass on its own examples")
-                    if len(set(counts)) > 1 else "")
+                    hint=SAY["unbalanced_attention"]() if len(set(counts)) > 1 else "")
 
     return make_cases(2101 if kind == VISIBLE else 2191, len(shapes), case)
 
@@ -298,11 +379,10 @@ def _attention_structure(case: Case, got: Any, want: Any) -> str | None:
     if isinstance(got, torch.Tensor) and got.shape == want.shape:
         probs = got.double().exp()
         if torch.allclose(probs.sum(-1), torch.ones_like(probs.sum(-1)), atol=1e-4):
-            return ("your probabilities sum to 1 but differ: scale the scores by 1/sqrt(d) and give class c the "
-                    "attention mass of the support examples labelled c (the log of it, plus 1e-6)")
+            return SAY["sum_to_one"]()
         if torch.allclose(got.double().softmax(-1).sum(-1), torch.ones_like(probs.sum(-1))) and \
                 torch.allclose(got.double().sum(-1), torch.ones_like(probs.sum(-1)), atol=1e-4):
-            return "return the log of the class probabilities (plus 1e-6), not the probabilities themselves"
+            return SAY["not_log"]()
     return None
 
 
@@ -356,33 +436,30 @@ def _learner_compare(got: Any, want: dict) -> str | None:
     _, task = want
     ways, shots, queries = task["ways"], task["shots"], task["queries"]
     if not isinstance(got, nn.Module):
-        return f"the class should build an nn.Module, got {type(got).__name__}"
+        return SAY["class_not_module"](kind=type(got).__name__)
     support_x, support_y, query_x = _episode(ways, shots, queries, seed=ways * 100 + shots)
     inputs = [t.clone() for t in (support_x, support_y, query_x)]
     state = {k: v.detach().clone() for k, v in got.state_dict().items() if v.is_floating_point()}
     got.train()
     out = got(support_x, support_y, query_x)
     if not isinstance(out, torch.Tensor):
-        return f"the forward pass returned a {type(out).__name__}, expected a tensor of logits"
+        return SAY["logits_type"](kind=type(out).__name__)
     if tuple(out.shape) != (queries, ways):
-        return (f"a {ways}-way {shots}-shot task with {queries} queries gives logits of shape {tuple(out.shape)}, "
-                f"expected ({queries}, {ways})")
+        return SAY["logits_shape"](ways=ways, shots=shots, queries=queries, shape=tuple(out.shape))
     if not all(torch.equal(a, b) for a, b in zip(inputs, (support_x, support_y, query_x))):
-        return "the forward pass changed its inputs in place"
+        return SAY["inputs_in_place"]()
     if out.dtype != torch.float32 or not torch.isfinite(out).all():
-        return f"the logits should be finite float32, got {out.dtype}"
+        return SAY["logits_dtype"](dtype=out.dtype)
     changed = [k for k, v in got.state_dict().items() if k in state and "running" not in k and not torch.equal(v, state[k])]
     if changed:
-        return (f"the forward pass changed the parameter {changed[0]}: a black-box learner learns in its "
-                f"activations, with no update of its weights at test time")
+        return SAY["weights_changed"](name=changed[0])
     shift = torch.roll(torch.arange(ways), 1)            # relabel every class c as c + 1 (mod ways)
     relabelled = got(support_x, shift[support_y], query_x)
     if torch.allclose(relabelled, out, atol=1e-6):
-        return ("the logits do not change when the support labels change: the learner must read the support "
-                "labels as inputs (that is all it knows of this task)")
+        return SAY["labels_ignored"]()
     grads = torch.autograd.grad(out.log_softmax(-1)[:, 0].sum(), [p for p in got.parameters()], allow_unused=True)
     if all(g is None or not g.abs().sum() for g in grads):
-        return "the logits have no gradient with respect to the parameters: keep them in the autograd graph"
+        return SAY["logits_no_gradient"]()
     return None
 
 
@@ -477,24 +554,20 @@ def check_accuracy_band(name: str, accuracies: Any, low: float, high: float = 1.
     ``[low, high]``. The verdict names the mean and its 95% interval; too few tasks, values outside
     [0, 1] or a non-tensor fail with one line saying so."""
     if not isinstance(accuracies, torch.Tensor) or accuracies.dim() != 1:
-        return _verdict(name, ERROR, f"❌ {name}: expected a 1-D tensor of per-task accuracies, got "
-                                     f"{type(accuracies).__name__}\n   Hint: evaluate every test task and "
-                                     f"return their accuracies as one tensor", 0)
+        return _verdict(name, ERROR, VERDICT(exercise=name, problem=SAY["band_type"](kind=type(accuracies).__name__), hint=SAY["band_type_hint"]()), 0)
     values = accuracies.detach().double()
     if len(values) != tasks:
-        return _verdict(name, FAILED, f"❌ {name}: {len(values)} test tasks scored, the assignment fixes "
-                                      f"{tasks}\n   Hint: score the notebook's fixed test tasks, all of them", 0)
+        return _verdict(name, FAILED, VERDICT(exercise=name, problem=SAY["band_tasks"](n=len(values), tasks=tasks), hint=SAY["band_tasks_hint"]()), 0)
     if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-        return _verdict(name, FAILED, f"❌ {name}: accuracies must be fractions in [0, 1]\n"
-                                      f"   Hint: the accuracy of a task is the fraction of its queries labelled right", 0)
+        return _verdict(name, FAILED, VERDICT(exercise=name, problem=SAY["band_fractions"](), hint=SAY["band_fractions_hint"]()), 0)
     mean = float(values.mean())
     half = 1.96 * float(values.std(correction=1)) / math.sqrt(len(values))
-    text = f"{100 * mean:.1f}% ± {100 * half:.1f} on {len(values)} test tasks"
+    band = dict(mean=f"{100 * mean:.1f}", half=f"{100 * half:.1f}", n=len(values), low=f"{100 * low:.0f}",
+                high=f"{100 * high:.0f}")
     if low <= mean <= high:
-        return _verdict(name, PASSED, f"✅ {name}: {text}, inside the band [{100 * low:.0f}%, {100 * high:.0f}%]", 1)
-    return _verdict(name, FAILED, f"❌ {name}: {text}, outside the band [{100 * low:.0f}%, {100 * high:.0f}%]\n"
-                                  f"   Hint: check each part with its own check first; then the training loop "
-                                  f"(optimizer step, zeroed gradients, train/eval mode of batch norm)", 0)
+        return _verdict(name, PASSED, DONE(exercise=name, text=SAY["band_inside"](**band)), 1)
+    return _verdict(name, FAILED, VERDICT(exercise=name, problem=SAY["band_outside"](**band),
+                                          hint=SAY["band_outside_hint"]()), 0)
 
 
 def check_training_run(name: str, run: Callable[[], Any], low: float, high: float = 1.0, tasks: int = 100) -> CheckResult:
@@ -507,8 +580,7 @@ def check_training_run(name: str, run: Callable[[], Any], low: float, high: floa
     except NotImplementedError:
         return _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
     except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
-        return _verdict(name, ERROR, f"❌ {name}: the training run raised {type(err).__name__}: {err}"
-                                     f"{_where(err, run)}\n   Hint: run each part's own check first", 0)
+        return _verdict(name, ERROR, VERDICT(exercise=name, problem=SAY["run_raised"](error=f"{type(err).__name__}: {err}", line=_where(err, run)), hint=SAY["run_raised_hint"]()), 0)
     return check_accuracy_band(name, accuracies, low, high, tasks)
 
 
@@ -522,28 +594,26 @@ ACCURACY_TOLERANCE, RATIO_TOLERANCE = 0.005, 0.15
 def _ablation_problem(results: Any, variants: dict, steps: int, tasks: int) -> str | None:
     """What is wrong with the results of ``run_ablation`` (see :func:`check_ablation_run`), or None."""
     if not isinstance(results, dict):
-        return f"run_ablation should return a dict, got {type(results).__name__}"
+        return SAY["ablation_type"](kind=type(results).__name__)
     if set(results) != set(variants):
-        return f"the results have keys {sorted(results)}, expected one per variant: {sorted(variants)}"
+        return SAY["ablation_keys"](keys=sorted(results), variants=sorted(variants))
     for name, row in results.items():
         if not isinstance(row, dict) or not {"accuracy", "ci95", "per_task", "cpu_seconds", "run"} <= set(row):
-            return (f"results[{name!r}] should be a dict with accuracy, ci95, per_task, cpu_seconds and run, got "
-                    f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+            return SAY["ablation_row"](name=repr(name), got=sorted(row) if isinstance(row, dict) else type(row).__name__)
         per_task = row["per_task"]
         if not isinstance(per_task, torch.Tensor) or tuple(per_task.shape) != (tasks,):
-            return f"results[{name!r}]['per_task'] should be a tensor [{tasks}] (one accuracy per test task)"
+            return SAY["ablation_per_task"](name=repr(name), tasks=tasks)
         mean = float(per_task.double().mean())
         half = 1.96 * float(per_task.double().std(correction=1)) / math.sqrt(tasks)
         if not abs(float(row["accuracy"]) - mean) <= 1e-6:
-            return f"results[{name!r}]['accuracy'] is {float(row['accuracy']):.4f}, but its per-task mean is {mean:.4f}"
+            return SAY["ablation_accuracy"](name=repr(name), got=f"{float(row['accuracy']):.4f}", mean=f"{mean:.4f}")
         if not abs(float(row["ci95"]) - half) <= 1e-6:
-            return (f"results[{name!r}]['ci95'] is {float(row['ci95']):.4f}, but 1.96 sd / sqrt(n) of its per-task "
-                    f"accuracies is {half:.4f}")
+            return SAY["ablation_ci"](name=repr(name), got=f"{float(row['ci95']):.4f}", half=f"{half:.4f}")
         if not float(row["cpu_seconds"]) > 0:
-            return f"results[{name!r}]['cpu_seconds'] should be the positive CPU time of the training run"
+            return SAY["ablation_cpu"](name=repr(name))
         trained = getattr(row["run"], "step", None)
         if trained != steps:
-            return f"results[{name!r}]['run'] trained {trained} meta-steps, expected {steps}"
+            return SAY["ablation_steps"](name=repr(name), trained=trained, steps=steps)
     return None
 
 
@@ -559,32 +629,29 @@ def check_ablation_run(run_ablation: Callable[[], Any], variants: dict, steps: i
         _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
         return {}
     except Exception as err:  # noqa: BLE001 - every learner error becomes a verdict
-        _verdict(name, ERROR, f"❌ {name}: run_ablation raised {type(err).__name__}: {err}{_where(err, run_ablation)}"
-                              f"\n   Hint: run one variant alone first and read its message", 0)
+        _verdict(name, ERROR, VERDICT(exercise=name, problem=SAY["ablation_raised"](error=f"{type(err).__name__}: {err}", line=_where(err, run_ablation)), hint=SAY["ablation_raised_hint"]()), 0)
         return {}
     problem = _ablation_problem(results, variants, steps, tasks)
     if problem:
-        _verdict(name, FAILED, f"❌ {name}: {problem}\n   Hint: every number you report must come from the run "
-                               f"it names; compute accuracy and interval from the per-task accuracies", 0)
+        _verdict(name, FAILED, VERDICT(exercise=name, problem=problem, hint=SAY["ablation_hint"]()), 0)
         return {}
-    _verdict(name, PASSED, f"✅ {name}: {len(results)} runs of {steps} meta-steps, each scored on {tasks} test tasks", 1)
+    _verdict(name, PASSED, DONE(exercise=name, text=SAY["ablation_done"](runs=len(results), steps=steps, tasks=tasks)), 1)
     return results
 
 
 def check_rescored_runs(results: dict, rescore: Callable[[Any], torch.Tensor], atol: float = 1e-6) -> CheckResult:
     """Hidden test of the ablation: every run's model re-scored by the grader (``rescore(run) -> [tasks]``)
     must give the per-task accuracies the learner reported."""
-    name = "ablation_run (hidden tests)"
+    name = HIDDEN_NAME(name="ablation_run")
     if not results:
-        return _verdict(name, FAILED, f"❌ {name}: no results to re-score", 0)
+        return _verdict(name, FAILED, NO_HINT(exercise=name, problem=SAY["rescore_none"]()), 0)
     for variant, row in results.items():
         again = rescore(row["run"]).double()
         if again.shape != row["per_task"].shape or not torch.allclose(again, row["per_task"].double(), atol=atol):
-            return _verdict(name, FAILED, f"❌ {name}: re-scoring the model of {variant!r} on the test tasks gives a "
-                                          f"mean of {float(again.mean()):.4f}, not the reported "
-                                          f"{float(row['per_task'].double().mean()):.4f}\n   Hint: score each "
-                                          f"trained model on the fixed test tasks with its own inner steps", 0)
-    return _verdict(name, PASSED, f"✅ {name}: {len(results)} runs re-scored, the same per-task accuracies", 1)
+            return _verdict(name, FAILED, VERDICT(exercise=name, hint=SAY["rescore_hint"](), problem=SAY["rescore_differs"](
+                                              variant=repr(variant), got=f"{float(again.mean()):.4f}",
+                                              reported=f"{float(row['per_task'].double().mean()):.4f}")), 0)
+    return _verdict(name, PASSED, DONE(exercise=name, text=SAY["rescore_done"](runs=len(results))), 1)
 
 
 def ablation_facts(results: dict) -> dict:
@@ -616,27 +683,23 @@ def check_ablation_answers(fill_answers: Callable[[dict], dict], results: dict) 
             return _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
         except Exception:  # noqa: BLE001 - an answered function that needs runs: the runs are missing
             pass
-        return _verdict(name, FAILED, f"❌ {name}: there are no runs to read the answers from\n"
-                                      f"   Hint: finish run_ablation first (its check must pass)", 0)
+        return _verdict(name, FAILED, VERDICT(exercise=name, problem=SAY["answers_no_runs"](), hint=SAY["answers_no_runs_hint"]()), 0)
     try:
         answers = fill_answers(results)
     except NotImplementedError:
         return _verdict(name, NOT_IMPLEMENTED, TODO_LINE(exercise=name), 0)
     except Exception as err:  # noqa: BLE001
-        return _verdict(name, ERROR, f"❌ {name}: fill_answers raised {type(err).__name__}: {err}\n"
-                                     f"   Hint: return a dict of plain numbers and one word", 0)
+        return _verdict(name, ERROR, VERDICT(exercise=name, problem=SAY["answers_raised"](error=f"{type(err).__name__}: {err}"), hint=SAY["answers_raised_hint"]()), 0)
     if not isinstance(answers, dict) or set(answers) != set(ANSWER_KEYS):
         got = sorted(answers) if isinstance(answers, dict) else type(answers).__name__
-        return _verdict(name, FAILED, f"❌ {name}: the answers should be a dict with keys {list(ANSWER_KEYS)}, "
-                                      f"got {got}\n   Hint: fill every key, nothing else", 0)
+        return _verdict(name, FAILED, VERDICT(exercise=name, problem=SAY["answers_keys"](keys=list(ANSWER_KEYS), got=got), hint=SAY["answers_keys_hint"]()), 0)
     facts = ablation_facts(results)
     for key in ANSWER_KEYS:
         got, want = answers[key], facts[key]
         if key == "first_vs_second":
             wrong = str(got).strip().lower() != want
         elif isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got):
-            return _verdict(name, FAILED, f"❌ {name}: {key} should be a number, got {got!r}\n"
-                                          f"   Hint: type the number your runs gave (a fraction, not a percentage)", 0)
+            return _verdict(name, FAILED, VERDICT(exercise=name, problem=SAY["answers_number"](key=key, got=repr(got)), hint=SAY["answers_number_hint"]()), 0)
         elif key == "best_inner_lr":
             wrong = got != want
         elif key == "first_order_time_ratio":
@@ -644,11 +707,8 @@ def check_ablation_answers(fill_answers: Callable[[dict], dict], results: dict) 
         else:
             wrong = not abs(got - want) <= ACCURACY_TOLERANCE
         if wrong:
-            return _verdict(name, FAILED, f"❌ {name}: {key} = {got!r} does not match your runs\n"
-                                          f"   Hint: read it again from the results table (accuracies as fractions, "
-                                          f"within {ACCURACY_TOLERANCE}; the time ratio within "
-                                          f"{100 * RATIO_TOLERANCE:.0f}%; the verdict from paired_verdict)", 0)
-    return _verdict(name, PASSED, f"✅ {name}: all {len(ANSWER_KEYS)} answers match the runs", 1)
+            return _verdict(name, FAILED, VERDICT(exercise=name, problem=SAY["answers_mismatch"](key=key, got=repr(got)), hint=SAY["answers_mismatch_hint"](accuracy=ACCURACY_TOLERANCE, ratio=f"{100 * RATIO_TOLERANCE:.0f}")), 0)
+    return _verdict(name, PASSED, DONE(exercise=name, text=SAY["answers_done"](n=len(ANSWER_KEYS))), 1)
 
 
 # ============================================================================= stored visible values
