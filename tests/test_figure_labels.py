@@ -71,6 +71,24 @@ UNSEEN = {
              "MAML, learned head, long (10,000 meta-steps x 8)",
              "MAML, zero head, laptop (10,000 meta-steps x 16)"]),
     },
+    "09_meta_learning_today.ipynb": {
+        "f'{tasks} classes' + labelling": ("the panel titles: tasks in ('training', 'new'), each with its labelling",
+                                           ["training classes (their own labelling)", "new classes (permuted labels)"]),
+        "label.get(name, name)": ("the curve labels: the keys of `errors`, three renamed by the dict `label` "
+                                  "(rates as printed: RATES = {1: 0.3, 2: 0.2}, eta = 0.47)",
+                                  ["least squares", "ridge", "1 GD step (rate 0.3, tuned)", "2 GD steps (rate 0.2, tuned)",
+                                   "1 GD step at eta = 0.47 (read from the weights)", "1-layer transformer",
+                                   "2-layer transformer"]),
+        "name + rough": ("the panel titles: the keys of `FAMILIES`, the rough one with its lengthscale",
+                         ["in the prior", "rougher functions (lengthscale 0.1)", "inputs outside [-1, 1]"]),
+        "labels": ("the figure legend: the labels of the third panel, each scanned where it is drawn", []),
+        "label": ("the legend labels of `DOMAIN_STYLE`, unpacked in a loop",
+                  ["Omniglot test characters (in domain)", "printed glyphs (domain shift)"]),
+        "[tick(n) for n in names]": ("the tick labels: tick(name) for each learner of `LEARNERS` (method, variant, budget)",
+                                     ["pretrain +\nnearest centroid\n5,500 steps", "pretrain +\nlinear probe\n5,500 steps",
+                                      "MAML\n(quick)\n1,000 meta-steps", "ProtoNet\n(quick)\n1,000 meta-steps",
+                                      "MAML\n(laptop, 64 filters)\n10,000 meta-steps"]),
+    },
 }
 
 
