@@ -118,6 +118,10 @@ SAY = {key: message(f"assignments.{key}", english) for key, english in {
     "answers_mismatch_hint": "read it again from the results table (accuracies as fractions, within {accuracy}; the time"
                              " ratio within {ratio}%; the verdict from paired_verdict)",
     "answers_done": "all {n} answers match the runs",
+    "counts_case": "classes of {counts} support examples",
+    "episode_case": "{ways}-way {shots}-shot, {per_class} queries per class, images 1x{side}x{side}",
+    "learner_case": "{ways}-way {shots}-shot, {queries} queries, {filters} filters",
+    "score_case": "{tasks} 5-way {shots}-shot tasks, a fixed model",
 }.items()}
 VERDICT, DONE = SAY["verdict"], SAY["done"]
 NO_HINT = message("assignments.verdict_no_hint", "❌ {exercise}: {problem}")
@@ -156,7 +160,7 @@ def _labels(gen: torch.Generator, counts: tuple[int, ...]) -> torch.Tensor:
 
 
 def _counts_label(counts: tuple[int, ...]) -> str:
-    return f"classes of {', '.join(map(str, counts))} support examples" if len(set(counts)) > 1 else ""
+    return SAY["counts_case"](counts=", ".join(map(str, counts))) if len(set(counts)) > 1 else ""
 
 
 UNBALANCED = SAY["unbalanced"]()
@@ -255,7 +259,7 @@ def _episode_cases(kind: str) -> list[Case]:
         query_x = random_tensor(gen, len(query_y), 1, side, side)
         embed = _FlatEmbedding(side * side, 4, gen)
         return Case((embed, support_x, support_y, query_x, query_y, ways), label=_counts_label(counts) or
-                    f"{ways}-way {counts[0]}-shot, {per_class} queries per class, images 1x{side}x{side}",
+                    SAY["episode_case"](ways=ways, shots=counts[0], per_class=per_class, side=side),
                     hint=UNBALANCED if len(set(counts)) > 1 else "")
 
     return make_cases(2302 if kind == VISIBLE else 2392, len(shapes), case)
@@ -465,7 +469,7 @@ def _learner_compare(got: Any, want: dict) -> str | None:
 
 BLACK_BOX = _register(ExerciseSpec(
     name="black_box_learner",
-    cases=lambda kind: [Case(args, label=f"{args[0]}-way {args[2]}-shot, {args[3]} queries, {args[1]} filters")
+    cases=lambda kind: [Case(args, label=SAY["learner_case"](ways=args[0], shots=args[2], queries=args[3], filters=args[1]))
                         for args in ([(5, 8, 1, 10), (3, 8, 2, 4)] if kind == VISIBLE else
                                      [(2, 4, 3, 5), (5, 4, 1, 1), (4, 8, 1, 7)])],
     hints=Hints(
@@ -518,7 +522,7 @@ def _score_cases(black_box: bool) -> Callable[[str], list[Case]]:
                               random_tensor(gen, tasks, 15, 1, 4, 4), query_y)
             embed = _FlatEmbedding(16, 3, gen)
             return Case((_FlatBlackBox(embed) if black_box else embed, batch),
-                        label=f"{tasks} 5-way {shots}-shot tasks, a fixed model")
+                        label=SAY["score_case"](tasks=tasks, shots=shots))
 
         return make_cases(2393 if black_box else 2394, 2, case)
 

@@ -28,6 +28,7 @@ SAY = {key: message(f"nb02.{key}", english) for key, english in {
                   "split is not random",
     "independent": "drawing the support and the query indices independently lets them overlap: make one random "
                    "choice that serves both sets",
+    "split_case": "num_examples={n}, shots={s}, query={q}, generator seeded {seed}",
 }.items()}
 
 
@@ -96,7 +97,7 @@ def _split_cases(kind: str) -> list[Case]:
         specs = [(20, 1, 15, 50 + s) for s in range(10)] + [(20, 1, 15, 50)] + [
             (3, 1, 2, 70), (20, 0, 5, 71), (20, 5, 0, 72), (2, 1, 1, 73), (100, 20, 30, 74)]
     return [Case((n, s, q, torch.Generator().manual_seed(1000 + seed)),
-                 label=f"num_examples={n}, shots={s}, query={q}, generator seeded {1000 + seed}")
+                 label=SAY["split_case"](n=n, s=s, q=q, seed=1000 + seed))
             for n, s, q, seed in specs]
 
 

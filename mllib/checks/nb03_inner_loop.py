@@ -24,6 +24,8 @@ SAY = {key: message(f"nb03.{key}", english) for key, english in {
     "in_graph": "the new values must be computed from params themselves, inside the autograd graph: no "
                 "detaching, no no-grad block, no in-place update",
     "curve_start": "the curve starts *before* the first step: steps + 1 numbers in all",
+    "step_case": "SineMLP(hidden={hidden}) params, x/y [{k}, 1], lr={lr}",
+    "curve_case": "SineMLP(hidden=8), support [10, 1], query [20, 1], steps={steps}, lr={lr}",
 }.items()}
 
 INNER_LOOP_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients",
@@ -63,7 +65,7 @@ def _step_cases(kind: str) -> list[Case]:
     def case(gen: torch.Generator, i: int) -> Case:
         model, params, x, y, qx, qy = _sine_task(gen, sizes[i], 10, hidden)
         return Case((model, params, x, y, rates[i], qx, qy),
-                    label=f"SineMLP(hidden={hidden}) params, x/y [{len(x)}, 1], lr={rates[i]}")
+                    label=SAY["step_case"](hidden=hidden, k=len(x), lr=rates[i]))
 
     return make_cases(3 if kind == VISIBLE else 103, len(rates), case)
 
@@ -132,7 +134,7 @@ def _curve_cases(kind: str) -> list[Case]:
         model, params, sx, sy, qx, qy = _sine_task(gen, 10, 20)
         steps, lr = settings[i]
         return Case((model, params, sx, sy, qx, qy, steps, lr),
-                    label=f"SineMLP(hidden=8), support [10, 1], query [20, 1], steps={steps}, lr={lr}")
+                    label=SAY["curve_case"](steps=steps, lr=lr))
 
     return make_cases(4 if kind == VISIBLE else 104, len(settings), case)
 

@@ -32,6 +32,9 @@ SAY = {key: message(f"nb04.{key}", english) for key, english in {
                 " take inner gradients with torch.autograd.grad, which check_sgd_step of notebook 03 now "
                 "demands too",
     "never_moved": "the parameters never moved: once the meta-gradient is in place the optimiser must take its step",
+    "mg_case": "SineMLP(hidden={hidden}), support/query [10, 1], inner_lr={lr}, first_order={first_order}",
+    "reptile_case": "params {{'w': [4, 3], 'b': [4]}}, a list of {tasks} adapted dict(s), epsilon={epsilon}",
+    "maml_case": "{steps} meta-steps from fixed parameters: SineMLP(hidden={hidden}), float64, SGD(lr={lr}), meta_batch={meta_batch}, K={k}, inner_lr={inner_lr}",
 }.items()}
 
 META_FUNCTIONS = ("mllib.inner.adapt", "mllib.inner.inner_gradients", "mllib.algorithms.meta_gradient",
@@ -48,7 +51,7 @@ def _mg_cases(kind: str) -> list[Case]:
         model, params, sx, sy, qx, qy = _sine_task(gen, 10, 10, hidden)
         lr, first_order = settings[i]
         return Case((model, params, sx, sy, qx, qy, lr, first_order),
-                    label=f"SineMLP(hidden={hidden}), support/query [10, 1], inner_lr={lr}, first_order={first_order}")
+                    label=SAY["mg_case"](hidden=hidden, lr=lr, first_order=first_order))
 
     return make_cases(40 if kind == VISIBLE else 140, len(settings), case)
 
@@ -103,7 +106,7 @@ def _reptile_cases(kind: str) -> list[Case]:
         params = {"w": random_tensor(gen, 4, 3), "b": random_tensor(gen, 4)}
         adapted = [{k: p + 0.3 * random_tensor(gen, *p.shape) for k, p in params.items()} for _ in range(tasks[i])]
         return Case((params, adapted, rates[i]),
-                    label=f"params {{'w': [4, 3], 'b': [4]}}, a list of {tasks[i]} adapted dict(s), epsilon={rates[i]}")
+                    label=SAY["reptile_case"](tasks=tasks[i], epsilon=rates[i]))
 
     return make_cases(41 if kind == VISIBLE else 141, len(tasks), case)
 
@@ -204,8 +207,8 @@ def _maml_cases(kind: str) -> list[Case]:
     # (model_seed, task_seed, hidden, meta_batch, shots, inner_lr, meta_lr)
     rows = [(0, 10, 4, 4, 5, 0.05, 0.05), (1, 11, 4, 3, 10, 0.01, 0.1)] if kind == VISIBLE else \
         [(2, 12, 8, 5, 5, 0.03, 0.05), (3, 13, 8, 2, 10, 0.1, 0.02)]
-    return [Case(row, label=(f"{META_STEPS} meta-steps from fixed parameters: SineMLP(hidden={row[2]}), float64, "
-                             f"SGD(lr={row[6]}), meta_batch={row[3]}, K={row[4]}, inner_lr={row[5]}"))
+    return [Case(row, label=SAY["maml_case"](steps=META_STEPS, hidden=row[2], lr=row[6], meta_batch=row[3], k=row[4],
+                                            inner_lr=row[5]))
             for row in rows]
 
 

@@ -17,6 +17,8 @@ SAY = {key: message(f"nb05.{key}", english) for key, english in {
     "unbalanced": "your answer works only for the special case of classes of equal size: here the classes have "
                   "different numbers of examples, and each prototype is still the mean of its own class's rows",
     "transposed": "one row per class: the result is [ways, D], not [D, ways]",
+    "equal_case": "7 equal values",
+    "proto_case": "embeddings [{rows}, {dim}], classes of {counts} examples",
 }.items()}
 
 
@@ -26,7 +28,7 @@ def _ci_cases(kind: str) -> list[Case]:
     def case(gen: torch.Generator, i: int) -> Case:
         n = sizes[i]
         if n == 7:  # every task scored the same: the interval has zero width
-            return Case((torch.full((n,), 0.8, dtype=torch.float64),), label="7 equal values")
+            return Case((torch.full((n,), 0.8, dtype=torch.float64),), label=SAY["equal_case"]())
         return Case((torch.rand(n, generator=gen, dtype=torch.float64),))
 
     return make_cases(95 if kind == VISIBLE else 195, len(sizes), case)
@@ -86,7 +88,7 @@ def _proto_cases(kind: str) -> list[Case]:
         counts, dim = (shapes[i][0], shapes[i][1]) if len(shapes[i]) == 2 else ((shapes[i][1],) * shapes[i][0], shapes[i][2])
         labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
         labels = labels[torch.randperm(len(labels), generator=gen)]
-        label = f"embeddings [{len(labels)}, {dim}], classes of {', '.join(map(str, counts))} examples" \
+        label = SAY["proto_case"](rows=len(labels), dim=dim, counts=", ".join(map(str, counts))) \
             if len(set(counts)) > 1 else ""
         hint = (UNBALANCED_HINT if len(set(counts)) > 1 else "")
         return Case((random_tensor(gen, len(labels), dim), labels, len(counts)), label=label, hint=hint)

@@ -21,6 +21,7 @@ SAY = {key: message(f"nb06.{key}", english) for key, english in {
                     " exactly the list given, whatever the names look like",
     "anil_dict": "return a dict with every key of params",
     "keep_body": "keep the body's parameters in the result too (unchanged): the model needs all of them",
+    "rate_case": "SineMLP(hidden={hidden}) params and rates, support [{k}, 1], query [10, 1]",
 }.items()}
 
 
@@ -31,7 +32,7 @@ def _rate_cases(kind: str) -> list[Case]:
         model, params, sx, sy, qx, qy = _sine_task(gen, sizes[i], 10, hidden)
         rates = {k: 0.02 + 0.05 * torch.rand(p.shape, generator=gen, dtype=torch.float64) for k, p in params.items()}
         return Case((model, params, rates, sx, sy, qx, qy),
-                    label=f"SineMLP(hidden={hidden}) params and rates, support [{sizes[i]}, 1], query [10, 1]")
+                    label=SAY["rate_case"](hidden=hidden, k=sizes[i]))
 
     return make_cases(60 if kind == VISIBLE else 160, len(sizes), case)
 

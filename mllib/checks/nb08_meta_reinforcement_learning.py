@@ -14,6 +14,7 @@ from .properties import Properties, declare
 # what this module's checks say (English; other languages: mllib/checks/i18n/, MLLIB_LANG)
 SAY = {key: message(f"nb08.{key}", english) for key, english in {
     "policy_dict": "return a dict with every key of params, each holding its adapted tensor",
+    "policy_case": "GaussianMLPPolicy(hidden=(6,)) params, its REINFORCE loss_fn, 3 episodes of 4 steps, lr={lr}",
 }.items()}
 
 
@@ -109,7 +110,7 @@ def _policy_case(gen: torch.Generator, lr: float) -> Case:
     batch = rollout(policy, params, env, goals, 3, gen)
     episodes = type(batch)(*(x[0] for x in batch))             # one task: [episodes, horizon, ...]
     return Case((params, policy_loss_fn(policy), episodes, lr),
-                label=f"GaussianMLPPolicy(hidden=(6,)) params, its REINFORCE loss_fn, 3 episodes of 4 steps, lr={lr}")
+                label=SAY["policy_case"](lr=lr))
 
 
 def _policy_cases(kind: str) -> list[Case]:

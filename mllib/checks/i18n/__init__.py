@@ -45,7 +45,7 @@ _EXERCISES: dict[str, dict[str, str]] = {}   # {exercise: {field: English}}, fil
 _WARNED: set[str] = set()
 # the fields of a template that hold English prose (translated in turn); every other field (names, numbers,
 # shapes, code, a learner's own error message) is filled in unchanged
-PROSE = frozenset({"exercise", "problem", "hint", "where", "more", "concept", "text", "line", "detail"})
+PROSE = frozenset({"exercise", "problem", "hint", "where", "more", "concept", "text", "line", "detail", "input"})
 
 
 def fingerprint(text: str) -> str:
