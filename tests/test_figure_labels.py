@@ -71,6 +71,13 @@ UNSEEN = {
              "MAML, learned head, long (10,000 meta-steps x 8)",
              "MAML, zero head, laptop (10,000 meta-steps x 16)"]),
     },
+    "07_learning_the_update_rule.ipynb": {
+        "name": ("the curve labels of cells 19 and 22: the keys of `methods` (cell 18; rates as printed: "
+                 "best_sgd 0.01, best_adam 0.003, LR 0.01)",
+                 ["SGD (tuned rate 0.01)", "Adam (tuned rate 0.003)", "learned optimizer, random start",
+                  "MAML start + SGD (0.01)", "Meta-SGD (start + learned rates)", "learned optimizer, MAML start"]),
+        "[str(k) for k in ic_by_size]": ("tick labels: numbers", []),
+    },
     "09_meta_learning_today.ipynb": {
         "f'{tasks} classes' + labelling": ("the panel titles: tasks in ('training', 'new'), each with its labelling",
                                            ["training classes (their own labelling)", "new classes (permuted labels)"]),
