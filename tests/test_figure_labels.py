@@ -78,6 +78,10 @@ UNSEEN = {
                   "MAML start + SGD (0.01)", "Meta-SGD (start + learned rates)", "learned optimizer, MAML start"]),
         "[str(k) for k in ic_by_size]": ("tick labels: numbers", []),
     },
+    "08_meta_reinforcement_learning.ipynb": {
+        "name": ("the curve labels: the keys of `ci` (the starts of cell 20)",
+                 ["random init", "pre-trained + fine-tuning", "MAML"]),
+    },
     "09_meta_learning_today.ipynb": {
         "f'{tasks} classes' + labelling": ("the panel titles: tasks in ('training', 'new'), each with its labelling",
                                            ["training classes (their own labelling)", "new classes (permuted labels)"]),
