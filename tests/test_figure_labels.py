@@ -71,6 +71,21 @@ UNSEEN = {
              "MAML, learned head, long (10,000 meta-steps x 8)",
              "MAML, zero head, laptop (10,000 meta-steps x 16)"]),
     },
+    "06_learning_the_learning_algorithm.ipynb": {
+        "algo": ("the curve labels: the keys of `runs` (the algorithms of cell 10, code names)",
+                 ["maml", "metasgd", "anil"]),
+        "name[3:]": ("the panel titles: the learner's tensor names (body.0.weight, ..., head.bias), code", []),
+        "sorted({k.rsplit('.', 1)[0] for k in maml_start})": ("tick labels: the layer names body.0, body.2 "
+                                                              "(code) and head (as in the legend)", ["head"]),
+        "list(FAMILY['family'])": ("tick labels: the algorithms of benchmarks/results/family_at_one_budget.json "
+                                   "(code names; reptile if the benchmark adds it)",
+                                   ["maml", "anil", "fomaml", "metasgd", "reptile"]),
+        "[f'{lr:g}' for lr in sweep['inner_lrs']]": ("tick labels: numbers", []),
+        "sweep['inner_steps']": ("tick labels: numbers", []),
+        "[labels[k] for k in shown]": ("tick labels: the values of the dict `labels` (cell 32)",
+                                       ["plain MAML\n(2 steps)", "+ multi-step\nloss", "+ per-step\nrates",
+                                        "+ per-step\nbatch norm"]),
+    },
     "07_learning_the_update_rule.ipynb": {
         "name": ("the curve labels of cells 19 and 22: the keys of `methods` (cell 18; rates as printed: "
                  "best_sgd 0.01, best_adam 0.003, LR 0.01)",
