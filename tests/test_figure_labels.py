@@ -83,7 +83,7 @@ UNSEEN = {
         "[f'{lr:g}' for lr in sweep['inner_lrs']]": ("tick labels: numbers", []),
         "sweep['inner_steps']": ("tick labels: numbers", []),
         "[labels[k] for k in shown]": ("tick labels: the values of the dict `labels` (cell 32)",
-                                       ["plain MAML\n(2 steps)", "+ multi-step\nloss", "+ per-step\nrates",
+                                       ["plain\n2-step", "+ multi-\nstep loss", "+ per-step\nrates",
                                         "+ per-step\nbatch norm"]),
     },
     "07_learning_the_update_rule.ipynb": {

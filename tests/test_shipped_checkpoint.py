@@ -73,7 +73,8 @@ def test_card_command_reproduces_the_training_profile(card_path):
     assert words[:3] == ["python", "-m", "mllib"], card["command"]
     profile = config_from_args(parser.parse_args(words[3:])).resolved_profile()
     saved = load_checkpoint(CHECKPOINTS / card["checkpoint"])["config"]["profile"]
-    defaults = {"head_init": "learned", "meta_lr_schedule": "constant"}  # older checkpoints lack them
+    defaults = {"head_init": "learned", "meta_lr_schedule": "constant",   # older checkpoints lack them
+                "multi_step_loss": False, "per_step_lr": False, "per_step_bn": False}
     differ = {f.name: (getattr(profile, f.name), saved.get(f.name, defaults.get(f.name)))
               for f in dataclasses.fields(Profile)
               if getattr(profile, f.name) != saved.get(f.name, defaults.get(f.name))}
