@@ -193,7 +193,8 @@ def _verify(args) -> int:
     if args.json:
         check_output_file(args.json, "--json")  # before the notebooks run
     report = verify_student_build(args.src, solutions=not args.skip_solutions, timeout=args.timeout,
-                                  echo=lambda msg: print(msg, flush=True))
+                                  echo=lambda msg: print(msg, flush=True),
+                                  only=tuple(args.only) if args.only else None)
     if args.json:
         atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     for problem in report.problems:
@@ -362,6 +363,8 @@ def add_parser(subparsers) -> None:
                    help="do not also run the solution notebooks (nbval already does)")
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default: 900)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NN",
+                   help="only the notebooks whose names start with these prefixes (e.g. --only 01 02)")
     p.set_defaults(func=_needs_course_extra(_verify))
 
     p = sub.add_parser("author", help="an author's round in one command: re-execute the book, regenerate "
