@@ -23,6 +23,7 @@ import functools
 import re
 
 import matplotlib
+import matplotlib.ticker
 from matplotlib import font_manager
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ft2font import FT2Font
@@ -98,6 +99,8 @@ LABELS: dict[str, dict[str, str]] = {
         "MB kept for the outer backward": "为外循环反向传播保留的MB",
         "memory (1 task)": "内存（1个任务）",
         "Cost of the outer loop on {}: 5-way 1-shot, {} filters": "外循环在{}上的开销：5类1样本，{}个滤波器",
+        "cpu ({} thread)": "CPU（{}个线程）",
+        "cpu ({} threads)": "CPU（{}个线程）",
         "maml": "maml",
         "fomaml": "fomaml",
         "reptile": "reptile",
@@ -328,11 +331,24 @@ def missing_glyphs(text: str, font: str | None = None) -> str:
                                                 fallback_to_default=True))
 
 
+#: fonts drawn for simplified Chinese, best first; after them any sans-serif font with the glyphs, then any other
+PREFERRED_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "Source Han Sans CN", "WenQuanYi Micro Hei",
+                   "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC", "SimHei", "Heiti SC")
+
+
+def _rank(name: str) -> tuple[int, str]:
+    """Sort key of a font family: the preferred ones in order, then sans-serif, then serif."""
+    if name in PREFERRED_FONTS:
+        return PREFERRED_FONTS.index(name), name
+    return len(PREFERRED_FONTS) + ("Serif" in name or "Mincho" in name or "Song" in name), name
+
+
 @functools.lru_cache(maxsize=None)
 def cjk_font(sample: str = "元学习的内循环与外循环") -> str | None:
-    """The family name of an installed font that has every glyph of ``sample``, or None. Fonts whose
-    "glyphs" are placeholder boxes for every code point (Last Resort) do not count."""
-    for entry in font_manager.fontManager.ttflist:
+    """The family name of an installed font that has every glyph of ``sample``, or None; a simplified
+    Chinese sans-serif font first (:data:`PREFERRED_FONTS`). Fonts whose "glyphs" are placeholder boxes
+    for every code point (Last Resort) do not count."""
+    for entry in sorted(font_manager.fontManager.ttflist, key=lambda e: _rank(e.name)):
         if entry.name.startswith(PLACEHOLDER_FONTS):
             continue
         try:
@@ -355,13 +371,36 @@ def translate(text: str, lang: str) -> str:
         return table[text]
     for key, value in table.items():
         if "{}" in key and (match := _pattern(key).match(text)):
-            return value.format(*match.groups())
+            return value.format(*(translate(part, lang) for part in match.groups()))
     return text
+
+
+def _translate_formatter(formatter, lang: str) -> int:
+    """Translate the words a tick formatter writes at every draw: a ``FixedFormatter``'s list, or the
+    ``{location: label}`` dict of the formatter ``set_xticks(ticks, labels)`` makes; how many changed."""
+    func = getattr(formatter, "func", None)
+    if isinstance(formatter, matplotlib.ticker.FixedFormatter):
+        words = dict(enumerate(formatter.seq))
+    elif isinstance(func, functools.partial) and func.args and isinstance(func.args[0], dict):
+        words = func.args[0]
+    else:
+        return 0
+    changed = 0
+    for key, old in words.items():
+        new = translate(old, lang) if isinstance(old, str) else old
+        changed += new != old
+        words[key] = new
+    if isinstance(formatter, matplotlib.ticker.FixedFormatter):
+        formatter.seq = [words[i] for i in range(len(words))]
+    return changed
 
 
 def translate_figure(fig, lang: str) -> int:
     """Replace every known English text of ``fig`` by its ``lang`` translation; returns how many changed."""
     changed = 0
+    for ax in fig.axes:   # tick labels set as words are redrawn from the axis's formatter: translate it there
+        for axis in (ax.xaxis, ax.yaxis):
+            changed += _translate_formatter(axis.get_major_formatter(), lang)
     for artist in fig.findobj(matplotlib.text.Text):
         old = artist.get_text()
         new = translate(old, lang) if old else old
@@ -379,8 +418,8 @@ def install(lang: str) -> bool:
         raise ValueError(f"no figure labels for language {lang!r}; choose one of {', '.join(LABELS)}")
     font = cjk_font()
     if font is None:
-        print(f"figures stay in English: no installed font has Chinese glyphs (install one, e.g. the Debian "
-              f"package fonts-noto-cjk, then restart the kernel)")
+        print("figures stay in English: no installed font has Chinese glyphs (install one, e.g. the Debian "
+              "package fonts-noto-cjk, then run `python -m mllib.figure_text --refresh` and restart the kernel)")
         return False
     matplotlib.rcParams["font.sans-serif"] = [font, *matplotlib.rcParams["font.sans-serif"]]
     matplotlib.rcParams["axes.unicode_minus"] = False
@@ -396,4 +435,32 @@ def install(lang: str) -> bool:
     return True
 
 
-__all__ = ["LABELS", "missing_glyphs", "cjk_font", "translate", "translate_figure", "install"]
+def refresh_fonts() -> str | None:
+    """Rebuild matplotlib's font list (it does not notice fonts installed after it was cached) and
+    return :func:`cjk_font`'s choice."""
+    font_manager.fontManager = font_manager._load_fontmanager(try_read_cache=False)
+    cjk_font.cache_clear()
+    return cjk_font()
+
+
+def main(argv=None) -> int:
+    """``python -m mllib.figure_text [--refresh]``: which font draws the Chinese figures, one line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mllib.figure_text", description=main.__doc__)
+    parser.add_argument("--refresh", action="store_true", help="rebuild matplotlib's font list first")
+    args = parser.parse_args(argv)
+    font = refresh_fonts() if args.refresh else cjk_font()
+    if font is None:
+        print("no installed font has Chinese glyphs: install one (e.g. the Debian package fonts-noto-cjk), "
+              "then run `python -m mllib.figure_text --refresh`")
+        return 1
+    print(f"Chinese figure text is drawn with {font}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["LABELS", "PREFERRED_FONTS", "missing_glyphs", "cjk_font", "refresh_fonts", "translate", "translate_figure", "install"]

@@ -394,3 +394,20 @@ def test_composite_plots_and_a_narrower_x_range_are_not_flagged():
     labelled(axes[2], "x", "y").plot(x, np.sin(x))
     axes[2].set_xlim(-5, 5)
     assert figures.figure_problems(fig) == []
+
+
+def test_a_chinese_comparison_states_its_protocol_bn_mode_and_budget_in_chinese():
+    """The Chinese edition draws its figures with translated text: the same three facts, said in Chinese."""
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar(["从零训练", "MAML"], [70.6, 98.9])
+    ax.set_ylabel("准确率（%）")
+    ax.set_title("学习率扫描", fontsize=9)
+    problem = joined(fig)
+    assert "without stating the batch-norm mode, the test protocol, the training budget" in problem
+    ax.set_title("批归一化：batch；旋转测试协议；3步", fontsize=9)      # 3 steps is an inner loop, not a budget
+    assert "without stating the training budget" in joined(fig)
+    ax.set_title("批归一化：batch；旋转测试协议；训练1,000元步", fontsize=9)
+    assert figures.figure_problems(fig) == []
+    ax.set_title("无批归一化；maml划分；预算：空闲时229秒", fontsize=9)
+    assert figures.figure_problems(fig) == []
+    plt.close(fig)

@@ -129,3 +129,104 @@ def test_the_landing_page_lists_the_notebooks_and_goes_stale(tmp_path):
     page.write_text("# 中文版\n", encoding="utf-8")
     with pytest.raises(ValueError, match="markers"):
         stale_translations(root)
+
+
+def _fake_run(monkeypatch, seen: list, ok: bool = True):
+    """Stand in for the kernel: 'execute' each notebook by writing a Chinese output into its code cells."""
+    import mllib.course.execute as execute
+    import mllib.figure_text as figure_text
+    from mllib.course.nbio import write_notebook
+
+    def execute_notebooks(paths, **kwargs):
+        import os
+
+        seen.append(os.environ.get("MLLIB_LANG"))
+        runs = []
+        for path in paths:
+            nb = read_notebook(path)
+            for cell in nb.cells:
+                if cell.cell_type == "code" and ok:
+                    cell.outputs = [nbformat.v4.new_output("stream", text="二\n")]
+            if ok:
+                write_notebook(nb, path)
+            runs.append({"path": str(path), "ok": ok, "error": None if ok else "boom"})
+        return {"ok": ok, "notebooks": runs}
+
+    monkeypatch.setattr(execute, "execute_notebooks", execute_notebooks)
+    monkeypatch.setattr(figure_text, "cjk_font", lambda sample="": "Noto Sans CJK SC")
+
+
+def _outputs(root: Path) -> list:
+    book = read_notebook(root / "zh" / "notebooks" / "01_title.ipynb")
+    return [o.get("text") for c in book.cells if c.cell_type == "code" and "print" in source(c) for o in c.outputs]
+
+
+def test_rendered_outputs_are_kept_until_the_code_changes(tmp_path, monkeypatch):
+    from mllib.course.translation import english_figures, render_edition
+
+    root = _course(tmp_path)
+    _translate(root, {"cell0": "# 01 · 标题", "cell1": "见术语表。"})
+    build_edition(root)
+    assert _outputs(root) == ["2\n"] and "figures in English" in english_figures(root)[0]
+    seen = []
+    _fake_run(monkeypatch, seen)
+    render_edition(root)
+    assert seen == ["zh"] and _outputs(root) == ["二\n"]          # run with the language set; its outputs kept
+    assert stale_translations(root) == [] and english_figures(root) == []
+    build_edition(root)
+    assert _outputs(root) == ["二\n"]                              # a rebuild keeps them
+    practice = read_notebook(root / "zh" / "practice" / "01_title.ipynb")
+    assert practice is not None
+    path = root / "notebooks" / "01_title.ipynb"
+    nb = read_notebook(path)
+    nb.cells[2].source = "print(2 + 2)"                            # the English code moves on
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="4\n")]
+    nbformat.write(nb, path)
+    assert "out of date" in stale_translations(root)[0]
+    build_edition(root)
+    assert _outputs(root) == ["4\n"]                               # back to the English run's outputs
+    assert "since its code last changed" in english_figures(root)[0]
+
+
+def test_render_needs_a_font_and_reports_a_failed_run(tmp_path, monkeypatch):
+    import mllib.figure_text as figure_text
+    from mllib.course.translation import render_edition
+
+    root = _course(tmp_path)
+    _translate(root, {"cell0": "# 01 · 标题", "cell1": "见术语表。"})
+    monkeypatch.setattr(figure_text, "cjk_font", lambda sample="": None)
+    with pytest.raises(ValueError, match="fonts-noto-cjk"):
+        render_edition(root)
+    _fake_run(monkeypatch, [], ok=False)
+    with pytest.raises(ValueError, match="the zh run failed"):
+        render_edition(root)
+    assert _outputs(root) == ["2\n"]
+    with pytest.raises(ValueError, match="not in the zh book: 09_x.ipynb"):
+        render_edition(root, names=["09_x.ipynb"])
+
+
+def test_a_new_run_time_measurement_is_carried_into_the_translation_without_making_it_stale(tmp_path):
+    """`course author --times` rewrites the English header's measured run time: the translation stays
+    current and the built book shows the new number in the translation's own words."""
+    from mllib.course.translation import carry_run_time
+
+    assert carry_run_time("**Run time**: 3.8 min in the quick profile", "quick配置用时13秒（实测）", "zh") \
+        == "quick配置用时3.8分钟（实测）"
+    assert carry_run_time("**Run time**: 7 s in the quick profile", "用时<measured>（实测）", "zh") == "用时7秒（实测）"
+    assert carry_run_time("no run time here", "用时13秒", "zh") == "用时13秒"
+    root = _course(tmp_path)
+    path = root / "notebooks" / "01_title.ipynb"
+    nb = read_notebook(path)
+    nb.cells[1].source = "**Run time**: 13 s in the quick profile on an idle 2-core CPU (measured)."
+    nbformat.write(nb, path)
+    _translate(root, {"cell0": "# 01 · 标题", "cell1": "**运行时间**：在空闲的2核CPU上，quick配置用时13秒（实测）。"})
+    build_edition(root)
+    nb.cells[1].source = nb.cells[1].source.replace("13 s", "1.2 min")
+    nbformat.write(nb, path)
+    assert stale_translations(root, built=False) == []
+    build_edition(root)
+    book = read_notebook(root / "zh" / "notebooks" / "01_title.ipynb")
+    assert any("quick配置用时1.2分钟（实测）" in source(c) for c in book.cells)
+    nb.cells[1].source = nb.cells[1].source.replace("on an idle", "on a busy")   # other words still count
+    nbformat.write(nb, path)
+    assert "the English text changed" in stale_translations(root, built=False)[0]

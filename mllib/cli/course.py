@@ -39,6 +39,9 @@ def _config(args):
 
 
 def _build(args) -> int:
+    if args.render is not None and args.lang is None:
+        print("--render draws a translated book's figures: add --lang zh")
+        return 2
     if args.lang is not None:
         return _build_edition(args)
     from mllib.course import build_student
@@ -49,10 +52,13 @@ def _build(args) -> int:
 
 
 def _build_edition(args) -> int:
-    from mllib.course.translation import Edition, build_edition, coverage
+    from mllib.course.translation import Edition, build_edition, coverage, render_edition
 
     try:
-        changed = build_edition(args.root, args.lang)
+        if args.render is not None:
+            changed = render_edition(args.root, args.lang, args.render or None)
+        else:
+            changed = build_edition(args.root, args.lang)
     except ValueError as err:
         print(err)
         return 1
@@ -84,6 +90,11 @@ def _translation(args) -> int:
     problems = stale_translations(args.root, args.lang)
     for line in problems:
         print(line)
+    if not problems:
+        from mllib.course.translation import english_figures
+
+        for line in english_figures(args.root, args.lang):
+            print(f"note: {line}")
     done, todo = coverage(args.root, args.lang)
     print(f"{args.lang} edition: {len(done)} notebook(s) translated, {len(problems)} problem(s)"
           + (f"; not yet translated: {', '.join(todo)}" if todo else ""))
@@ -264,6 +275,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lang", choices=("zh",), default=None,
                    help="instead: write the book in this language (zh/notebooks) and its practice edition "
                         "(zh/practice) from the English book and the translations in zh/text")
+    p.add_argument("--render", nargs="*", metavar="NOTEBOOK", default=None,
+                   help="with --lang: also execute the built book (or these notebooks of it) in that language "
+                        "and keep its outputs, so its figures are drawn in it (needs a font for it)")
     p.add_argument("--root", default=".", help="repository root, with --lang (default: .)")
     p.set_defaults(func=_needs_course_extra(_build))
 

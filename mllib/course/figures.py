@@ -68,13 +68,17 @@ MARK_RADIUS = 0.08        # how near (axes fraction) a marker or annotation must
 # What a comparison of accuracies across methods states about each entry (issue 22); a table
 # (mllib.course.lint) or a figure says it in a column, a caption, a title, a label or a legend.
 COMPARISON_NEEDS = {
-    "batch-norm mode": re.compile(r"\bbn\b|batch[- ]?norm|transductive|\b(?:batch|support) statistics", re.I),
-    "test protocol": re.compile(r"protocol|rotat|\bsplit\b", re.I),
+    "batch-norm mode": re.compile(r"\bbn\b|batch[- ]?norm|transductive|\b(?:batch|support) statistics|批归一化|直推",
+                                  re.I),
+    "test protocol": re.compile(r"protocol|rotat|\bsplit\b|协议|划分|旋转", re.I),
     # a training count (at least 100 steps: "3 steps" is an inner loop), a training time, or the word budget
+    # (the Chinese edition's figures say the same in Chinese: mllib.figure_text)
     "training budget": re.compile(r"(?:\d{1,3},\d{3}|\d{3,})\s*(?:(?:meta-)?training\s+|meta-)?"
                                   r"(?:steps?|minibatch\w*|iterations?|episodes?)\b|\bepochs?\b|budget|"
                                   r"train\w*[^.;\n]{0,40}?\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\b|"
-                                  r"\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\s+(?:of\s+)?(?:meta-)?train", re.I),
+                                  r"\d[\d,.]*\s*(?:s|min|minutes?|h|hours?)\s+(?:of\s+)?(?:meta-)?train|"
+                                  r"(?:\d{1,3},\d{3}|\d{3,})\s*[个次]?(?:元训练|训练)?(?:元步|步|次?迭代|个?回合|个?小批量)|"
+                                  r"预算|训练[^。；\n]{0,40}?\d[\d,.]*\s*(?:秒|分钟|小时)", re.I),
 }
 _MARK_WORDS = ("diverg", "clipped", "clip", "off scale", "off-scale", "beyond", "blew up", "blows up", "nan", "inf")
 
@@ -313,8 +317,8 @@ def _legend_needed_problems(ax, fig) -> list[str]:
 
 # ----------------------------------------------------------------------------- comparisons of accuracies
 
-_ACCURACY_AXIS = re.compile(r"accura|%", re.I)
-_NOT_A_METHOD = re.compile(r"^\s*(?:chance|train(?:ing)?|val(?:idation)?|test)\b", re.I)
+_ACCURACY_AXIS = re.compile(r"accura|%|准确率", re.I)
+_NOT_A_METHOD = re.compile(r"^\s*(?:(?:chance|train(?:ing)?|val(?:idation)?|test)\b|随机猜测|训练|验证|测试)", re.I)
 
 
 def _compared_entries(ax) -> list[str]:
