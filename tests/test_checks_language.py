@@ -118,7 +118,7 @@ def test_with_mllib_lang_zh_a_known_mistake_prints_chinese_hints_and_a_pass_prin
     assert "请根据这两条提示再试一次" in checks.hint("confidence_interval")
     monkeypatch.delenv(checks.SOLUTIONS_ENV, raising=False)
     checks.show_solution("confidence_interval")
-    assert capsys.readouterr().out.splitlines()[-1].startswith("🔒 confidence_interval：这份课程关闭了参考解答")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("🔒 confidence_interval：这份课程副本没有开放参考解答")
 
 
 def test_english_is_the_default_and_unchanged(capsys):

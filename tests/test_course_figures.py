@@ -168,10 +168,12 @@ def test_course_execute_stores_the_kernels_kernelspec_and_refuses_a_bad_figure(t
     write_notebook(new_notebook(cells=[new_code_cell(good)], metadata=stale), folder / "01_good.ipynb")
     write_notebook(new_notebook(cells=[new_code_cell(bad)], metadata=stale), folder / "02_bad.ipynb")
     before = (folder / "02_bad.ipynb").read_text()
-    result = execute_notebooks(folder, report=tmp_path / "report.json", echo=lambda msg: None)
+    result = execute_notebooks(folder, report=tmp_path / "report.json", echo=lambda msg: None,
+                               metadata={"mllib_render": {"lang": "zh"}})
     assert not result["ok"]
     good_run, bad_run = result["notebooks"]
     assert good_run["ok"] and good_run["figure_problems"] == []
+    assert read_notebook(folder / "01_good.ipynb").metadata["mllib_render"] == {"lang": "zh"}   # with its outputs
     assert read_notebook(folder / "01_good.ipynb").metadata["kernelspec"] == {
         "display_name": installed_kernel_display_name("python3"), "language": "python", "name": "python3"}
     assert not bad_run["ok"] and "figure check failed in cell 0" in bad_run["error"]

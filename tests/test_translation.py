@@ -148,6 +148,7 @@ def _fake_run(monkeypatch, seen: list, ok: bool = True):
                 if cell.cell_type == "code" and ok:
                     cell.outputs = [nbformat.v4.new_output("stream", text="二\n")]
             if ok:
+                nb.metadata.update(kwargs.get("metadata") or {})   # written with the outputs, as the real one does
                 write_notebook(nb, path)
             runs.append({"path": str(path), "ok": ok, "error": None if ok else "boom"})
         return {"ok": ok, "notebooks": runs}
@@ -230,3 +231,15 @@ def test_a_new_run_time_measurement_is_carried_into_the_translation_without_maki
     nb.cells[1].source = nb.cells[1].source.replace("on an idle", "on a busy")   # other words still count
     nbformat.write(nb, path)
     assert "the English text changed" in stale_translations(root, built=False)[0]
+
+
+def test_the_generated_badge_line_speaks_the_editions_language(tmp_path):
+    """An unpublished copy's badge cell says so in Chinese in the Chinese book and its practice edition."""
+    from mllib.course.colab import UNPUBLISHED, UNPUBLISHED_IN
+
+    root = _course(tmp_path)
+    _translate(root, {"cell0": "# 01 · 标题", "cell1": "见术语表。"})
+    build_edition(root)
+    for folder in ("notebooks", "practice"):
+        texts = [source(c) for c in read_notebook(root / "zh" / folder / "01_title.ipynb").cells]
+        assert UNPUBLISHED_IN["zh"] in texts and UNPUBLISHED not in texts, folder

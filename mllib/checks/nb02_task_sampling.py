@@ -59,7 +59,7 @@ LABEL_REMAP = register(ExerciseSpec(
     cases=_label_remap_cases,
     hints=Hints(
         concept="each label becomes the *position* of its class in the task's order of classes; revisit "
-                "notebook 02, section 3 (why every task numbers its classes 0..N-1 afresh)",
+                "notebook 02, section 5 (why every task numbers its classes 0..N-1 afresh)",
         reasoning="first settle the order of the N classes (the given one, or the order in which the ids "
                   "first appear), then give every class id its position in that order and replace each "
                   "label by the position of its id"),
@@ -165,7 +165,7 @@ SUPPORT_QUERY_SPLIT = register(ExerciseSpec(
     cases=_split_cases,
     hints=Hints(
         concept="the two sets must be disjoint, random, and reproducible from the generator alone; revisit "
-                "notebook 02, section 4 (support and query sets never share an example)",
+                "notebook 02, section 1 (support and query sets never share an example)",
         reasoning="one random ordering of all the class's examples, drawn with the given generator, already "
                   "holds everything: its first few entries can be the support set and the next few the "
                   "query set, and no index can then appear twice"),

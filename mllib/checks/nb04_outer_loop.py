@@ -249,7 +249,7 @@ MAML_META_STEP = register(ExerciseSpec(
     hints=Hints(
         concept="one MAML meta-step samples a meta-batch, adapts to each task's support set with a step that "
                 "stays differentiable, scores each adapted model on that task's query set, and moves the "
-                "start along the gradient of the average score; revisit notebook 04, sections 1 and 2",
+                "start against the gradient of the average query loss; revisit notebook 04, sections 1 and 2",
         reasoning="clear the gradients the optimiser holds, draw one meta-batch, and for every task take one "
                   "differentiable SGD step on its support MSE (as in notebook 03) and compute the query MSE of "
                   "the result; average those query losses over the tasks, back-propagate the average into the "

@@ -46,6 +46,7 @@ class CourseConfig:
     gpu_notebooks: tuple[str, ...] = ()
     colab_gpu_type: str = "T4"
     practice_dir: str = "practice"
+    language: str = "en"          # the edition's language: the generated cells speak it (set by mllib.course.translation)
 
     def __post_init__(self) -> None:
         if self.repository is None:

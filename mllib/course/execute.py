@@ -215,8 +215,12 @@ def _store_kernelspec(nb: NotebookNode, spec, kernel_name: str) -> None:
 
 
 def execute_notebooks(paths, *, report: str | Path | None = "build/notebook_report.json",
-                      in_place: bool = True, timeout: int = DEFAULT_TIMEOUT, echo=None) -> dict:
+                      in_place: bool = True, timeout: int = DEFAULT_TIMEOUT, echo=None,
+                      metadata: dict | None = None) -> dict:
     """Re-execute notebooks from a clean kernel (in place by default) and write a JSON report.
+
+    ``metadata``: keys added to each notebook's metadata in the same write as its outputs (so no
+    reader ever sees the new outputs without them).
 
     A notebook whose run fails, or whose checks do not all pass, is not overwritten. The report holds, per notebook, the wall
     time, the kernel's peak memory, the check verdicts and any error; ``report["ok"]`` is True
@@ -240,6 +244,7 @@ def execute_notebooks(paths, *, report: str | Path | None = "build/notebook_repo
             for problem in cell.figure_problems:
                 echo(f"  cell {cell.index}: {problem}")
         if run.ok and in_place:
+            nb.metadata.update(metadata or {})
             write_notebook(nb, path)
         mem = "n/a" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f} MB"
         echo(f"  {'ok' if run.ok else 'FAILED'}  {run.wall_s:.1f} s  peak memory {mem}"

@@ -111,7 +111,8 @@ class Edition:
 
     def config(self, cfg: CourseConfig) -> CourseConfig:
         """``cfg`` with the book and practice folders of this edition (its badges open them)."""
-        return dataclasses.replace(cfg, notebooks_dir=f"{self.lang}/notebooks", practice_dir=f"{self.lang}/practice")
+        return dataclasses.replace(cfg, notebooks_dir=f"{self.lang}/notebooks", practice_dir=f"{self.lang}/practice",
+                                   language=self.lang)
 
     def text_file(self, notebook: str) -> Path:
         return self.text / (Path(notebook).stem + ".json")
@@ -318,20 +319,20 @@ def render_edition(root=".", lang: str = "zh", names=None, cfg: CourseConfig | N
     paths = [p for p in book if not names or p.name in names]
     saved = {key: os.environ.get(key) for key in (*BOOK_ENV, "MLLIB_LANG")}
     os.environ.update(BOOK_ENV, MLLIB_LANG=lang)
+    failed = []
     try:
-        result = execute_notebooks(paths, report=None, in_place=True, timeout=timeout, echo=echo)
+        for path in paths:   # outputs and the mark of the code that drew them: one write
+            mark = {"lang": lang, "code": code_fingerprint(read_notebook(path)), "font": font}
+            run = execute_notebooks([path], report=None, in_place=True, timeout=timeout, echo=echo,
+                                    metadata={RENDER_KEY: mark})["notebooks"][0]
+            if run["ok"]:
+                changed.append(path)
+            else:
+                failed.append(f"{path}: the {lang} run failed ({run.get('error') or 'did not run'}); "
+                              "its outputs stay as they were")
     finally:
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-    failed = []
-    for path, run in zip(paths, result["notebooks"]):
-        if not run["ok"]:
-            failed.append(f"{path}: the {lang} run failed ({run.get('error') or 'did not run'}); its outputs stay as they were")
-            continue
-        nb = read_notebook(path)
-        nb.metadata[RENDER_KEY] = {"lang": lang, "code": code_fingerprint(nb), "font": font}
-        write_notebook(nb, path)
-        changed.append(path)
     changed += build_edition(root, lang, cfg)
     if failed:
         raise ValueError("\n".join(failed))
