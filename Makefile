@@ -103,7 +103,7 @@ student-test: $(READY)
 # student release of 05-09, one torch thread each (two-thread jobs side by side oversubscribe the cores).
 # Each lane's output is printed when it ends; a failure in either fails the target.
 test: $(READY)
-	OMP_NUM_THREADS=1 MLLIB_LIVE_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target \
+	OMP_NUM_THREADS=1 MLLIB_LIVE_WORKERS=1 $(MAKE) --no-print-directory -j2 --output-sync=target \
 		test-lane-notebooks test-lane-units
 
 test-lane-notebooks: $(READY)

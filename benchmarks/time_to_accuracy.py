@@ -10,6 +10,7 @@ JSON file and a PNG of validation accuracy against training seconds, one line pe
     python benchmarks/time_to_accuracy.py --budget 300                      # demo recipes, ~15 min
     python benchmarks/time_to_accuracy.py --budget 300 --recipes maml-1000,quick,laptop
     python benchmarks/time_to_accuracy.py --run laptop=runs/laptop --recipes quick   # add a finished run
+    python benchmarks/time_to_accuracy.py --recipes '' --keep-existing --run live=runs/live/workers   # add a row
 
 Recipes (``RECIPES``): ``maml-1000`` (the quick profile before issue 17: all-parameter second-order
 MAML, constant meta-lr, 1,000 steps, 3 test steps), ``quick`` (the demo: MAML with the zeroing
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated recipes to train ({', '.join(RECIPES)}); '' for none")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=PATH",
                         help="also report a finished `mllib train` run folder (not trained here)")
+    parser.add_argument("--keep-existing", action="store_true",
+                        help="keep the rows already in --out (a row of the same name is replaced)")
+    parser.add_argument("--label", action="append", default=[], metavar="NAME=TEXT",
+                        help="how to describe the run NAME of --run (default: its folder)")
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per recipe (default 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each training run (default 2)")
@@ -168,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({**summarise(name, label, run, args.tasks, data), **trained})
         log(f"[{name}] test {100 * rows[-1]['test']['accuracy']:.2f}% +- {100 * rows[-1]['test']['ci95']:.2f}% "
             f"after {rows[-1]['steps_done']} steps, {rows[-1]['train_seconds']:.0f} s")
+    labels = dict(item.partition("=")[::2] for item in args.label)
     for name, run in extra:
-        rows.append({**summarise(name, f"finished run {run}", run, args.tasks, data), "command": None})
+        rows.append({**summarise(name, labels.get(name, f"finished run {run}"), run, args.tasks, data), "command": None})
+    if args.keep_existing and out.is_file():
+        new = {r["name"] for r in rows}
+        rows = [r for r in json.loads(out.read_text())["recipes"] if r["name"] not in new] + rows
     result = {
         "kind": "time-to-accuracy", "version": 1, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": args.machine or describe_machine("cpu") + " (load: see loadavg_start / loadavg_end per run)",

@@ -50,7 +50,9 @@ class LiveTraining:
     five-query step (0.132 s) times the measured ratio of the two steps, 0.477 (interleaved in one
     process, 4 rounds of 15 steps, one thread, 2026-12-07), so 0.063 s. Measured afterwards in the
     notebook on an idle 2-core CPU with two threads: 1,800 steps in 122 s (0.068 s, validation and
-    checkpoints included), 8% more than the estimate that sets the gpu budget (114 s).
+    checkpoints included), 8% more than the estimate that sets the gpu budget (114 s). The notebook now
+    runs it as two single-thread worker processes on two cores (``mllib.local_workers``): 74 s
+    (``benchmarks/live_workers.py``); the gpu budget still follows the one-process estimate.
     """
 
     unit: str                 # what one step is

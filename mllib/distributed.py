@@ -271,15 +271,17 @@ def check_in_sync(params: Mapping[str, Tensor], env: DistEnv) -> float:
     return diff
 
 
-def train(config, *, data=None, environ: Mapping[str, str] | None = None):
+def train(config, *, data=None, environ: Mapping[str, str] | None = None, log=None):
     """Run :func:`mllib.train.meta_train` on one rank of a torchrun job, or alone outside torchrun.
+
+    ``log``: where rank 0 (or the single process) writes its progress lines (default: print).
 
     Returns the ``TrainResult`` on rank 0 (and in a single process), ``None`` on the other ranks.
     Raises ``RuntimeError`` with a clear message when another rank dies or stops answering.
     """
     env = detect(environ)
     if env is None:
-        return meta_train(config, data=data)
+        return meta_train(config, data=data, **({"log": log} if log is not None else {}))
     environ = os.environ if environ is None else environ
     timeout = timeout_seconds(environ)
     fault = environ.get(FAULT_ENV)
@@ -303,7 +305,7 @@ def train(config, *, data=None, environ: Mapping[str, str] | None = None):
             data = _load_data_rank0_first(env)
         result = meta_train(
             config, data=data, grad_hook=coordinator.grad_hook, callback=coordinator.callback,
-            rank=env.rank, world_size=env.world_size, log=None if env.is_main else _quiet,
+            rank=env.rank, world_size=env.world_size, log=(log if env.is_main else _quiet),
         )
         check_in_sync(result.meta_params, env)
         # Leave together: a rank that tears down its connections while another is still finishing

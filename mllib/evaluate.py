@@ -349,7 +349,8 @@ def format_result(result: Mapping[str, Any]) -> str:
         >>> format_result(dict(result, test_rotations=True, classes=1692)).split(") ")[-1]
         '[rotated test classes, 1692 of them, as in the MAML and ProtoNets papers]'
     """
-    inner = (f"{result['inner_steps']} inner steps at lr {result['inner_lr']:g}"
+    steps = result.get("inner_steps")
+    inner = (f"{steps} inner step{'' if steps == 1 else 's'} at lr {result['inner_lr']:g}"
              f"{' (learned)' if result.get('inner_lr_learned') else ''}"
              if result.get("inner_lr") is not None and result.get("algo") != "protonet" else "no inner loop")
     return (

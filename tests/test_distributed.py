@@ -243,3 +243,25 @@ def test_a_lost_rank_fails_the_run_cleanly(fixture_data, tmp_path, fault, expect
     assert seconds < expected_seconds
     assert codes[1] == -signal.SIGKILL  # killed itself, or still hanging and reaped by run_ranks
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 1  # the last good state is kept
+
+
+def test_train_on_cores_two_workers_equal_one_process_and_stream_the_log(fixture_data, synthetic_omniglot_root,
+                                                                       tmp_path, monkeypatch):
+    """mllib.local_workers: 2 spawned single-thread workers x 2 tasks == 1 process x 4 tasks (what
+    notebook 05's live run relies on), rank 0's log lines reach the caller, its result comes back."""
+    from mllib.local_workers import train_on_cores
+
+    for key, value in data_env(lambda: synthetic_omniglot_root, tmp_path).items():
+        monkeypatch.setenv(key, value)   # the spawned workers load the same data themselves
+    config = TrainConfig(algo="maml", ways=3, shots=1, query=1, profile="quick", overrides=dict(TINY), steps=2,
+                         device="cpu", seed=5, out=str(tmp_path / "cores"), progress=False)
+    lines = []
+    result = train_on_cores(config, workers=2, log=lines.append)
+    assert result.step == 2 and result.out == tmp_path / "cores"
+    assert any("rank 0/2" in line for line in lines) and any(line.startswith("done: 2 steps") for line in lines)
+    print(f"2 workers vs 1 process after 2 steps: relative difference "
+          f"{assert_close(result.meta_params, single_process(fixture_data, tmp_path / 'single', steps=2)):.3g}")
+    with pytest.raises(ValueError, match="does not split into 3 workers"):
+        train_on_cores(config, workers=3)
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        train_on_cores(config, workers=0)

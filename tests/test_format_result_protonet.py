@@ -15,3 +15,7 @@ def test_protonet_result_says_no_inner_loop():
 def test_maml_result_keeps_its_inner_steps():
     line = format_result(dict(RESULT, algo="maml"))
     assert "3 inner steps at lr 0.4" in line
+
+
+def test_one_inner_step_is_singular():
+    assert "1 inner step at lr 0.4" in format_result(dict(RESULT, algo="maml", inner_steps=1))
