@@ -6,7 +6,7 @@ meta-gradient of the whole batch (:mod:`mllib.distributed`, tested there against
 float precision). On a small CPU this is faster than one process using every core: the course's
 convolutions are too small to split well across threads, but whole tasks split perfectly. On an
 idle 2-core CPU, notebook 05's live run (1,800 meta-steps, ``benchmarks/live_workers.py``) took
-130 s of training in one process with 2 threads and 74 s in 2 single-thread processes, with the same test
+123 s of training in one process with 2 threads and 74 s in 2 single-thread processes, with the same test
 accuracy (a tie).
 
 :func:`train_on_cores` does what ``torchrun --standalone --nproc_per_node=W -m mllib train`` does,
