@@ -44,7 +44,8 @@ Infrastructure (what every run stands on):
 * ``data``: Omniglot located, built once into a cache, loaded, split by fixed manifests; a printed-glyph
   character set rendered from matplotlib's fonts (no download).
 * ``fast_ops``: the conv learner's speed tricks, each computing the same function.
-* ``checkpoint``, ``distributed``: run files that resume exactly; data-parallel meta-training.
+* ``checkpoint``, ``distributed``, ``local_workers``: run files that resume exactly; data-parallel
+  meta-training (torchrun, or single-thread worker processes on this machine's cores, notebook 05).
 * ``arguments``, ``progress``, ``timing``, ``training_loop``: argument checks, the progress bar, a training
   loop's time budget, and the loop around a training algorithm (its steps, bar, budget and Ctrl-C), each
   written once.

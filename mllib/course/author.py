@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Callable
 
 #: What ``make notebooks`` runs the book with (CI=1: no progress bars in the stored outputs).
-BOOK_ENV = {"CI": "1", "MLLIB_PROFILE": "quick", "MLLIB_DEVICE": "cpu"}
+from .execute import BOOK_ENV
 
 #: The test files that check the course's content (not only the library): run by the ``course tests`` step.
 COURSE_TESTS = ("tests/test_exercises.py", "tests/test_check_properties.py", "tests/test_practice_edition.py",

@@ -30,6 +30,8 @@ from . import figures
 from .nbio import is_check_cell, is_solution_cell, list_notebooks, nbgrader, read_notebook, write_notebook
 
 DEFAULT_ENV = {"MLLIB_PROFILE": "quick", "MLLIB_DEVICE": "cpu"}
+#: the environment the book is executed in by `course author` (and the translated books by their render)
+BOOK_ENV = {"CI": "1", "MLLIB_PROFILE": "quick", "MLLIB_DEVICE": "cpu"}
 DEFAULT_TIMEOUT = 900  # seconds per cell, as in the nbval run of `make test`
 
 

@@ -302,8 +302,7 @@ def render_edition(root=".", lang: str = "zh", names=None, cfg: CourseConfig | N
     language (:func:`mllib.figure_text.cjk_font`): without one a ValueError says what to install."""
     from mllib.figure_text import cjk_font
 
-    from .author import BOOK_ENV
-    from .execute import execute_notebooks
+    from .execute import BOOK_ENV, execute_notebooks
 
     root, ed, cfg = _paths(root, lang, cfg)
     font = cjk_font()
