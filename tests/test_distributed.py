@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from mllib.__main__ import main
 from mllib.checkpoint import load_checkpoint
 from mllib.checkpoint import read_metrics
 from mllib.device import cpu_threads
+from mllib.local_workers import free_port
 from mllib.train import TrainConfig, meta_train
 
 # constant meta-lr: the resume test extends the run (a cosine schedule would refuse another length)
@@ -39,12 +39,6 @@ FLAGS = ["--algo", "maml", "--ways", "3", "--shots", "1", "--query", "1", "--pro
          "--filters", "4", "--meta-batch", "4", "--val-every", "2", "--val-tasks", "3", "--test-query", "1",
          "--checkpoint-every", "1", "--inner-steps-test", "1", "--seed", "5", "--meta-lr-schedule", "constant"]
 REL_TOL = 1e-5
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def single_process(omniglot, out: Path, steps: int) -> dict:

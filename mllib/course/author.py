@@ -35,7 +35,6 @@ runs nothing.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Callable
 
 #: What ``make notebooks`` runs the book with (CI=1: no progress bars in the stored outputs).
-from .execute import BOOK_ENV
+from .execute import BOOK_ENV, environment
 
 #: The test files that check the course's content (not only the library): run by the ``course tests`` step.
 COURSE_TESTS = ("tests/test_exercises.py", "tests/test_check_properties.py", "tests/test_practice_edition.py",
@@ -127,20 +126,6 @@ def _names(paths) -> list[str]:
     return [str(p) for p in paths]
 
 
-@contextlib.contextmanager
-def _environment(values: dict):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _book(opts: AuthorOptions) -> list[Path]:
     from .nbio import list_notebooks
 
@@ -158,7 +143,7 @@ def _execute(opts, done):
 
     paths = _book(opts)
     before = {p: p.read_bytes() for p in paths}
-    with _environment(BOOK_ENV):
+    with environment(BOOK_ENV):
         result = execute_notebooks(paths, report=opts.root / opts.report, in_place=True, timeout=opts.timeout)
     problems = [f"{nb['path']}: {nb.get('error') or 'did not run'}" for nb in result["notebooks"] if not nb["ok"]]
     return StepResult(changed=[str(p) for p in paths if p.read_bytes() != before[p]], problems=problems)

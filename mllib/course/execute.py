@@ -13,6 +13,7 @@ that Jupyter does not mark a freshly opened notebook as modified.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,21 @@ DEFAULT_ENV = {"MLLIB_PROFILE": "quick", "MLLIB_DEVICE": "cpu"}
 #: the environment the book is executed in by `course author` (and the translated books by their render)
 BOOK_ENV = {"CI": "1", "MLLIB_PROFILE": "quick", "MLLIB_DEVICE": "cpu"}
 DEFAULT_TIMEOUT = 900  # seconds per cell, as in the nbval run of `make test`
+
+
+@contextlib.contextmanager
+def environment(values: dict):
+    """Set the variables ``values`` in ``os.environ`` for the ``with`` block; restore them after."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @dataclass

@@ -302,7 +302,7 @@ def render_edition(root=".", lang: str = "zh", names=None, cfg: CourseConfig | N
     language (:func:`mllib.figure_text.cjk_font`): without one a ValueError says what to install."""
     from mllib.figure_text import cjk_font
 
-    from .execute import BOOK_ENV, execute_notebooks
+    from .execute import BOOK_ENV, environment, execute_notebooks
 
     root, ed, cfg = _paths(root, lang, cfg)
     font = cjk_font()
@@ -316,10 +316,8 @@ def render_edition(root=".", lang: str = "zh", names=None, cfg: CourseConfig | N
     if unknown:
         raise ValueError(f"not in the {lang} book: {', '.join(unknown)}; choose from {', '.join(p.name for p in book)}")
     paths = [p for p in book if not names or p.name in names]
-    saved = {key: os.environ.get(key) for key in (*BOOK_ENV, "MLLIB_LANG")}
-    os.environ.update(BOOK_ENV, MLLIB_LANG=lang)
     failed = []
-    try:
+    with environment({**BOOK_ENV, "MLLIB_LANG": lang}):
         for path in paths:   # outputs and the mark of the code that drew them: one write
             mark = {"lang": lang, "code": code_fingerprint(read_notebook(path)), "font": font}
             run = execute_notebooks([path], report=None, in_place=True, timeout=timeout, echo=echo,
@@ -329,9 +327,6 @@ def render_edition(root=".", lang: str = "zh", names=None, cfg: CourseConfig | N
             else:
                 failed.append(f"{path}: the {lang} run failed ({run.get('error') or 'did not run'}); "
                               "its outputs stay as they were")
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
     changed += build_edition(root, lang, cfg)
     if failed:
         raise ValueError("\n".join(failed))
