@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -82,12 +81,6 @@ def worker(steps: int, warmup: int) -> None:
         }), flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run(cmd: list[str], threads: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), CI="1")
@@ -99,6 +92,8 @@ def _run(cmd: list[str], threads: int) -> dict:
 
 
 def main() -> None:
+    from mllib.local_workers import free_port
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=15, help="timed meta-steps per process")
     parser.add_argument("--warmup", type=int, default=3)
@@ -125,7 +120,7 @@ def main() -> None:
         for t in args.threads:
             one[t].append(_run([sys.executable, *base], threads=t))
         two.append(_run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                         "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *base], threads=1))
+                         "--master_addr=127.0.0.1", f"--master_port={free_port()}", *base], threads=1))
     one_s = {t: statistics.median(r["median_s"] for r in runs) for t, runs in one.items()}
     two_s = statistics.median(r["median_s"] for r in two)
     head = args.threads[0]

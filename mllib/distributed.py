@@ -281,7 +281,7 @@ def train(config, *, data=None, environ: Mapping[str, str] | None = None, log=No
     """
     env = detect(environ)
     if env is None:
-        return meta_train(config, data=data, **({"log": log} if log is not None else {}))
+        return meta_train(config, data=data, log=log)
     environ = os.environ if environ is None else environ
     timeout = timeout_seconds(environ)
     fault = environ.get(FAULT_ENV)
