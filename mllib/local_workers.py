@@ -27,6 +27,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
+from mllib.device import resolve_device
 from mllib.train import TrainConfig, TrainResult, meta_train
 
 POLL_S = 0.2   # how often the caller prints what the workers said
@@ -37,6 +38,31 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def auto_workers(config: TrainConfig, cores: int | None = None) -> int:
+    """How many workers ``--workers auto`` starts: one per usable core, at most as many as split the
+    meta-batch evenly (the largest divisor of it), and 1 on a GPU (one process drives the card).
+
+        >>> auto_workers(TrainConfig(profile="quick", device="cpu"), cores=2)   # meta-batch 8
+        2
+        >>> auto_workers(TrainConfig(profile="quick", device="cpu"), cores=3), auto_workers(
+        ...     TrainConfig(profile="quick", device="cpu"), cores=1)
+        (2, 1)
+    """
+    if resolve_device(config.device).type != "cpu":
+        return 1
+    cores = usable_cores() if cores is None else cores
+    meta_batch = config.resolved_profile().meta_batch
+    return max(count for count in range(1, max(1, min(cores, meta_batch)) + 1) if meta_batch % count == 0)
 
 
 def _worker(rank: int, config: TrainConfig, workers: int, port: int, messages) -> None:
@@ -100,4 +126,4 @@ def train_on_cores(config: TrainConfig, workers: int, *, data=None, log=print) -
     return found[0]
 
 
-__all__ = ["train_on_cores", "free_port"]
+__all__ = ["train_on_cores", "auto_workers", "usable_cores", "free_port"]

@@ -259,3 +259,37 @@ def test_train_on_cores_two_workers_equal_one_process_and_stream_the_log(fixture
         train_on_cores(config, workers=3)
     with pytest.raises(ValueError, match="whole number >= 1"):
         train_on_cores(config, workers=0)
+
+
+def test_train_cli_workers_flag_runs_the_same_job_and_refuses_bad_counts(fixture_data, synthetic_omniglot_root,
+                                                                        tmp_path):
+    """``python -m mllib train --workers 2`` (what ``make demo`` runs) is train_on_cores: one report,
+    the one-process meta-parameters; a count that does not fit is one line and exit 2."""
+    env = data_env(lambda: synthetic_omniglot_root, tmp_path)
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "mllib", "train", *FLAGS, "--steps", "2", "--out", str(out)]
+    done = subprocess.run([*cmd, "--workers", "2"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("trained 2 steps") == 1
+    workers = load_checkpoint(out / "checkpoint.pt")
+    print(f"--workers 2 vs 1 process after 2 steps: relative difference "
+          f"{assert_close(workers['meta_params'], single_process(fixture_data, tmp_path / 'single', steps=2)):.3g}")
+    for count, message in (("0", "--workers must be a whole number >= 1"), ("two", "or auto, got 'two'"),
+                           ("3", "does not split into 3 workers")):
+        bad = subprocess.run([*cmd, "--workers", count, "--out", str(tmp_path / f"bad{count}")], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr   # one line, no traceback
+
+
+def test_auto_workers_splits_the_meta_batch_over_the_cores(monkeypatch):
+    """``--workers auto``: one worker per core, only counts that divide the meta-batch, 1 on a GPU."""
+    from mllib import local_workers
+    from mllib.local_workers import auto_workers
+
+    quick = TrainConfig(profile="quick", device="cpu")                    # meta-batch 8
+    assert [auto_workers(quick, cores=c) for c in (1, 2, 3, 4, 6, 8, 64)] == [1, 2, 2, 4, 4, 8, 8]
+    twelve = TrainConfig(profile="quick", device="cpu", overrides={"meta_batch": 12})
+    assert [auto_workers(twelve, cores=c) for c in (5, 7, 12)] == [4, 6, 12]
+    monkeypatch.setattr(local_workers, "resolve_device", lambda device: torch.device("cuda"))  # a GPU machine
+    assert auto_workers(quick, cores=8) == 1

@@ -4,6 +4,7 @@ Example::
 
     python -m mllib train --algo maml --ways 5 --shots 1 --profile quick --out runs/demo --resume
     python -m mllib train --profile laptop --out runs/laptop            # 54 min on an idle 2-core CPU
+    python -m mllib train --profile quick --workers 2 --out runs/demo  # 2 single-thread processes
     python -m mllib train --profile full --head-init zero --meta-lr-schedule cosine --out runs/x
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mllib import distributed
+from mllib import distributed, local_workers
 from mllib.signals import exit_code, signal_name
 from mllib.algorithms import ALL_ALGORITHMS, BN_MODES, META_GRADIENT_FORMS
 from mllib.config import HEAD_INITS, META_LR_SCHEDULES, PROFILE_CHOICES
@@ -65,6 +66,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=SPLIT_CHOICES, default="maml",
                         help="character split manifest; lake: train on 25 background alphabets, validate "
                              "on 5 others, test on the 20 evaluation alphabets (unseen alphabets)")
+    parser.add_argument("--workers", default="1", metavar="W",
+                        help="W single-thread processes on this machine's CPU cores, each adapting to 1/W of "
+                             "every meta-batch (the same meta-gradient; mllib.local_workers); auto: one per "
+                             "core that splits the meta-batch evenly, 1 on a GPU. Default 1: one process")
     parser.add_argument("--allow-partial-data", action="store_true",
                         help="train on a copy of Omniglot that lacks characters of the split (refused "
                              "otherwise): a warning, and the run is marked non-standard")
@@ -90,10 +95,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def worker_count(text: str, config: TrainConfig) -> int:
+    """``--workers``: a whole number >= 1, or ``auto`` (:func:`mllib.local_workers.auto_workers`)."""
+    under_torchrun = distributed.detect() is not None
+    if text == "auto":
+        return 1 if under_torchrun else local_workers.auto_workers(config)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--workers must be a whole number >= 1 (processes) or auto, got {text!r}")
+    if int(text) > 1 and under_torchrun:
+        raise ValueError("--workers starts its own processes: leave it out under torchrun")
+    return int(text)
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    workers = worker_count(args.workers, config)
     try:
-        result = distributed.train(config)  # meta_train(config), on every rank when run by torchrun
+        if workers > 1:   # errors (a meta-batch that does not split) end in one line (mllib.__main__)
+            result = local_workers.train_on_cores(config, workers=workers)
+        else:
+            result = distributed.train(config)  # meta_train(config), on every rank when run by torchrun
     except KeyboardInterrupt as err:
         print(f"stopped by {signal_name(err)}: resume with the same command plus --resume (out: {config.out})",
               file=sys.stderr)
