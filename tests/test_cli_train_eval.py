@@ -152,3 +152,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, cli_env):
 
     assert load_checkpoint(out / "checkpoint.pt")["step"] >= 2
     assert not (out / "run.lock").exists()
+
+
+def test_eval_shots_tests_a_one_shot_learner_on_more_shots(tmp_path, capsys):
+    """``eval --shots K``: the test tasks have K support images per class (a 5-shot column of the
+    papers' table from a 1-shot learner); the default stays the training shots; 0 is refused."""
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "maml", *TINY_FLAGS, "--steps", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    results = {}
+    for extra in ([], ["--shots", "3"]):
+        assert main(["eval", "--checkpoint", str(out / "best.pt"), "--tasks", "6", "--json", *extra]) == 0
+        results[tuple(extra)] = json.loads(capsys.readouterr().out)
+    assert results[()]["shots"] == 1 and results[("--shots", "3")]["shots"] == 3
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--tasks", "6", "--shots", "0"]) == 2
+    assert "shots" in capsys.readouterr().err

@@ -5,6 +5,7 @@ Example::
     python -m mllib eval --checkpoint runs/demo/best.pt --tasks 600 --split test --json \\
         --plot runs/demo/learning_curve.png
     python -m mllib eval --checkpoint maml_omniglot_5w1s      # a checkpoint shipped with the package
+    python -m mllib eval --checkpoint maml_omniglot_5w1s --shots 5 --test-rotations   # 5-shot, papers' protocol
 
 Where the plot goes (and the metrics it is drawn from) is checked before the evaluation starts.
 """
@@ -35,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=PARTS, default="test")
     parser.add_argument("--inner-steps", type=int, default=None, help="inner steps at test (default: the profile's)")
     parser.add_argument("--query", type=int, default=None, help="query images per class (default: the profile's)")
+    parser.add_argument("--shots", type=int, default=None,
+                        help="support images per class of the test tasks (default: the training shots; "
+                             "e.g. 5 tests a 1-shot learner on 5-shot tasks)")
     parser.add_argument("--bn", choices=BN_MODES, default=None, help="default: the training mode")
     parser.add_argument("--test-rotations", action="store_true",
                         help="the MAML and ProtoNets papers' test protocol: each test character rotated by "
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tasks < 600:
         print(f"note: {args.tasks} tasks; the published protocol uses at least 600", file=sys.stderr)
     result = evaluate(args.checkpoint, tasks=args.tasks, split=args.split, inner_steps=args.inner_steps,
-                      query=args.query, bn=args.bn, test_rotations=args.test_rotations,
+                      query=args.query, shots=args.shots, bn=args.bn, test_rotations=args.test_rotations,
                       device=args.device, seed=args.seed,
                       batch_size=args.batch_size, allow_partial_data=args.allow_partial_data)
     print(dumps(result) if args.json else format_result(result))
