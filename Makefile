@@ -45,7 +45,7 @@ endif
 
 help:
 	@echo "make learn      install (below), write the exercise notebooks to build/student/ and open them in JupyterLab"
-	@echo "make demo       install (below), meta-train MAML 5-way 1-shot (quick profile) and evaluate it"
+	@echo "make demo       install (below), meta-train MAML 5-way 1-shot (quick recipe, one worker per core) and evaluate it"
 	@echo "make test       install (below) and run every test (unit tests, the notebooks, the wheel)"
 	@echo "make author     the one command after changing a notebook: re-execute, regenerate what is generated,"
 	@echo "                run every course check, one summary (NOTEBOOKS=notebooks/05_*.ipynb: only those;"
@@ -80,7 +80,8 @@ learn: $(READY)
 
 demo: $(READY)
 	$(PY) -m mllib data --download
-	$(PY) -m mllib train --algo maml --ways 5 --shots 1 --profile quick --out $(RUN) --resume
+	$(PY) -m mllib train --algo maml --ways 5 --shots 1 --profile quick --filters 64 --query 2 --steps 2000 \
+	    --val-every 500 --workers auto --out $(RUN) --resume
 	$(PY) -m mllib eval --checkpoint $(RUN)/best.pt --tasks 600 --split test --plot $(RUN)/learning_curve.png
 
 unit: $(READY)
