@@ -40,6 +40,7 @@ from mllib.checkpoint import find_checkpoint
 from mllib.data import load_omniglot
 from mllib.evaluate import (SAMPLE_CHUNK, TEST_SEED, evaluate, has_inner_loop, load_run, mean_ci95, task_accuracies,
                             test_sampler)
+from mllib.results import replace_block
 from mllib.tasks import OmniglotTasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,12 +235,10 @@ def docs_section(report: dict) -> str:
 
 def write_docs(report: dict, path: Path = DOCS) -> None:
     """Replace the text between the protocol markers of ``path`` with :func:`docs_section`."""
-    text = path.read_text()
-    if DOCS_START not in text or DOCS_END not in text:
+    text = replace_block(path.read_text(), DOCS_START, DOCS_END, docs_section(report))
+    if text is None:
         raise SystemExit(f"{path} has no {DOCS_START} ... {DOCS_END} markers: add them where the table goes")
-    head, rest = text.split(DOCS_START, 1)
-    tail = rest.split(DOCS_END, 1)[1]
-    path.write_text(f"{head}{DOCS_START}\n{docs_section(report)}\n{DOCS_END}{tail}")
+    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -187,6 +187,23 @@ def readme_block(text: str) -> str | None:
     return text[text.index(START) + len(START):text.index(END)].strip("\n")
 
 
+def replace_block(text: str, start: str, end: str, body: str) -> str | None:
+    """``text`` with the lines between the markers ``start`` and ``end`` replaced by ``body`` (the markers
+    stay, each on its own line around ``body``); None when a marker is missing. Every generated block of
+    the docs is written this way (this module's results block, ``benchmarks/eval_protocols.py``,
+    ``benchmarks/paper_table.py``).
+
+        >>> replace_block("a\n<!-- s -->\nold\n<!-- e -->\nz", "<!-- s -->", "<!-- e -->", "new")
+        'a\n<!-- s -->\nnew\n<!-- e -->\nz'
+        >>> replace_block("no markers", "<!-- s -->", "<!-- e -->", "new") is None
+        True
+    """
+    if start not in text or end not in text:
+        return None
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
 def update_readme(readme: str | Path | None = None, root: str | Path | None = None, check: bool = False) -> bool:
     """Rewrite the results block of ``docs/results.md`` (or ``readme``) from the files; return True if it
     changed (or would, with ``check``).
@@ -206,6 +223,5 @@ def update_readme(readme: str | Path | None = None, root: str | Path | None = No
     if readme_block(text) == new:
         return False
     if not check:
-        head, tail = text[:text.index(START) + len(START)], text[text.index(END):]
-        readme.write_text(head + "\n" + new + "\n" + tail)
+        readme.write_text(replace_block(text, START, END, new))
     return True

@@ -123,3 +123,13 @@ def test_readme_outside_a_checkout_says_it_needs_one(tmp_path, monkeypatch, caps
     assert main(["bench", "--readme"]) == 2
     err = capsys.readouterr().err
     assert "checkout" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_replace_block_rewrites_only_between_the_markers():
+    """The one writer of the docs' generated blocks (results, protocols, the paper table)."""
+    from mllib.results import replace_block
+
+    text = "intro\n<!-- s -->\nold 1\nold 2\n<!-- e -->\nafter <!-- e -->\n"
+    assert replace_block(text, "<!-- s -->", "<!-- e -->", "new") == "intro\n<!-- s -->\nnew\n<!-- e -->\nafter <!-- e -->\n"
+    assert replace_block(text, "<!-- s -->", "<!-- x -->", "new") is None
+    assert replace_block("<!-- e -->", "<!-- s -->", "<!-- e -->", "new") is None
