@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trained_run import score_best, validation_curve   # benchmarks/ is on sys.path
+
 OUT = Path(__file__).resolve().parent / "results" / "demo_workers.json"
 BASE = ["-m", "mllib", "train", "--algo", "maml", "--ways", "5", "--shots", "1", "--profile", "quick",
         "--device", "cpu", "--seed", "0"]
@@ -37,16 +39,11 @@ def run_recipe(name: str, flags: list[str], workers: int, folder: Path) -> dict:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    validation = [[r["step"], r["seconds"], r["val_accuracy"]] for r in records if r.get("val_accuracy") is not None]
-    scored = subprocess.run([sys.executable, "-m", "mllib", "eval", "--checkpoint", str(out / "best.pt"),
-                             "--tasks", "600", "--json"], capture_output=True, text=True, check=True,
-                            env={**os.environ, "MLLIB_THREADS": "2"})
-    test = json.loads(scored.stdout[scored.stdout.index("{"):])
     return {"name": name, "flags": flags, "workers": workers, "load_average_before": load,
             "train_seconds": records[-1]["seconds"], "wall_seconds_with_startup": round(wall, 1),
-            "steps": records[-1]["step"], "validation": validation,
+            "steps": records[-1]["step"], "validation": validation_curve(out),
             "command": "python " + " ".join(shlex.quote(part) for part in command[1:]).replace(str(out), "runs/demo"),
-            **{key: test[key] for key in ("accuracy", "ci95", "tasks", "bn", "inner_steps", "query")}}
+            **score_best(out)}
 
 
 def main() -> None:

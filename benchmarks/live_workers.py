@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trained_run import score_best, validation_curve   # benchmarks/ is on sys.path
+
 OUT = Path(__file__).resolve().parent / "results" / "live_workers.json"
 RECIPE = dict(algo="maml", ways=5, shots=1, profile="quick", steps=1800, seed=0, device="cpu",
               overrides={"val_every": 450, "val_tasks": 50, "query": 2})
@@ -54,14 +56,8 @@ def run_one(how: str, folder: Path) -> dict:
     done = subprocess.run([sys.executable, str(script), how, str(out), json.dumps(RECIPE)],
                           capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    result["validation"] = [[r["step"], r["seconds"], r["val_accuracy"]] for r in records
-                            if r["val_accuracy"] is not None]   # [step, training seconds, accuracy]
-    scored = subprocess.run([sys.executable, "-m", "mllib", "eval", "--checkpoint", str(out / "best.pt"),
-                             "--tasks", "600", "--json"], capture_output=True, text=True, check=True,
-                            env={**os.environ, "MLLIB_THREADS": "2"})
-    test = json.loads(scored.stdout[scored.stdout.index("{"):])
-    result.update({key: test[key] for key in ("accuracy", "ci95", "tasks", "bn", "inner_steps", "query")})
+    result["validation"] = validation_curve(out)   # [step, training seconds, accuracy]
+    result.update(score_best(out))
     return result
 
 

@@ -2,7 +2,6 @@
 extras and code version are what an installed copy needs (scripts/check_wheel.sh installs one)."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -15,6 +14,8 @@ import yaml
 
 import mllib
 from mllib.provenance import DISTRIBUTION, _git_commit_of, checkout_root
+
+from repo_scripts import load_script   # tests/ is on sys.path under pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # pip name -> conda-forge name where they differ
@@ -199,10 +200,7 @@ def test_use_venv_forces_the_venv_even_with_a_ready_python():
 
 
 def _course_python():
-    spec = importlib.util.spec_from_file_location("course_python", ROOT / "scripts" / "course_python.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/course_python.py")
 
 
 def test_course_python_reads_the_extras_a_goal_needs_from_the_metadata():

@@ -1,16 +1,14 @@
 """docs/results.md's table of the shipped checkpoints under both test protocols is the JSON's, as generated."""
-import importlib.util
 import json
 from pathlib import Path
+
+from repo_scripts import load_script   # tests/ is on sys.path under pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("eval_protocols", ROOT / "benchmarks" / "eval_protocols.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/eval_protocols.py")
 
 
 def test_the_protocol_table_of_the_docs_is_generated_from_the_measurements():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from mllib.evaluate import EvalProtocol, LearnerToTest, evaluate, format_result,
 from mllib.learners import build_learner
 from mllib.models import build_conv_learner, params_of
 from mllib.tasks import OmniglotTasks
+
+from repo_scripts import load_script   # tests/ is on sys.path under pytest
 
 AS_DRAWN = EvalProtocol(MetaConfig(form="loop"), ways=5, shots=1, query=3, inner_steps=1)
 ROTATED = AS_DRAWN.with_changes(test_rotations=True)
@@ -193,10 +194,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location("eval_protocols", ROOT / "benchmarks" / "eval_protocols.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/eval_protocols.py")
 
 
 def check_protocols_report(report: dict, bench) -> None:
