@@ -5,14 +5,17 @@ classes (every test character rotated by 0, 90, 180 and 270 degrees is a class o
 ``python -m mllib eval --test-rotations``), batch norm with batch statistics (transductive, as the
 paper) and the test steps of the checkpoint's card, then compared with the paper's number by interval
 overlap (:func:`mllib.compare.verdict`: overlapping 95% intervals are a tie). The course's own
-protocol (test characters as drawn) is measured beside it. A 5-shot column is scored with the 1-shot
-checkpoint of the same ways (``--shots 5``): the course trains no separate 5-shot learner, and the
-table says so. The training time of each column is its card's (one uninterrupted idle run).
+protocol (test characters as drawn) is measured beside it. A column can have more than one row: the
+20-way 5-shot column has a learner trained on 20-way 5-shot tasks and, beside it, the 20-way 1-shot
+learner tested on 5-shot tasks (``--shots 5``); the 5-way 5-shot column has only the 1-shot learner
+tested on 5-shot tasks. The "trained on" entry of each row says which. The training time of each row
+is its card's (one uninterrupted idle run).
 
-    MLLIB_DATA=/path/to/omniglot python benchmarks/paper_table.py            # about 3 min on 2 cores
-    python benchmarks/paper_table.py --docs     # only rewrite the table of docs/results.md from the JSON
+    MLLIB_DATA=/path/to/omniglot python benchmarks/paper_table.py            # about 4 min on 2 cores
+    python benchmarks/paper_table.py --docs     # only rewrite the table of docs/results.md and the figure
 
-Writes ``benchmarks/results/paper_table.json`` and prints the table.
+Writes ``benchmarks/results/paper_table.json``, prints the table, and draws each checkpoint's validation
+accuracy against training minutes from its shipped training log (``paper_table_curves.png``).
 """
 from __future__ import annotations
 
@@ -20,11 +23,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 
 from mllib.checkpoint import find_checkpoint
 from mllib.compare import verdict
@@ -35,12 +40,15 @@ from mllib.results import replace_block
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "paper_table.json"
 DOCS = ROOT / "docs" / "results.md"
+FIGURE = ROOT / "benchmarks" / "results" / "paper_table_curves.png"
 DOCS_START, DOCS_END = "<!-- paper-table:start -->", "<!-- paper-table:end -->"
-# (column, ways, test shots, checkpoint, the paper's accuracy and 95% interval): Finn et al. 2017, Table 1
+# (column, ways, test shots, checkpoint, the paper's accuracy and 95% interval): Finn et al. 2017, Table 1.
+# One row per checkpoint; a column's rows share its name.
 COLUMNS = (
     ("5-way 1-shot", 5, 1, "maml_omniglot_5w1s", 0.987, 0.004),
     ("5-way 5-shot", 5, 5, "maml_omniglot_5w1s", 0.999, 0.001),
     ("20-way 1-shot", 20, 1, "maml_omniglot_20w1s_laptop", 0.958, 0.003),
+    ("20-way 5-shot", 20, 5, "maml_omniglot_20w5s_laptop", 0.989, 0.002),
     ("20-way 5-shot", 20, 5, "maml_omniglot_20w1s_laptop", 0.989, 0.002),
 )
 TIME_LIMITS = {5: 60 * 60, 20: 120 * 60}   # the issue's training budget per column, seconds
@@ -99,6 +107,57 @@ def write_docs(report: dict, path: Path = DOCS) -> None:
     path.write_text(text)
 
 
+VALIDATION_LINE = re.compile(r"step (\d+): .*val acc ([0-9.]+) .*, (\d+) s$")
+
+
+def validation_curve(log_text: str) -> list[tuple[int, float, float]]:
+    """``[(step, training minutes, validation accuracy)]`` from the lines of a ``train.log``.
+
+        >>> validation_curve("2026-12-07 19:43:34 step 500: loss 0.4456, train acc 0.8475, val acc 0.8766 "
+        ...                  "(best 0.8766 at step 500), 108 s")
+        [(500, 1.8, 0.8766)]
+    """
+    return [(int(m[1]), int(m[3]) / 60, float(m[2]))
+            for m in map(VALIDATION_LINE.search, log_text.splitlines()) if m]
+
+
+def draw_curves(report: dict, path: Path = FIGURE) -> Path:
+    """Validation accuracy against training minutes of every row's checkpoint, one panel per number of ways.
+
+    The curves are the course's validation tasks (the checkpoint's own ways and shots, characters as
+    drawn); the paper's numbers (rotated test classes) are dashed lines for scale, the issue's time
+    limit a dotted vertical line.
+    """
+    fig = Figure(figsize=(11, 4.2))
+    axes = dict(zip((5, 20), fig.subplots(1, 2)))
+    drawn = set()   # a checkpoint or a paper number appears once, whatever the number of its rows
+    for r in report["columns"]:
+        ax = axes[r["ways"]]
+        if r["checkpoint"] not in drawn:
+            drawn.add(r["checkpoint"])
+            log = find_checkpoint(r["checkpoint"]).with_suffix(".train.log").read_text()
+            _, minutes, accuracy = zip(*validation_curve(log))
+            ax.plot(minutes, [100 * a for a in accuracy], "o-", ms=3,
+                    label=f"{r['checkpoint']} (validation, {r['ways']}-way {r['trained_shots']}-shot tasks)")
+        if r["column"] in drawn:
+            continue
+        drawn.add(r["column"])
+        ax.axhline(100 * r["paper_accuracy"], ls="--", lw=1, color="0.35" if r["shots"] == 1 else "0.65")
+        ax.annotate(f"paper, {r['column']}: {100 * r['paper_accuracy']:.1f}", (1, 100 * r["paper_accuracy"]),
+                    xytext=(0, 2), textcoords="offset points", fontsize=8, color="0.3")
+    for ways, ax in axes.items():
+        ax.axvline(TIME_LIMITS[ways] / 60, ls=":", color="tab:red", lw=1)
+        ax.set(title=f"{ways}-way", xlabel="training minutes (2-core CPU, idle)", ylabel="validation accuracy %",
+               xlim=(0, TIME_LIMITS[ways] / 60 * 1.02), ylim=(95 if ways == 5 else 85, 100.5))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("The paper-table checkpoints: validation accuracy against training time "
+                 "(dotted: the issue's time limit; dashed: the MAML paper's test accuracy)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=600)
@@ -107,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", action="store_true", help="only rewrite docs/results.md from the JSON")
     args = parser.parse_args(argv)
     if args.docs:
-        write_docs(json.loads(args.out.read_text()))
-        print(f"rewrote the paper table of {DOCS}", file=sys.stderr)
+        report = json.loads(args.out.read_text())
+        write_docs(report)
+        print(f"rewrote the paper table of {DOCS} and {draw_curves(report)}", file=sys.stderr)
         return 0
     data = load_omniglot(progress=False)
     columns = []
@@ -126,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
               "host": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                        "torch": torch.__version__}, "columns": columns}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    draw_curves(report)
     print(docs_section(report))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
