@@ -40,7 +40,7 @@ from mllib.checkpoint import find_checkpoint
 from mllib.data import load_omniglot
 from mllib.evaluate import (SAMPLE_CHUNK, TEST_SEED, evaluate, has_inner_loop, load_run, mean_ci95, task_accuracies,
                             test_sampler)
-from mllib.results import replace_block
+from mllib.results import write_block
 from mllib.tasks import OmniglotTasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,10 +235,7 @@ def docs_section(report: dict) -> str:
 
 def write_docs(report: dict, path: Path = DOCS) -> None:
     """Replace the text between the protocol markers of ``path`` with :func:`docs_section`."""
-    text = replace_block(path.read_text(), DOCS_START, DOCS_END, docs_section(report))
-    if text is None:
-        raise SystemExit(f"{path} has no {DOCS_START} ... {DOCS_END} markers: add them where the table goes")
-    path.write_text(text)
+    write_block(path, DOCS_START, DOCS_END, docs_section(report))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from mllib.checkpoint import find_checkpoint
 from mllib.compare import verdict
 from mllib.data import load_omniglot
 from mllib.evaluate import evaluate
-from mllib.results import replace_block
+from mllib.results import write_block
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "paper_table.json"
@@ -101,10 +101,7 @@ def docs_section(report: dict) -> str:
 
 def write_docs(report: dict, path: Path = DOCS) -> None:
     """Replace the text between the paper-table markers of ``path`` with :func:`docs_section`."""
-    text = replace_block(path.read_text(), DOCS_START, DOCS_END, docs_section(report))
-    if text is None:
-        raise SystemExit(f"{path} has no {DOCS_START} ... {DOCS_END} markers: add them where the table goes")
-    path.write_text(text)
+    write_block(path, DOCS_START, DOCS_END, docs_section(report))
 
 
 VALIDATION_LINE = re.compile(r"step (\d+): .*val acc ([0-9.]+) .*, (\d+) s$")

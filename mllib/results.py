@@ -188,10 +188,10 @@ def readme_block(text: str) -> str | None:
 
 
 def replace_block(text: str, start: str, end: str, body: str) -> str | None:
-    """``text`` with the lines between the markers ``start`` and ``end`` replaced by ``body`` (the markers
+    r"""``text`` with the lines between the markers ``start`` and ``end`` replaced by ``body`` (the markers
     stay, each on its own line around ``body``); None when a marker is missing. Every generated block of
     the docs is written this way (this module's results block, ``benchmarks/eval_protocols.py``,
-    ``benchmarks/paper_table.py``).
+    ``benchmarks/paper_table.py``, through :func:`write_block`).
 
         >>> replace_block("a\n<!-- s -->\nold\n<!-- e -->\nz", "<!-- s -->", "<!-- e -->", "new")
         'a\n<!-- s -->\nnew\n<!-- e -->\nz'
@@ -202,6 +202,17 @@ def replace_block(text: str, start: str, end: str, body: str) -> str | None:
         return None
     head, rest = text.split(start, 1)
     return f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
+def write_block(path: str | Path, start: str, end: str, body: str) -> None:
+    """Rewrite the block between the markers ``start`` and ``end`` of the file ``path`` with ``body``
+    (:func:`replace_block`); a file without the markers stops the script with one line saying where they go.
+    """
+    path = Path(path)
+    text = replace_block(path.read_text(), start, end, body)
+    if text is None:
+        raise SystemExit(f"{path} has no {start} ... {end} markers: add them where the table goes")
+    path.write_text(text)
 
 
 def update_readme(readme: str | Path | None = None, root: str | Path | None = None, check: bool = False) -> bool:

@@ -125,6 +125,18 @@ def test_readme_outside_a_checkout_says_it_needs_one(tmp_path, monkeypatch, caps
     assert "checkout" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_write_block_rewrites_the_file_and_refuses_one_without_markers(tmp_path):
+    from mllib.results import write_block
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- s -->\nold\n<!-- e -->\n")
+    write_block(page, "<!-- s -->", "<!-- e -->", "new")
+    assert page.read_text() == "intro\n<!-- s -->\nnew\n<!-- e -->\n"
+    page.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="page.md has no <!-- s --> ... <!-- e --> markers"):
+        write_block(page, "<!-- s -->", "<!-- e -->", "new")
+    assert page.read_text() == "no markers\n"
+
+
 def test_replace_block_rewrites_only_between_the_markers():
     """The one writer of the docs' generated blocks (results, protocols, the paper table)."""
     from mllib.results import replace_block
@@ -133,3 +145,11 @@ def test_replace_block_rewrites_only_between_the_markers():
     assert replace_block(text, "<!-- s -->", "<!-- e -->", "new") == "intro\n<!-- s -->\nnew\n<!-- e -->\nafter <!-- e -->\n"
     assert replace_block(text, "<!-- s -->", "<!-- x -->", "new") is None
     assert replace_block("<!-- e -->", "<!-- s -->", "<!-- e -->", "new") is None
+
+
+def test_the_examples_in_mllib_results_docstrings_run():
+    import doctest
+
+    import mllib.results
+    result = doctest.testmod(mllib.results)
+    assert result.attempted > 0 and result.failed == 0
