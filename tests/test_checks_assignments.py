@@ -78,7 +78,11 @@ def test_stored_values_match_the_references():
         got = [graded.decode(v) for v in graded.STORED[name]]
         want = [graded.decode(v) for v in values]
         for g, w in zip(got, want, strict=True):
-            assert torch.equal(g, w), f"{name}: stored values are stale"
+            # a few units in the last place: two CPUs (Intel, AMD) round the same float64 sums differently,
+            # while a stale value (a changed case or reference) differs by far more
+            eps = 16 * torch.finfo(w.dtype).eps
+            assert g.dtype == w.dtype and g.shape == w.shape, f"{name}: stored values are stale"
+            assert torch.allclose(g, w, rtol=eps, atol=eps), f"{name}: stored values are stale"
 
 
 # ----------------------------------------------------------------------------- both layers pass the references
