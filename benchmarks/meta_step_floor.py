@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mllib.bench import BenchSpec, host_info, make_step
+from mllib.bench import BenchSpec, host_info, make_step, round_ratios
 
 FAMILIES = {   # operator family: substrings of ATen operator names (first match wins)
     "convolution": ("conv",),
@@ -58,6 +58,11 @@ def family(op_name: str) -> str:
         if any(part in op_name for part in parts):
             return name
     return "other"
+
+
+def arithmetic_seconds(by_family: dict[str, float]) -> float:
+    """Seconds per step in the network's own arithmetic: the :data:`ARITHMETIC` families summed."""
+    return sum(by_family.get(k, 0.0) for k in ARITHMETIC)
 
 
 def profile_step(step, repeats: int) -> dict[str, float]:
@@ -103,20 +108,17 @@ def main() -> None:
               "setting": f"{args.algo}, 5-way 1-shot, 15 queries, 64 filters, meta-batch 32, 1 inner step",
               "seconds": seconds, "median_seconds": wall, "by_family": by_family}
     for impl in impls:
-        arithmetic = sum(by_family[impl].get(k, 0.0) for k in ARITHMETIC)
-        print(f"{impl:12s} median {wall[impl]:.3f} s/step; profiled: arithmetic {arithmetic:.3f} s, other "
+        print(f"{impl:12s} median {wall[impl]:.3f} s/step; profiled: arithmetic "
+              f"{arithmetic_seconds(by_family[impl]):.3f} s, other "
               f"{by_family[impl].get('other', 0.0):.3f} s | "
               + ", ".join(f"{k} {v:.3f}" for k, v in sorted(by_family[impl].items(), key=lambda kv: -kv[1])))
     if fastest and "mllib-loop" in impls:
-        arithmetic = sum(by_family["mllib-loop"].get(k, 0.0) for k in ARITHMETIC)
         result["fastest_reference"] = fastest
-        result["ratio_median"] = wall["mllib-loop"] / wall[fastest]
-        result["ratio_per_round"] = [m / min(seconds[ref][i] for ref in references)
-                                     for i, m in enumerate(seconds["mllib-loop"])]
-        result["floor_ratio"] = arithmetic / wall[fastest]
-        print(f"mllib-loop / {fastest}: {result['ratio_median']:.3f} (median of rounds: "
-              f"{statistics.median(result['ratio_per_round']):.3f}, worst {max(result['ratio_per_round']):.3f}); "
-              f"the library's arithmetic alone / {fastest}: {result['floor_ratio']:.3f}")
+        result["ratios"] = round_ratios(seconds["mllib-loop"], [seconds[ref] for ref in references])
+        result["floor_ratio"] = arithmetic_seconds(by_family["mllib-loop"]) / wall[fastest]
+        print(f"mllib-loop / fastest reference of each round: {result['ratios']['ratio_median']:.3f} (median), "
+              f"worst {result['ratios']['ratio_worst']:.3f}; the library's arithmetic alone / {fastest}: "
+              f"{result['floor_ratio']:.3f}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
